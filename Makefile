@@ -1,0 +1,111 @@
+# gort: the one entry point. `make run` and `make test` install what they
+# need (tools/deps.sh, apt-get), build, and run. See README.md.
+
+CXX      ?= g++
+BUILD    := build
+OBJ      := $(BUILD)/obj
+WARN     := -Wall -Wextra -Werror
+CXXSTD   := -std=c++20
+OPT      ?= -O2 -g
+# The library: no builtin malloc knowledge (gcc would otherwise be free to
+# turn malloc+memset into a call to our own calloc), hidden symbols except
+# the API, one initial-exec TLS word.
+LIBFLAGS := $(CXXSTD) $(OPT) $(WARN) -fPIC -Iinclude -I. -fvisibility=hidden \
+            -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free \
+            -fno-plt -fno-exceptions -fno-rtti
+TESTFLAGS := $(CXXSTD) -O1 -g $(WARN) -Iinclude -I. -DBOOST_TEST_DYN_LINK -fno-builtin-malloc \
+             -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc
+BENCHFLAGS := $(CXXSTD) -O2 -g $(WARN) -Iinclude -pthread
+
+ALLOC_SRCS := $(wildcard alloc/*.cc)
+LIB_OBJS   := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o)
+
+.PHONY: all deps build lib test run bench clean install format check-format stress
+all: build
+
+deps:
+	@./tools/deps.sh
+
+build: lib tests benches
+
+lib: $(BUILD)/lib/libgort.so $(BUILD)/lib/libgort.a
+
+# operator new must be able to throw: new.cc keeps exceptions.
+$(OBJ)/alloc/new.o: LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
+
+$(OBJ)/%.o: %.cc $(wildcard alloc/*.h include/gort/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(LIBFLAGS) -c $< -o $@
+
+$(BUILD)/lib/libgort.so: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(CXX) -shared -o $@ $^ -Wl,-z,now -Wl,-soname,libgort.so -pthread
+
+$(BUILD)/lib/libgort.a: $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# ---- tests ----
+TEST_ALLOC_SRCS := $(wildcard test/alloc/*_test.cc)
+TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/progs/*.cc)) \
+                   $(patsubst test/shims/%.cc,$(BUILD)/test/lib%.so,$(wildcard test/shims/*.cc))
+TEST_BINS       := $(BUILD)/test/alloc_tests
+
+tests: $(TEST_BINS) $(TEST_PROGS)
+
+$(BUILD)/test/alloc_tests: $(TEST_ALLOC_SRCS) test/alloc/main.cc test/alloc/helpers.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(TESTFLAGS) -o $@ $(TEST_ALLOC_SRCS) test/alloc/main.cc $(BUILD)/lib/libgort.a \
+	  -lboost_unit_test_framework -pthread -ldl
+
+# Helper programs the tests run (some with LD_PRELOAD, some linked to gort).
+$(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< -pthread -ldl
+
+$(BUILD)/test/lib%.so: test/shims/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXSTD) -O1 -g $(WARN) -shared -fPIC -o $@ $< -ldl
+
+test: deps build
+	@echo "== unit, conformance, stress, real programs =="
+	GORT_BUILD=$(BUILD) $(BUILD)/test/alloc_tests --log_level=test_suite --report_level=short
+
+# Longer runs: more threads, more iterations.
+stress: deps build
+	GORT_BUILD=$(BUILD) GORT_STRESS_SCALE=20 $(BUILD)/test/alloc_tests --run_test=stress --log_level=test_suite
+
+# ---- benchmarks ----
+BENCH_SRCS := $(wildcard bench/micro/*.cc bench/workloads/*.cc)
+BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
+
+benches: $(BENCH_BINS)
+
+$(BUILD)/bench/micro/%: bench/micro/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< -lbenchmark
+
+$(BUILD)/bench/workloads/%: bench/workloads/%.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $<
+
+run: deps build
+	/usr/bin/python3 bench/run.py --quick
+
+bench: deps build
+	/usr/bin/python3 bench/run.py
+
+# ---- install ----
+PREFIX ?= /usr/local
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/gort $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(BUILD)/lib/libgort.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 $(BUILD)/lib/libgort.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/gort/*.h $(DESTDIR)$(PREFIX)/include/gort/
+	sed 's|@PREFIX@|$(PREFIX)|' tools/gort.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gort.pc
+
+format:
+	clang-format -i alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h bench/*/*.cc
+
+clean:
+	rm -rf $(BUILD)

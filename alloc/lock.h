@@ -1,0 +1,47 @@
+// mutex: the allocator's lock. A futex word with three states (Drepper's
+// "Futexes are tricky", mutex 3): 0 unlocked, 1 locked, 2 locked with waiters.
+// It spins briefly before sleeping, never allocates, and is valid when
+// zero-initialised, so it works before constructors run and can be reset in a
+// fork child. Lock ordering across the allocator is written in mheap.h.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace gort::alloc {
+
+class mutex {
+ public:
+  void lock() {
+    uint32_t c = 0;
+    if (state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+    lock_slow();
+  }
+  void unlock() {
+    if (state_.exchange(0, std::memory_order_release) == 2) wake();
+  }
+  // Only for a fork child, where the locking thread no longer exists.
+  void reset() { state_.store(0, std::memory_order_relaxed); }
+
+ private:
+  void lock_slow();
+  void wake();
+  std::atomic<uint32_t> state_{0};
+};
+
+class lock_guard {
+ public:
+  explicit lock_guard(mutex& m) : m_(m) { m_.lock(); }
+  ~lock_guard() { m_.unlock(); }
+  lock_guard(const lock_guard&) = delete;
+  lock_guard& operator=(const lock_guard&) = delete;
+
+ private:
+  mutex& m_;
+};
+
+// futex(2) wrappers shared by the lock and the scavenger's sleep.
+void futex_wait(std::atomic<uint32_t>* addr, uint32_t val, int64_t timeout_ns);
+void futex_wake(std::atomic<uint32_t>* addr, int n);
+
+}  // namespace gort::alloc

@@ -1,0 +1,264 @@
+// The C allocation entry points: malloc, free, calloc, realloc, the aligned
+// and usable-size calls, and their gort_* names.
+//
+// Each entry point is the inline fast path of mcache.h plus argument checks;
+// everything unusual (large objects, first call of a thread, bad pointers)
+// goes out of line to the *_slow functions here. Semantics follow glibc where
+// the standards leave a choice, because gort is dropped into programs written
+// against glibc: malloc(0) returns a unique pointer, realloc(p, 0) frees p and
+// returns NULL, memalign rounds a non-power-of-two alignment up, and errors
+// set errno (ENOMEM, EINVAL) except posix_memalign, which returns them.
+//
+// Pointers gort does not own: free() and realloc() of a pointer that is not
+// the start of a live gort block report "invalid pointer" and abort, as glibc
+// does; the check cannot crash (the page map reads null for foreign memory).
+// malloc_usable_size() of such a pointer returns 0.
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "alloc/init.h"
+#include "alloc/mcache.h"
+#include "alloc/mheap.h"
+#include "alloc/scavenger.h"
+#include "alloc/stats.h"
+#include "alloc/sys.h"
+#include "gort/malloc.h"
+
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace gort::alloc {
+
+namespace {
+
+void* large_alloc(size_t size, size_t align) {
+  if (size > (size_t{1} << kAddrBits)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  ensure_init();
+  uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
+  uintptr_t align_pages = align > kPageSize ? align / kPageSize : 1;
+  if (align_pages == 1) {
+    if (mspan* s = cache_take_large(npages)) return reinterpret_cast<void*>(s->base);
+  }
+  mspan* s = g_heap.alloc_span(npages, spanState::large, align_pages);
+  if (!s) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  scavenger_poll();
+  return reinterpret_cast<void*>(s->base);
+}
+
+// Reports a pointer that is not the start of a live block, saying what it is.
+[[noreturn]] void bad_pointer(const char* fn, const void* p) {
+  mspan* s = span_of(p);
+  if (!s) fatal("%s(): invalid pointer %p (not allocated by gort)", fn, p);
+  if (s->state == spanState::cached || s->state == spanState::free)
+    fatal("%s(): double free of %p (a block that was freed already)", fn, p);
+  if (s->state == spanState::small)
+    fatal("%s(): invalid pointer %p (inside a %u-byte block)", fn, p, s->elemsize);
+  fatal("%s(): invalid pointer %p (inside a block of %zu pages)", fn, p,
+        static_cast<size_t>(s->npages));
+}
+
+// The span of a live block that starts at p, or nullptr.
+mspan* block_span(const void* p) {
+  mspan* s = span_of(p);
+  if (!s) return nullptr;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (s->state == spanState::small) {
+    return s->is_object_start(a - s->base) ? s : nullptr;
+  }
+  if (s->state == spanState::large && a == s->base) return s;
+  return nullptr;
+}
+
+size_t block_size(const mspan* s) {
+  return s->state == spanState::small ? s->elemsize : s->npages * kPageSize;
+}
+
+void* aligned_impl(size_t align, size_t size) {
+  if (align <= 8 || (align <= 16 && size > 8)) return malloc_fast(size);
+  if (size <= kMaxSmallSize && align <= kPageSize) {
+    // Every power of two up to 32 KiB is a class, and spans start on a page,
+    // so the first class whose size is a multiple of align is aligned.
+    uint32_t cls = size_to_class(size < align ? align : size);
+    while (class_to_size[cls] % align != 0) cls++;
+    return alloc_class(cls);
+  }
+  return large_alloc(size, align);
+}
+
+void* calloc_impl(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (total <= kMaxSmallSize) {
+    void* p = alloc_class(size_to_class(total));
+    if (p) memset(p, 0, total);
+    return p;
+  }
+  void* p = large_alloc(total, 1);
+  if (p) {
+    mspan* s = span_of(p);
+    if (s->needzero) memset(p, 0, total);  // pages fresh from the OS are zero already
+  }
+  return p;
+}
+
+void* realloc_impl(void* p, size_t size) {
+  if (!p) return malloc_fast(size);
+  if (size == 0) {
+    free_fast(p);
+    return nullptr;
+  }
+  mspan* s = block_span(p);
+  if (!s) bad_pointer("realloc", p);
+  size_t old = block_size(s);
+  if (s->state == spanState::small) {
+    if (size <= kMaxSmallSize && size_to_class(size) == s->free_class) return p;
+  } else if (size > kMaxSmallSize) {
+    uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
+    if (size > (size_t{1} << kAddrBits)) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    if (npages == s->npages) return p;
+    if (npages < s->npages) {
+      g_heap.shrink_span(s, npages);
+      return p;
+    }
+    if (g_heap.try_grow_span(s, npages)) return p;
+  }
+  void* q = malloc_fast(size);
+  if (!q) return nullptr;  // errno is ENOMEM; p is untouched
+  memcpy(q, p, old < size ? old : size);
+  free_fast(p);
+  return q;
+}
+
+}  // namespace
+
+void* malloc_slow(size_t size) {
+  if (size <= kMaxSmallSize) return alloc_class_slow(size_to_class(size));
+  return large_alloc(size, 1);
+}
+
+void free_slow(void* p) {
+  if (!p) return;
+  mspan* s = block_span(p);
+  if (!s) bad_pointer("free", p);
+  if (s->state == spanState::large) {
+    if (cache_keep_large(s)) return;
+    g_heap.free_span(s);
+    scavenger_poll();
+    return;
+  }
+  // A small object freed by a thread without a cache yet (or any more).
+  mcache* c = cache_for_thread();
+  if (c)
+    free_fast(p);
+  else
+    free_direct(p);
+}
+
+size_t usable_size(const void* p) {
+  mspan* s = block_span(p);
+  return s ? block_size(s) : 0;
+}
+
+}  // namespace gort::alloc
+
+using namespace gort::alloc;
+
+GORT_EXPORT void* gort_malloc(size_t size) noexcept { return malloc_fast(size); }
+GORT_EXPORT void gort_free(void* p) noexcept { free_fast(p); }
+GORT_EXPORT void* gort_calloc(size_t n, size_t size) noexcept { return calloc_impl(n, size); }
+GORT_EXPORT void* gort_realloc(void* p, size_t size) noexcept { return realloc_impl(p, size); }
+GORT_EXPORT size_t gort_malloc_usable_size(const void* p) noexcept { return usable_size(p); }
+
+GORT_EXPORT void* gort_aligned_alloc(size_t align, size_t size) noexcept {
+  if (align == 0 || (align & (align - 1)) != 0) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  return aligned_impl(align, size);
+}
+
+GORT_EXPORT void gort_malloc_stats(gort_malloc_stats_t* out) noexcept {
+  ensure_init();
+  collect_stats(out);
+}
+GORT_EXPORT void gort_malloc_stats_print(int fd) noexcept {
+  ensure_init();
+  print_stats(fd);
+}
+GORT_EXPORT size_t gort_scavenge(void) noexcept {
+  ensure_init();
+  return scavenge_now();
+}
+
+// ---- the standard names ----
+
+GORT_EXPORT void* malloc(size_t size) noexcept { return malloc_fast(size); }
+GORT_EXPORT void free(void* p) noexcept { free_fast(p); }
+GORT_EXPORT void* calloc(size_t n, size_t size) noexcept { return calloc_impl(n, size); }
+GORT_EXPORT void* realloc(void* p, size_t size) noexcept { return realloc_impl(p, size); }
+
+GORT_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return realloc_impl(p, total);
+}
+
+GORT_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept {
+  if (align < sizeof(void*) || (align & (align - 1)) != 0) return EINVAL;
+  int saved = errno;
+  void* p = aligned_impl(align, size);
+  errno = saved;
+  if (!p) return ENOMEM;
+  *out = p;
+  return 0;
+}
+
+GORT_EXPORT void* aligned_alloc(size_t align, size_t size) noexcept {
+  return gort_aligned_alloc(align, size);
+}
+
+GORT_EXPORT void* memalign(size_t align, size_t size) noexcept {
+  if (align > (~size_t{0} >> 1) + 1) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (align & (align - 1)) align = size_t{1} << (64 - __builtin_clzll(align));  // glibc rounds up
+  return aligned_impl(align < 8 ? 8 : align, size);
+}
+
+GORT_EXPORT void* valloc(size_t size) noexcept {
+  return aligned_impl(static_cast<size_t>(sysconf(_SC_PAGESIZE)), size);
+}
+
+GORT_EXPORT void* pvalloc(size_t size) noexcept {
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (size > ~size_t{0} - page) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t rounded = size == 0 ? page : (size + page - 1) & ~(page - 1);
+  return aligned_impl(page, rounded);
+}
+
+GORT_EXPORT size_t malloc_usable_size(void* p) noexcept { return usable_size(p); }
+
+// glibc's malloc_trim: give free memory back now. Returns 1 if any was.
+GORT_EXPORT int malloc_trim(size_t) noexcept {
+  ensure_init();
+  return scavenge_now() > 0 ? 1 : 0;
+}

@@ -1,0 +1,213 @@
+// Thread caches: refill, flush, creation and thread exit; see mcache.h.
+#include "alloc/mcache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "alloc/init.h"
+#include "alloc/lock.h"
+#include "alloc/mcentral.h"
+#include "alloc/scavenger.h"
+#include "alloc/sys.h"
+
+namespace gort::alloc {
+
+__thread threadState tl_thread __attribute__((tls_model("initial-exec")));
+
+namespace {
+
+// g_caches_lock guards the registry of live caches and the pool of caches of
+// exited threads. It is taken only when a thread starts or exits, and for
+// statistics; it is taken before any mcentral lock.
+constinit mutex g_caches_lock;
+mcache* g_live = nullptr;
+mcache* g_pool = nullptr;
+constinit fixalloc<mcache> g_cache_alloc;
+pthread_key_t g_key;
+
+void init_stacks(mcache* c) {
+  void** slot = c->slots + 1;
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+    freeStack& st = c->stacks[cls];
+    st.base = st.cur = slot;
+    slot += class_cache_slots(cls);
+    st.end = slot;
+  }
+  c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0};
+  for (mspan*& l : c->large) l = nullptr;
+  c->large_bytes = 0;
+}
+
+// Gives the n oldest objects of a stack (its bottom) back to the mcentral.
+void give_back(uint32_t cls, freeStack& st, uint32_t n, bool to_spans = false) {
+  g_central[cls].free_batch(st.base, n, to_spans);
+  size_t left = static_cast<size_t>(st.cur - st.base) - n;
+  memmove(st.base, st.base + n, left * sizeof(void*));
+  st.cur = st.base + left;
+}
+
+// Empties a cache into the mcentrals and retires it (thread exit, fork child).
+void release_cache(mcache* c) {
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+    freeStack& st = c->stacks[cls];
+    uint32_t batch = g_central[cls].batch;
+    while (st.cur > st.base) {
+      uint32_t have = static_cast<uint32_t>(st.cur - st.base);
+      give_back(cls, st, have < batch ? have : batch, true);
+    }
+  }
+  for (mspan*& l : c->large) {
+    while (mspan* s = l) {
+      l = s->next;
+      s->state = spanState::large;
+      g_heap.free_span(s);
+    }
+  }
+  c->large_bytes = 0;
+  lock_guard g(g_caches_lock);
+  if (c->prev_all)
+    c->prev_all->next_all = c->next_all;
+  else
+    g_live = c->next_all;
+  if (c->next_all) c->next_all->prev_all = c->prev_all;
+  c->next_all = g_pool;
+  g_pool = c;
+}
+
+void thread_exit(void* arg) {
+  mcache* c = static_cast<mcache*>(arg);
+  tl_thread.cache = nullptr;
+  tl_thread.exited = 1;
+  release_cache(c);
+  scavenger_poll();
+}
+
+}  // namespace
+
+void caches_init() { pthread_key_create(&g_key, thread_exit); }
+
+mcache* cache_for_thread() {
+  if (tl_thread.cache) return tl_thread.cache;
+  if (tl_thread.exited || tl_thread.creating) return nullptr;
+  ensure_init();
+  tl_thread.creating = 1;
+  mcache* c;
+  {
+    lock_guard g(g_caches_lock);
+    c = g_pool;
+    if (c)
+      g_pool = c->next_all;
+    else
+      c = g_cache_alloc.alloc();
+    init_stacks(c);
+    c->prev_all = nullptr;
+    c->next_all = g_live;
+    if (g_live) g_live->prev_all = c;
+    g_live = c;
+  }
+  pthread_setspecific(g_key, c);
+  tl_thread.cache = c;
+  tl_thread.creating = 0;
+  return c;
+}
+
+void* alloc_direct(uint32_t cls) {
+  ensure_init();
+  void* p;
+  if (g_central[cls].alloc_batch(&p, 1) == 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  return p;
+}
+
+void free_direct(void* p) { g_central[span_of(p)->free_class].free_batch(&p, 1); }
+
+void* alloc_class_slow(uint32_t cls) {
+  mcache* c = cache_for_thread();
+  if (!c) return alloc_direct(cls);
+  freeStack& st = c->stacks[cls];
+  if (st.cur == st.base) {
+    uint32_t got = g_central[cls].alloc_batch(st.base, g_central[cls].batch);
+    if (got == 0) {
+      errno = ENOMEM;
+      return nullptr;
+    }
+    st.cur = st.base + got;
+    scavenger_poll();
+  }
+  return alloc_class(cls);
+}
+
+void free_cache_slow(mcache* c, uint32_t cls, void* p) {
+  freeStack& st = c->stacks[cls];
+  if (st.cur > st.base && st.cur[-1] == p)
+    fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
+  if (st.cur == st.end) {
+    give_back(cls, st, g_central[cls].batch);
+    scavenger_poll();
+  }
+  *st.cur++ = p;
+}
+
+mspan* cache_take_large(uintptr_t npages) {
+  mcache* c = tl_thread.cache;
+  if (!c || npages > kLargeCachePages) return nullptr;
+  mspan* s = c->large[npages];
+  if (!s) return nullptr;
+  c->large[npages] = s->next;
+  c->large_bytes -= npages * kPageSize;
+  s->next = nullptr;
+  s->state = spanState::large;
+  return s;
+}
+
+bool cache_keep_large(mspan* s) {
+  mcache* c = tl_thread.cache;
+  size_t bytes = s->npages * kPageSize;
+  if (!c || s->npages > kLargeCachePages || c->large_bytes + bytes > kLargeCacheBytes) return false;
+  s->state = spanState::cached;
+  s->needzero = true;
+  s->next = c->large[s->npages];
+  c->large[s->npages] = s;
+  c->large_bytes += bytes;
+  return true;
+}
+
+void caches_lock() { g_caches_lock.lock(); }
+void caches_unlock() { g_caches_lock.unlock(); }
+
+void caches_fork_child() {
+  g_caches_lock.reset();
+  // Only the forking thread exists in the child: the other threads' caches
+  // would never be used again, so give their objects back. A stack is always
+  // consistent (one store publishes a push or a pop).
+  mcache* mine = tl_thread.cache;
+  mcache* c = g_live;
+  while (c) {
+    mcache* next = c->next_all;
+    if (c != mine) release_cache(c);
+    c = next;
+  }
+}
+
+void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches) {
+  lock_guard g(g_caches_lock);
+  size_t n = 0;
+  *large_cached_bytes = 0;
+  for (uint32_t cls = 0; cls < kNumSizeClasses; cls++) cached[cls] = 0;
+  // Other threads move their cur pointers without synchronisation: the sums
+  // are a snapshot that may be a few operations stale, never torn.
+  for (mcache* c = g_live; c; c = c->next_all, n++) {
+    *large_cached_bytes += __atomic_load_n(&c->large_bytes, __ATOMIC_RELAXED);
+    for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+      const freeStack& st = c->stacks[cls];
+      void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
+      cached[cls] += static_cast<uint64_t>(cur - st.base);
+    }
+  }
+  *ncaches = n;
+}
+
+}  // namespace gort::alloc

@@ -1,0 +1,144 @@
+// mcache: a thread's private free objects, one stack of pointers per size
+// class, and the malloc and free fast paths over them.
+//
+// The fast paths take no lock and do no atomic read-modify-write: malloc pops
+// the top of its class's stack, free pushes onto the freeing thread's own
+// stack whatever thread allocated the object. A stack that runs dry refills
+// from the mcentral; a full one gives its oldest batch back (mcache.cc, out
+// of line). Stacks hold pointers, as TCMalloc's per-CPU caches do, rather than
+// lists threaded through the free objects: the only state carried from one
+// call to the next is the stack's cur pointer, a freed object's memory is
+// never written (a use-after-free write cannot corrupt the allocator), and
+// moving a batch to or from the mcentral never touches object memory.
+//
+// Today an mcache belongs to an OS thread, found through one initial-exec TLS
+// word (dlopen'ing libgort.so needs 16 bytes of static TLS); when tasks run on
+// the scheduler each P will own one and a task will use its P's.
+//
+// Thread exit: a pthread key destructor gives every object back to the
+// mcentrals and puts the mcache in a pool for the next thread. malloc calls
+// made after that (later destructors) go to the mcentral directly.
+//
+// Double free: free() compares the object with the top of the stack, which
+// catches free(p); free(p) at the cost of one load from a line it writes
+// anyway. A double free that is not back-to-back is caught by the mcentral's
+// allocBits when the object goes back there (fatal error, not corruption of
+// its metadata; the program may have used the object twice by then).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/mheap.h"
+#include "alloc/sizeclasses.h"
+
+#define GORT_LIKELY(x) __builtin_expect(!!(x), 1)
+#define GORT_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+namespace gort::alloc {
+
+// [base, cur) are free objects of the class; end is the stack's capacity.
+struct freeStack {
+  void** cur;
+  void** base;
+  void** end;
+  uint64_t pad;
+};
+
+// Large spans of up to kLargeCachePages pages that a thread frees are kept
+// (state cached, still in the page map so nothing coalesces with them) for its
+// next large allocation of the same page count, up to kLargeCacheBytes per
+// thread: the 32-256 KiB objects that TCMalloc serves from size classes stay
+// off the mheap lock.
+inline constexpr uint32_t kLargeCachePages = 32;
+inline constexpr size_t kLargeCacheBytes = 1 << 20;
+
+struct alignas(64) mcache {
+  freeStack stacks[kNumSizeClasses];
+  mspan* large[kLargeCachePages + 1];  // by page count, linked through next
+  size_t large_bytes;
+  mcache* next_all;  // registry of live caches, guarded by g_caches_lock
+  mcache* prev_all;
+  // One guard slot, so cur[-1] is always readable, then each class's slots.
+  void* slots[1 + total_cache_slots()];
+};
+
+struct threadState {
+  mcache* cache;     // null until the thread's first malloc, and after it exits
+  uint8_t exited;    // the key destructor ran: no cache any more
+  uint8_t creating;  // making the cache (pthread_setspecific may call malloc)
+};
+extern __thread threadState tl_thread __attribute__((tls_model("initial-exec")));
+
+void* malloc_slow(size_t size);
+void* alloc_class_slow(uint32_t cls);
+void free_slow(void* p);
+// A full stack, or p equal to the top of the stack.
+void free_cache_slow(mcache* c, uint32_t cls, void* p);
+
+// The fast path of every small allocation: pop the top of the class's stack.
+inline void* alloc_class(uint32_t cls) {
+  mcache* c = tl_thread.cache;
+  if (GORT_LIKELY(c != nullptr)) {
+    freeStack& st = c->stacks[cls];
+    void** cur = st.cur;
+    if (GORT_LIKELY(cur != st.base)) {
+      st.cur = --cur;
+      return *cur;
+    }
+  }
+  return alloc_class_slow(cls);
+}
+
+inline void* malloc_fast(size_t size) {
+  if (GORT_LIKELY(size <= kMaxSmallSize)) return alloc_class(size_to_class(size));
+  return malloc_slow(size);
+}
+
+// The fast path of every free: find the class and span with two loads each,
+// check that p is the start of a small object, push it on this thread's
+// stack.
+inline void free_fast(void* ptr) {
+  heapArena* a = arena_of_ptr(ptr);
+  if (GORT_LIKELY(a != nullptr)) {
+    uintptr_t page = page_index(ptr);
+    uint32_t cls = a->pageclass[page];
+    mspan* s = a->spans[page];
+    mcache* c = tl_thread.cache;
+    if (GORT_LIKELY(cls != 0 && c != nullptr &&
+                    s->is_object_start(reinterpret_cast<uintptr_t>(ptr) - s->base))) {
+      freeStack& st = c->stacks[cls];
+      void** cur = st.cur;
+      if (GORT_LIKELY(cur != st.end && cur[-1] != ptr)) {
+        *cur = ptr;
+        st.cur = cur + 1;
+        return;
+      }
+      free_cache_slow(c, cls, ptr);
+      return;
+    }
+  }
+  free_slow(ptr);
+}
+
+// Usable size of a block gort owns, or 0 for null or a pointer that is not
+// the start of a live gort block.
+size_t usable_size(const void* p);
+
+// Cache management (mcache.cc).
+void caches_init();
+mcache* cache_for_thread();
+// Without a cache (a thread that already exited): straight to the mcentral.
+void* alloc_direct(uint32_t cls);
+void free_direct(void* p);
+void caches_lock();
+void caches_unlock();
+void caches_fork_child();
+// Free objects per class in all live caches, and the number of caches.
+void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches);
+// Large spans through the thread's cache: nullptr / false when the cache has
+// none or no room; the caller then goes to the mheap.
+mspan* cache_take_large(uintptr_t npages);
+bool cache_keep_large(mspan* s);
+
+}  // namespace gort::alloc

@@ -1,0 +1,126 @@
+// The per-class central free lists; see mcentral.h.
+#include "alloc/mcentral.h"
+
+#include <string.h>
+
+#include "alloc/mheap.h"
+#include "alloc/sys.h"
+
+namespace gort::alloc {
+
+constinit mcentral g_central[kNumSizeClasses];
+
+void central_init() {
+  size_t total = 0;
+  for (uint32_t c = 1; c < kNumSizeClasses; c++) {
+    mcentral& m = g_central[c];
+    m.cls = c;
+    m.batch = class_batch(c);
+    // At most ~512 KiB of a class waits in its transfer cache.
+    uint32_t slots = static_cast<uint32_t>((512 * 1024) / (m.batch * class_to_size[c]));
+    m.tc_max = slots < 4 ? 4 : slots > kTransferSlots ? kTransferSlots : slots;
+    total += size_t{m.tc_max} * m.batch;
+  }
+  // One mapping for every class's transfer cache; pages are touched only as
+  // batches arrive.
+  void** slab = static_cast<void**>(sys_map(total * sizeof(void*), 4096));
+  if (!slab) fatal("out of memory mapping the transfer caches");
+  for (uint32_t c = 1; c < kNumSizeClasses; c++) {
+    g_central[c].tc = slab;
+    slab += size_t{g_central[c].tc_max} * g_central[c].batch;
+  }
+}
+
+uint32_t mcentral::alloc_batch(void** out, uint32_t want) {
+  lock_guard g(lock);
+  if (ntc > 0 && want == batch) {
+    tc_used_ns = coarse_nanotime();
+    nfetched += batch;
+    memcpy(out, tc + size_t{--ntc} * batch, batch * sizeof(void*));
+    return batch;
+  }
+  uint32_t n = 0;
+  const uint32_t size = class_to_size[cls];
+  while (n < want) {
+    mspan* s = partial.first;
+    if (!s) {
+      s = g_heap.alloc_small_span(cls);
+      if (!s) break;
+      partial.push_front(s);
+      nspans++;
+    }
+    while (n < want) {
+      uint32_t i = s->next_free_index();
+      if (i >= s->nelems) break;
+      s->set_allocated(i);
+      s->freeindex = static_cast<uint16_t>(i + 1);
+      s->alloc_count++;
+      // Highest address at the bottom: the cache pops from the top, so the
+      // program gets ascending addresses.
+      out[want - 1 - n] = reinterpret_cast<void*>(s->base + uintptr_t{i} * size);
+      n++;
+    }
+    if (s->alloc_count == s->nelems) {
+      partial.remove(s);
+      full.push_front(s);
+    }
+  }
+  if (n < want) memmove(out, out + (want - n), n * sizeof(void*));
+  nfetched += n;
+  return n;
+}
+
+void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans) {
+  lock_guard g(lock);
+  nreturned += n;
+  if (n == batch && ntc < tc_max && !to_spans) {
+    tc_used_ns = coarse_nanotime();
+    memcpy(tc + size_t{ntc++} * batch, objs, batch * sizeof(void*));
+    return;
+  }
+  return_to_spans(objs, n);
+}
+
+void mcentral::return_to_spans(void* const* objs, uint32_t n, int64_t freed_at) {
+  for (uint32_t k = 0; k < n; k++) {
+    void* p = objs[k];
+    mspan* s = span_of(p);
+    uint32_t i = s->objindex(reinterpret_cast<uintptr_t>(p));
+    if (!s->is_allocated(i))
+      fatal("free(): double free of %p (a %u-byte object)", p, static_cast<unsigned>(s->elemsize));
+    s->clear_allocated(i);
+    if (i < s->freeindex) s->freeindex = static_cast<uint16_t>(i);
+    if (s->alloc_count == s->nelems) {
+      full.remove(s);
+      partial.push_front(s);
+    }
+    if (--s->alloc_count == 0) {
+      partial.remove(s);
+      nspans--;
+      g_heap.free_span(s, freed_at);
+    }
+  }
+}
+
+int64_t mcentral::release_transfer(int64_t min_idle_ns, int64_t now) {
+  lock_guard g(lock);
+  if (ntc == 0) return 0;
+  int64_t idle = now - tc_used_ns;
+  if (idle < min_idle_ns) return min_idle_ns - idle;
+  while (ntc > 0) {
+    ntc--;
+    return_to_spans(tc + size_t{ntc} * batch, batch, tc_used_ns);
+  }
+  return 0;
+}
+
+int64_t release_idle_transfer_caches(int64_t min_idle_ns) {
+  int64_t now = coarse_nanotime(), next = -1;
+  for (uint32_t c = 1; c < kNumSizeClasses; c++) {
+    int64_t wait = g_central[c].release_transfer(min_idle_ns, now);
+    if (wait > 0 && (next < 0 || wait < next)) next = wait;
+  }
+  return next;
+}
+
+}  // namespace gort::alloc

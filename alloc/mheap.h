@@ -1,0 +1,153 @@
+// mheap: the page heap under every allocation.
+//
+// Address space comes from the OS in arenas of 64 MiB, each aligned to 64 MiB
+// (so also to 2 MiB huge pages), as in Go on 64-bit Linux. A region larger
+// than one arena (a huge allocation) is a run of adjacent arenas. Each arena
+// has out-of-line metadata, a heapArena: a page map entry per 8 KiB page and a
+// per-page "released" bit.
+//
+// Page map (O(1) pointer -> span): arenas[addr >> 26] is the arena's
+// heapArena or null (not gort's memory); its spans[page] is
+//  - the span, for every page of an in-use (small or large) span;
+//  - the span, for the first and last page of a free span; null inside it;
+//  - null for pages that are in no span.
+// So free() of any pointer costs two loads to find its span, and a pointer the
+// allocator does not own reads null instead of crashing. pageclass is set for
+// exactly the pages of small spans.
+//
+// Free pages are kept as free spans, coalesced with free neighbours on every
+// free, in lists by size (1..127 pages, exact) plus one list of larger runs
+// (best fit, lowest address on ties). Within a list, spans that are still
+// backed by memory come first so reuse avoids page faults; fully released
+// spans go last.
+//
+// released bit (per page): 1 when the page holds no memory (never touched, or
+// given back with MADV_DONTNEED) and reads as zero. A span allocated from
+// pages that are all released needs no zeroing (calloc uses this).
+//
+// Lock ordering: mcentral.lock before mheap.lock; mheap.lock is a leaf (no
+// allocator lock is taken while holding it, and nothing in it calls malloc).
+// The scavenger drops mheap.lock around madvise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/fixalloc.h"
+#include "alloc/lock.h"
+#include "alloc/mspan.h"
+
+namespace gort::alloc {
+
+inline constexpr size_t kArenaShift = 26;
+inline constexpr size_t kArenaSize = size_t{1} << kArenaShift;  // 64 MiB
+inline constexpr size_t kPagesPerArena = kArenaSize / kPageSize;
+inline constexpr size_t kAddrBits = 48;  // x86-64 user space
+inline constexpr size_t kArenaL1 = size_t{1} << (kAddrBits - kArenaShift);
+inline constexpr size_t kFreeListsExact = 128;  // free lists by exact page count 1..127
+
+struct heapArena {
+  mspan* spans[kPagesPerArena];
+  // pageclass[page]: the size class of the small span the page belongs to,
+  // else 0. free() finds an object's class with two loads (arena, byte)
+  // instead of three (arena, span, field): the class decides which stack
+  // free() writes, so it is on the critical path of the next malloc.
+  uint8_t pageclass[kPagesPerArena];
+  uint64_t released[kPagesPerArena / 64];
+};
+
+// arenas is a flat 4 Mi-entry table (32 MiB of zero pages in .bss: only the
+// entries of arenas in use are ever touched).
+extern heapArena* g_arenas[kArenaL1];
+
+// The span of p, or nullptr if p is not in a span (including foreign pointers
+// and null). Lock-free: entries of in-use spans do not change while the span
+// is in use by its owner.
+inline heapArena* arena_of_ptr(const void* ptr) {
+  uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  if (p >> kAddrBits) return nullptr;
+  return g_arenas[p >> kArenaShift];
+}
+inline uintptr_t page_index(const void* ptr) {
+  return (reinterpret_cast<uintptr_t>(ptr) >> kPageShift) % kPagesPerArena;
+}
+
+inline mspan* span_of(const void* ptr) {
+  uintptr_t p = reinterpret_cast<uintptr_t>(ptr);
+  if (p >> kAddrBits) return nullptr;
+  heapArena* a = g_arenas[p >> kArenaShift];
+  if (!a) return nullptr;
+  return a->spans[(p >> kPageShift) % kPagesPerArena];
+}
+
+struct heapStats {
+  size_t mapped = 0;          // arena bytes reserved from the OS
+  size_t inuse_pages = 0;     // pages in small or large spans
+  size_t free_pages = 0;      // pages in free spans (backed or not)
+  size_t released_pages = 0;  // free pages that hold no memory
+  size_t large_inuse = 0;     // large spans in use
+  uint64_t large_allocs = 0;  // cumulative
+  uint64_t large_frees = 0;
+  uint64_t scavenged_bytes = 0;  // cumulative bytes returned to the OS
+  uint64_t scavenge_passes = 0;
+  size_t meta_mapped = 0;  // span metadata and arena metadata
+};
+
+class mheap {
+ public:
+  // Allocates a span of npages pages, aligned to align_pages pages (a power of
+  // two), in state st. Returns nullptr when the OS refuses memory.
+  mspan* alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages = 1);
+  // A span of class cls for an mcentral: alloc_span + init_small + pageclass.
+  mspan* alloc_small_span(uint32_t cls);
+  // Returns an in-use span's pages to the free lists (coalescing). freed_at
+  // (coarse ns) backdates the pages' age when they were idle before this call
+  // (a drained transfer cache); -1 means now.
+  void free_span(mspan* s, int64_t freed_at = -1);
+  // Shrinks a large span in place to npages (frees the tail).
+  void shrink_span(mspan* s, uintptr_t npages);
+  // Grows a large span in place to npages if the pages after it are free.
+  bool try_grow_span(mspan* s, uintptr_t npages);
+  // Releases to the OS free spans that have been free for at least min_age_ns
+  // (all free spans if min_age_ns is 0). Returns bytes released; *next_ns gets
+  // the time until the next span becomes old enough, or -1 if none is waiting.
+  size_t scavenge(int64_t min_age_ns, int64_t* next_ns);
+  // Backed bytes in free spans (what the scavenger could release).
+  size_t free_backed_bytes();
+
+  heapStats stats();
+  // Checks the invariants above over every free span (for tests; O(heap)).
+  // Returns nullptr if they hold, else what is wrong.
+  const char* verify();
+  // Fork support: lock before fork, unlock in the parent, reset in the child.
+  void lock() { lock_.lock(); }
+  void unlock() { lock_.unlock(); }
+  void reset_lock() { lock_.reset(); }
+
+ private:
+  mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages);
+  mspan* find_free(uintptr_t npages);
+  bool grow(uintptr_t npages);
+  mspan* carve(mspan* f, uintptr_t start, uintptr_t npages);
+  void insert_free(mspan* s);
+  void remove_free(mspan* s);
+  void free_locked(mspan* s);
+  void set_pages(uintptr_t base, uintptr_t npages, mspan* s);
+  void set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls);
+  void set_free_ends(mspan* s);
+  uintptr_t count_released(uintptr_t base, uintptr_t npages, bool clear);
+  void mark_released(uintptr_t base, uintptr_t npages);
+  heapArena* arena_of(uintptr_t addr) { return g_arenas[addr >> kArenaShift]; }
+
+  mutex lock_;  // guards everything below
+  spanList free_[kFreeListsExact];  // free_[n]: free spans of exactly n pages
+  spanList free_large_;             // free spans of >= kFreeListsExact pages
+  uint64_t nonempty_[kFreeListsExact / 64] = {};
+  fixalloc<mspan> spanalloc_;
+  uintptr_t next_hint_ = 0;  // where the next arena region would be adjacent
+  heapStats st_;
+};
+
+extern mheap g_heap;
+
+}  // namespace gort::alloc

@@ -1,0 +1,120 @@
+// mspan: a run of pages and the objects in it.
+//
+// Every byte of heap memory belongs to exactly one span. A span is either
+//  - free: in one of the mheap's free lists, pages possibly released to the OS;
+//  - small: cut into nelems objects of one size class, owned by that class's
+//    mcentral (its partial or full list) or by no list while a cache empties it;
+//  - large: one object of npages pages (a request over 32 KiB).
+//
+// Span metadata lives out of line (mheap.spanalloc), never inside the pages it
+// describes, so a heap overflow cannot corrupt it and freed pages can be
+// returned to the OS whole.
+//
+// GC state is here from day one, as in Go: allocBits has a bit per object that
+// is handed out (to a cache or the program) and gcmarkBits is the collector's
+// mark bitmap for the same objects. For explicit malloc spans the mcentral
+// sets an alloc bit when it gives an object to a cache and clears it when the
+// object comes back, which is also how a double free that reaches the mcentral
+// is caught.
+//
+// The fields free() reads on its fast path (base, start_magic, free_class)
+// come first, in one cache line.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/sizeclasses.h"
+
+namespace gort::alloc {
+
+enum class spanState : uint8_t {
+  dead = 0,    // metadata not describing any pages (in spanalloc's free list)
+  free,        // in the mheap's free lists
+  small,       // explicit-malloc objects of one size class
+  large,       // one explicit-malloc object
+  cached,      // a freed large span kept in a thread's mcache for reuse
+  scavenging,  // taken out of the free lists by the scavenger, being released
+};
+
+inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B
+inline constexpr int kBitmapWords = kMaxObjsPerSpan / 64;
+
+struct mspan {
+  // --- free() fast path ---
+  uintptr_t base = 0;  // address of the first page
+  // Small spans: ceil(2^64 / elemsize). An offset off (< 2^32) is a multiple
+  // of elemsize iff off * start_magic <= start_magic - 1 (Lemire, "Faster
+  // remainder by direct computation"): free() checks that p starts an object
+  // with one multiply.
+  uint64_t start_magic = 0;
+  uint32_t elemsize = 0;   // object size (small spans)
+  uint32_t div_mul = 0;    // see div_mul_for(): offset -> object index
+  uint8_t free_class = 0;  // size class when state == small, else 0
+  spanState state = spanState::dead;
+  spanClass spanclass = 0;
+  bool needzero = false;  // large spans: some page may hold old data
+  uint16_t nelems = 0;
+  uint16_t alloc_count = 0;  // objects whose alloc bit is set
+  // --- everything else ---
+  uint16_t freeindex = 0;  // every object below freeindex is allocated
+  uintptr_t npages = 0;
+  mspan* next = nullptr;  // list links (mcentral or mheap free list)
+  mspan* prev = nullptr;
+  int64_t free_since = 0;  // free spans: when the span last changed (ns)
+  uintptr_t nbacked = 0;   // free spans: pages still backed by memory (not released)
+  uint64_t allocBits[kBitmapWords] = {};
+  uint64_t gcmarkBits[kBitmapWords] = {};
+
+  uintptr_t limit() const { return base + npages * kPageSize; }
+  bool is_object_start(uintptr_t off) const { return off * start_magic <= start_magic - 1; }
+  uint32_t objindex(uintptr_t p) const {
+    return static_cast<uint32_t>((uint64_t{p - base} * div_mul) >> 32);
+  }
+  bool is_allocated(uint32_t i) const { return allocBits[i / 64] >> (i % 64) & 1; }
+  void set_allocated(uint32_t i) { allocBits[i / 64] |= uint64_t{1} << (i % 64); }
+  void clear_allocated(uint32_t i) { allocBits[i / 64] &= ~(uint64_t{1} << (i % 64)); }
+  // Index of the first free object at or after freeindex, or nelems if none.
+  uint32_t next_free_index();
+  // Turns a span from the heap into a span of small objects of class cls.
+  void init_small(uint32_t cls);
+};
+
+// An intrusive doubly-linked list of spans (mcentral partial/full lists, mheap
+// free lists). The lock of the list's owner guards it.
+struct spanList {
+  mspan* first = nullptr;
+  mspan* last = nullptr;
+  bool empty() const { return first == nullptr; }
+  void push_front(mspan* s) {
+    s->prev = nullptr;
+    s->next = first;
+    if (first)
+      first->prev = s;
+    else
+      last = s;
+    first = s;
+  }
+  void push_back(mspan* s) {
+    s->next = nullptr;
+    s->prev = last;
+    if (last)
+      last->next = s;
+    else
+      first = s;
+    last = s;
+  }
+  void remove(mspan* s) {
+    if (s->prev)
+      s->prev->next = s->next;
+    else
+      first = s->next;
+    if (s->next)
+      s->next->prev = s->prev;
+    else
+      last = s->prev;
+    s->next = s->prev = nullptr;
+  }
+};
+
+}  // namespace gort::alloc

@@ -1,0 +1,95 @@
+// Environment parsing; see options.h.
+#include "alloc/options.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc/sys.h"
+
+namespace gort::alloc {
+
+constinit options g_options;
+
+static bool parse_uint(const char* s, size_t len, int64_t max, int64_t* out) {
+  if (len == 0 || len > 18) return false;
+  int64_t v = 0;
+  for (size_t i = 0; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  if (v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool parse_scavenge(const char* s, int64_t* delay_ns, const char** why) {
+  if (strcmp(s, "off") == 0) {
+    *delay_ns = -1;
+    return true;
+  }
+  int64_t ms;
+  if (!parse_uint(s, strlen(s), 3600 * 1000, &ms)) {
+    *why = "expected 'off' or a delay in milliseconds from 0 to 3600000";
+    return false;
+  }
+  *delay_ns = ms * 1000000;
+  return true;
+}
+
+bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
+  // A comma-separated list of name=value, like GODEBUG.
+  while (*s) {
+    const char* end = strchr(s, ',');
+    size_t len = end ? static_cast<size_t>(end - s) : strlen(s);
+    const char* eq = static_cast<const char*>(memchr(s, '=', len));
+    if (len == 0) {
+      s += 1;
+      continue;
+    }
+    size_t nlen = eq ? static_cast<size_t>(eq - s) : len;
+    int64_t v = 0;
+    if (!eq || !parse_uint(eq + 1, len - nlen - 1, 1 << 30, &v)) {
+      snprintf(why, whylen, "'%.*s' is not name=number", static_cast<int>(len), s);
+      return false;
+    }
+    if (nlen == 6 && memcmp(s, "mstats", 6) == 0) {
+      o->mstats = v != 0;
+    } else if (nlen == 9 && memcmp(s, "scavtrace", 9) == 0) {
+      o->scavtrace = v != 0;
+    } else {
+      snprintf(why, whylen, "unknown setting '%.*s' (known: mstats, scavtrace)",
+               static_cast<int>(nlen), s);
+      return false;
+    }
+    s += len;
+    if (*s == ',') s++;
+  }
+  return true;
+}
+
+void options_init() {
+  static bool done = false;
+  if (done) return;
+  done = true;
+  if (const char* v = getenv("GORT_SCAVENGE")) {
+    const char* why = nullptr;
+    if (!parse_scavenge(v, &g_options.scavenge_delay_ns, &why))
+      print_err("GORT_SCAVENGE=%s: %s; using the default (500)", v, why);
+  }
+  if (const char* v = getenv("GORT_DEBUG")) {
+    char why[160];
+    options o = g_options;
+    if (parse_debug(v, &o, why, sizeof why)) {
+      g_options = o;
+      if (o.mstats) {
+        int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
+        if (fd >= 0) g_options.mstats_fd = fd;
+      }
+    } else
+      print_err("GORT_DEBUG=%s: %s; ignoring GORT_DEBUG", v, why);
+  }
+}
+
+}  // namespace gort::alloc

@@ -1,0 +1,36 @@
+// Every environment variable the allocator reads, parsed in one place.
+//
+// Read once, at heap initialisation (the first malloc), with getenv only. A
+// bad value is reported on stderr ("gort: GORT_X=...: why") and the default is
+// kept: a typo must not take down a program that gort was preloaded into.
+// docs/tuning.md documents each knob.
+#pragma once
+
+#include <cstdint>
+
+namespace gort::alloc {
+
+struct options {
+  // GORT_SCAVENGE=off|<ms>: free pages go back to the OS once they have stayed
+  // free this long. Negative means the background scavenger is off.
+  int64_t scavenge_delay_ns = 500 * 1000000LL;
+  // GORT_DEBUG=mstats=1: print allocator statistics on stderr at exit.
+  bool mstats = false;
+  // Where mstats go: a duplicate of stderr taken at startup, because programs
+  // such as coreutils close stderr in an atexit handler before gort prints.
+  int mstats_fd = 2;
+  // GORT_DEBUG=scavtrace=1: print one line per scavenger pass that released memory.
+  bool scavtrace = false;
+};
+
+extern options g_options;
+
+// Parses the environment into g_options; safe to call before libc is ready
+// and more than once (the later calls do nothing).
+void options_init();
+
+// Parsers, exposed for tests: return false (and set *why) on a bad value.
+bool parse_scavenge(const char* s, int64_t* delay_ns, const char** why);
+bool parse_debug(const char* s, options* o, char* why, unsigned whylen);
+
+}  // namespace gort::alloc

@@ -1,0 +1,110 @@
+// The background scavenger; see scavenger.h.
+#include "alloc/scavenger.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+
+#include "alloc/lock.h"
+#include "alloc/mcentral.h"
+#include "alloc/mheap.h"
+#include "alloc/options.h"
+#include "alloc/sys.h"
+
+namespace gort::alloc {
+
+namespace {
+
+enum : uint32_t { kNotStarted, kStarting, kRunning };
+std::atomic<uint32_t> g_state{kNotStarted};
+std::atomic<bool> g_want_start{false};
+std::atomic<bool> g_idle{false};      // asleep with no deadline
+std::atomic<uint32_t> g_wake_seq{0};  // futex word
+
+constexpr int64_t kMinSleepNs = 10 * 1000000LL;
+
+void* scavenger_main(void*) {
+  const int64_t delay = g_options.scavenge_delay_ns;
+  for (;;) {
+    uint32_t seq = g_wake_seq.load(std::memory_order_acquire);
+    int64_t tc_next = release_idle_transfer_caches(delay);
+    int64_t next = -1;
+    size_t released = g_heap.scavenge(delay, &next);
+    if (tc_next >= 0 && (next < 0 || tc_next < next)) next = tc_next;
+    if (released && g_options.scavtrace) {
+      heapStats s = g_heap.stats();
+      print_err("scav: released %zu KiB; heap in use %zu KiB, free %zu KiB, released %zu KiB",
+                released >> 10, s.inuse_pages * kPageSize >> 10,
+                (s.free_pages - s.released_pages) * kPageSize >> 10,
+                s.released_pages * kPageSize >> 10);
+    }
+    if (next < 0) {
+      // Nothing to release and nothing that could become releasable without
+      // a free: sleep until scavenger_notify().
+      g_idle.store(true, std::memory_order_seq_cst);
+      futex_wait(&g_wake_seq, seq, -1);
+      g_idle.store(false, std::memory_order_relaxed);
+    } else {
+      futex_wait(&g_wake_seq, seq, next > kMinSleepNs ? next : kMinSleepNs);
+    }
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+void scavenger_notify() {
+  if (g_options.scavenge_delay_ns < 0) return;
+  if (g_state.load(std::memory_order_relaxed) != kRunning) {
+    g_want_start.store(true, std::memory_order_relaxed);
+    return;
+  }
+  // Bump the sequence first: a scavenger about to sleep on the old value then
+  // does not sleep, and one already asleep is woken.
+  g_wake_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
+}
+
+void scavenger_poll() {
+  if (!g_want_start.load(std::memory_order_relaxed)) return;
+  if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
+  if (g_heap.free_backed_bytes() < kScavengerStartBytes) return;
+  uint32_t expect = kNotStarted;
+  if (!g_state.compare_exchange_strong(expect, kStarting)) return;
+  // pthread_create allocates (this thread's malloc re-enters here, and the
+  // state check above stops the recursion).
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  pthread_t t;
+  int rc = pthread_create(&t, &attr, scavenger_main, nullptr);
+  pthread_attr_destroy(&attr);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc != 0) {
+    print_err("cannot start the scavenger thread (error %d); free memory stays mapped", rc);
+    return;  // stay in kStarting: do not retry on every free
+  }
+  pthread_setname_np(t, "gort-scavenger");
+  g_state.store(kRunning, std::memory_order_release);
+}
+
+void scavenger_fork_child() {
+  bool was = g_state.load(std::memory_order_relaxed) == kRunning;
+  g_state.store(kNotStarted, std::memory_order_relaxed);
+  g_idle.store(false, std::memory_order_relaxed);
+  g_want_start.store(was, std::memory_order_relaxed);
+}
+
+size_t scavenge_now() {
+  release_idle_transfer_caches(0);
+  return g_heap.scavenge(0, nullptr);
+}
+
+bool scavenger_running() { return g_state.load(std::memory_order_acquire) == kRunning; }
+
+}  // namespace gort::alloc

@@ -1,0 +1,35 @@
+// The background scavenger: returns free pages to the OS on its own clock.
+//
+// A page is released once its free span has stayed free for
+// GORT_SCAVENGE milliseconds (default 500), so memory that a program frees and
+// soon reuses is never faulted in twice (the VM this was tuned on pays ~10 us
+// per first touch), while an idle process still shrinks to its live heap
+// within about a second. The scavenger is a thread of its own: it does not
+// wait for the program to call malloc again (jemalloc's decay only advances on
+// allocator activity). When nothing is left to release it sleeps on a futex
+// until a span is freed.
+//
+// It starts lazily, the first time at least kScavengerStartBytes of freed
+// memory is waiting, so small short-lived processes (shell tools, git) stay
+// single-threaded. Its signals are all blocked.
+//
+// Threading: scavenger_notify() may be called with allocator locks held (it
+// only reads flags and wakes a futex); scavenger_poll() starts the thread and
+// must be called with no allocator lock held.
+#pragma once
+
+#include <cstddef>
+
+namespace gort::alloc {
+
+inline constexpr size_t kScavengerStartBytes = 4 << 20;
+
+void scavenger_notify();
+void scavenger_poll();
+// Fork child: the thread did not survive; start it again on demand.
+void scavenger_fork_child();
+// For tests and gort_scavenge(): release every free page now.
+size_t scavenge_now();
+bool scavenger_running();
+
+}  // namespace gort::alloc

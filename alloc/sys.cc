@@ -1,0 +1,100 @@
+// OS memory and diagnostics for the allocator; see sys.h.
+#include "alloc/sys.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+namespace gort::alloc {
+
+void* sys_map(size_t n, size_t align, bool noreserve) {
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0);
+  if (n + align < n) return nullptr;
+  n = (n + 4095) & ~size_t{4095};
+  // Over-map by align and trim both ends: the kernel gives page alignment only.
+  size_t span = n + align;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, flags, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + align - 1) & ~(uintptr_t{align} - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + span, want_end = aligned + n;
+  if (end > want_end) munmap(reinterpret_cast<void*>(want_end), end - want_end);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void* sys_map_at(void* hint, size_t n) {
+  void* p = mmap(hint, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
+                 -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  if (p != hint) {  // kernels before 4.17 treat the flag as a plain hint
+    munmap(p, n);
+    return nullptr;
+  }
+  return p;
+}
+
+void sys_unmap(void* p, size_t n) { munmap(p, n); }
+
+void sys_release(void* p, size_t n) {
+  int saved = errno;  // free() must not change errno
+  madvise(p, n, MADV_DONTNEED);
+  errno = saved;
+}
+
+int64_t nanotime() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+int64_t coarse_nanotime() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+void sys_write_all(int fd, const char* buf, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, buf, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;
+    buf += w;
+    n -= static_cast<size_t>(w);
+  }
+}
+
+static void vprint(const char* prefix, const char* fmt, va_list ap) {
+  char buf[512];
+  int k = snprintf(buf, sizeof buf, "%s", prefix);
+  int m = vsnprintf(buf + k, sizeof buf - static_cast<size_t>(k) - 1, fmt, ap);
+  size_t len = static_cast<size_t>(k) + (m < 0 ? 0 : static_cast<size_t>(m));
+  if (len > sizeof buf - 2) len = sizeof buf - 2;
+  buf[len++] = '\n';
+  sys_write_all(2, buf, len);
+}
+
+void print_err(const char* fmt, ...) {
+  int saved = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  vprint("gort: ", fmt, ap);
+  va_end(ap);
+  errno = saved;
+}
+
+void fatal(const char* fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vprint("gort: fatal error: ", fmt, ap);
+  va_end(ap);
+  abort();
+}
+
+}  // namespace gort::alloc

@@ -1,0 +1,41 @@
+// The allocator's only contact with the operating system's memory calls.
+//
+// Heap memory is reserved with mmap as read-write anonymous private memory:
+// Linux backs a page only when it is first touched, so a reservation costs
+// address space, not RSS. Memory goes back with madvise(MADV_DONTNEED), after
+// which the pages read as zero when touched again. gort never calls
+// madvise(MADV_HUGEPAGE): arenas are 2 MiB aligned so the kernel *can* use
+// huge pages when THP is "always", but gort does not force them (see
+// docs/tuning.md, "Transparent Huge Pages").
+//
+// Nothing here calls malloc; everything here is safe before libc is ready.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace gort::alloc {
+
+// Maps n bytes aligned to align (a power of two >= the OS page size), or
+// returns nullptr. noreserve maps without swap accounting (metadata tables that
+// are mostly never touched).
+void* sys_map(size_t n, size_t align, bool noreserve = false);
+// Maps n bytes exactly at hint, or returns nullptr if that address is taken.
+void* sys_map_at(void* hint, size_t n);
+// Unmaps a range obtained from sys_map.
+void sys_unmap(void* p, size_t n);
+// Returns the pages of [p, p+n) to the OS; they read as zero afterwards.
+void sys_release(void* p, size_t n);
+// Monotonic clock in nanoseconds (vDSO; no allocation).
+int64_t nanotime();
+// The same clock at tick resolution (a few ms), for ages of free memory:
+// reading it costs a few loads, cheap enough for allocator slow paths.
+int64_t coarse_nanotime();
+// Writes the whole buffer to fd, retrying on EINTR; for diagnostics.
+void sys_write_all(int fd, const char* buf, size_t n);
+// Prints "gort: fatal error: <msg>" and aborts. Never allocates.
+[[noreturn]] void fatal(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// Prints "gort: <msg>" on stderr. Never allocates.
+void print_err(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+}  // namespace gort::alloc

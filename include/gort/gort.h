@@ -1,0 +1,7 @@
+/* gort/gort.h: all of gort's public API. */
+#ifndef GORT_GORT_H
+#define GORT_GORT_H
+
+#include <gort/malloc.h>
+
+#endif /* GORT_GORT_H */

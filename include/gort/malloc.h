@@ -1,0 +1,76 @@
+/* gort/malloc.h: gort's malloc extensions and introspection (C API).
+ *
+ * Linking libgort (or LD_PRELOAD=libgort.so) replaces malloc, free, calloc,
+ * realloc, reallocarray, posix_memalign, aligned_alloc, memalign, valloc,
+ * pvalloc, malloc_usable_size, malloc_trim and every operator new/delete.
+ * The gort_* names below are the same allocator under names that never
+ * collide, plus statistics. See docs/alloc.md.
+ */
+#ifndef GORT_MALLOC_H
+#define GORT_MALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#define GORT_NOEXCEPT noexcept
+#else
+#define GORT_NOEXCEPT
+#endif
+
+#define GORT_NUM_SIZE_CLASSES 67 /* class 0 is "large" (> 32 KiB) */
+
+void* gort_malloc(size_t size) GORT_NOEXCEPT;
+void* gort_calloc(size_t n, size_t size) GORT_NOEXCEPT;
+void* gort_realloc(void* p, size_t size) GORT_NOEXCEPT;
+void* gort_aligned_alloc(size_t alignment, size_t size) GORT_NOEXCEPT;
+void gort_free(void* p) GORT_NOEXCEPT;
+size_t gort_malloc_usable_size(const void* p) GORT_NOEXCEPT;
+
+typedef struct gort_size_class_stats {
+  uint32_t size;           /* object size in bytes */
+  uint32_t pages_per_span; /* 8 KiB pages in a span of this class */
+  uint64_t spans;          /* spans of this class in use (class 0: large objects) */
+  uint64_t inuse;          /* objects in the program's hands */
+  uint64_t cached;         /* free objects waiting in thread and transfer caches */
+  uint64_t fetched;        /* objects moved from the class's mcentral to caches, cumulative */
+  uint64_t returned;       /* objects moved back, cumulative */
+} gort_size_class_stats_t;
+
+typedef struct gort_malloc_stats {
+  size_t heap_mapped;      /* address space reserved for the heap (arenas) */
+  size_t heap_inuse;       /* bytes in spans holding objects */
+  size_t heap_free;        /* bytes in free spans still backed by memory */
+  size_t heap_released;    /* bytes in free spans returned to the OS (or never touched) */
+  size_t bytes_allocated;  /* bytes in live objects (small: class size; large: pages) */
+  size_t bytes_cached;     /* bytes of free objects in thread and transfer caches
+                              (including freed large blocks kept for reuse) */
+  size_t metadata;         /* span and arena metadata mapped */
+  uint64_t small_inuse;    /* small (<= 32 KiB) objects in the program's hands */
+  uint64_t large_allocs;   /* cumulative large allocations */
+  uint64_t large_frees;
+  uint64_t scavenged;      /* cumulative bytes returned to the OS */
+  uint64_t scavenge_passes;
+  uint32_t thread_caches;  /* live thread caches */
+  int32_t scavenger_running;
+  gort_size_class_stats_t classes[GORT_NUM_SIZE_CLASSES];
+} gort_malloc_stats_t;
+
+/* Fills *out with a snapshot (other threads keep running; counters may be a
+ * few operations stale). Never allocates. Small-object counts are kept per
+ * batch, not per call, so that malloc's fast path does not pay for them:
+ * fetched/returned move in batches between a class's mcentral and the
+ * thread caches, and inuse = fetched - returned - cached. */
+void gort_malloc_stats(gort_malloc_stats_t* out) GORT_NOEXCEPT;
+/* Prints the statistics in human-readable form to fd (what
+ * GORT_DEBUG=mstats=1 prints at exit). */
+void gort_malloc_stats_print(int fd) GORT_NOEXCEPT;
+/* Returns every free page to the OS now; returns the bytes released. */
+size_t gort_scavenge(void) GORT_NOEXCEPT;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GORT_MALLOC_H */

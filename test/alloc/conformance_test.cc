@@ -1,0 +1,338 @@
+// Every allocation entry point's contract: alignment, usable size, contents
+// across realloc, calloc zeroing reused memory, errno and every failure path,
+// operator new/delete in all forms with bad_alloc and new_handler.
+// Impossible sizes and stale pointers are what these tests pass on purpose.
+#pragma GCC diagnostic ignored "-Walloc-size-larger-than="
+#pragma GCC diagnostic ignored "-Wuse-after-free"
+#include <errno.h>
+#include <malloc.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <new>
+#include <random>
+#include <vector>
+
+#include "gort/malloc.h"
+
+
+namespace {
+
+bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+void fill(void* p, size_t n, unsigned seed) {
+  auto* b = static_cast<unsigned char*>(p);
+  for (size_t i = 0; i < n; i++) b[i] = static_cast<unsigned char>(seed + i * 7);
+}
+bool check(const void* p, size_t n, unsigned seed) {
+  auto* b = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < n; i++)
+    if (b[i] != static_cast<unsigned char>(seed + i * 7)) return false;
+  return true;
+}
+
+// Sizes that cross every class boundary and go well into large objects.
+std::vector<size_t> interesting_sizes() {
+  std::vector<size_t> v = {0, 1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33};
+  for (size_t s = 48; s <= 4 << 20; s = s * 5 / 4 + 8) {
+    v.push_back(s - 1);
+    v.push_back(s);
+    v.push_back(s + 1);
+  }
+  for (size_t s : {size_t{32768}, size_t{32769}, size_t{65536}, size_t{262144}, size_t{262145},
+                   size_t{1} << 20, (size_t{1} << 24) + 3})
+    v.push_back(s);
+  return v;
+}
+
+struct new_handler_state {
+  static inline int calls = 0;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(conformance)
+
+BOOST_AUTO_TEST_CASE(malloc_alignment_and_usable_size) {
+  for (size_t n : interesting_sizes()) {
+    void* p = malloc(n);
+    BOOST_REQUIRE_MESSAGE(p, "malloc(" << n << ")");
+    BOOST_REQUIRE_MESSAGE(aligned(p, n <= 8 ? 8 : 16), "malloc(" << n << ") = " << p);
+    size_t u = malloc_usable_size(p);
+    BOOST_REQUIRE(u >= n);
+    BOOST_REQUIRE(u == gort_malloc_usable_size(p));
+    fill(p, u, static_cast<unsigned>(n));  // the whole usable size is ours
+    BOOST_REQUIRE(check(p, u, static_cast<unsigned>(n)));
+    free(p);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(malloc_zero_is_unique) {
+  void* a = malloc(0);
+  void* b = malloc(0);
+  BOOST_TEST(a != nullptr);
+  BOOST_TEST(b != nullptr);
+  BOOST_TEST(a != b);
+  free(a);
+  free(b);
+  free(nullptr);  // no-op
+  BOOST_TEST(malloc_usable_size(nullptr) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(every_power_of_two_alignment_up_to_1mib) {
+  std::vector<size_t> sizes = {1, 8, 16, 100, 4096, 8191, 8192, 32768, 40000, 300000};
+  for (size_t a = 1; a <= (1 << 20); a *= 2) {
+    for (size_t n : sizes) {
+      void* p = nullptr;
+      if (a >= sizeof(void*)) {
+        BOOST_REQUIRE(posix_memalign(&p, a, n) == 0);
+        BOOST_REQUIRE_MESSAGE(aligned(p, a), "posix_memalign(" << a << ", " << n << ")");
+        BOOST_REQUIRE(malloc_usable_size(p) >= n);
+        memset(p, 1, n);
+        free(p);
+      }
+      p = aligned_alloc(a, n);
+      BOOST_REQUIRE(p);
+      BOOST_REQUIRE_MESSAGE(aligned(p, a), "aligned_alloc(" << a << ", " << n << ")");
+      memset(p, 2, n);
+      free(p);
+      p = memalign(a, n);
+      BOOST_REQUIRE(p && aligned(p, a));
+      free(p);
+      p = ::operator new(n, std::align_val_t(a));
+      BOOST_REQUIRE(aligned(p, a));
+      ::operator delete(p, n, std::align_val_t(a));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(valloc_and_pvalloc) {
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* p = valloc(10);
+  BOOST_TEST(aligned(p, page));
+  free(p);
+  p = pvalloc(10);
+  BOOST_TEST(aligned(p, page));
+  BOOST_TEST(malloc_usable_size(p) >= page);
+  free(p);
+  p = pvalloc(0);
+  BOOST_TEST(p != nullptr);
+  BOOST_TEST(malloc_usable_size(p) >= page);
+  free(p);
+  errno = 0;
+  BOOST_TEST(pvalloc(SIZE_MAX - 10) == nullptr);
+  BOOST_TEST(errno == ENOMEM);
+}
+
+BOOST_AUTO_TEST_CASE(bad_alignments) {
+  void* p = reinterpret_cast<void*>(0x1234);
+  BOOST_TEST(posix_memalign(&p, 0, 8) == EINVAL);
+  BOOST_TEST(posix_memalign(&p, 4, 8) == EINVAL);   // smaller than a pointer
+  BOOST_TEST(posix_memalign(&p, 24, 8) == EINVAL);  // not a power of two
+  BOOST_TEST(p == reinterpret_cast<void*>(0x1234));  // untouched on failure
+  errno = 0;
+  BOOST_TEST(aligned_alloc(24, 48) == nullptr);
+  BOOST_TEST(errno == EINVAL);
+  errno = 0;
+  BOOST_TEST(aligned_alloc(0, 48) == nullptr);
+  BOOST_TEST(errno == EINVAL);
+  // memalign rounds a non-power-of-two alignment up, as glibc does.
+  p = memalign(24, 100);
+  BOOST_TEST(aligned(p, 32));
+  free(p);
+  errno = 0;
+  BOOST_TEST(memalign(SIZE_MAX, 10) == nullptr);
+  BOOST_TEST(errno == EINVAL);
+}
+
+BOOST_AUTO_TEST_CASE(impossible_sizes_fail_with_enomem) {
+  for (size_t n : {SIZE_MAX, SIZE_MAX / 2, size_t{1} << 48, (size_t{1} << 47) + 1}) {
+    errno = 0;
+    BOOST_TEST(malloc(n) == nullptr);
+    BOOST_TEST(errno == ENOMEM);
+    errno = 0;
+    BOOST_TEST(calloc(1, n) == nullptr);
+    BOOST_TEST(errno == ENOMEM);
+    void* p = reinterpret_cast<void*>(0x1234);
+    int saved = errno = 77;
+    BOOST_TEST(posix_memalign(&p, 64, n) == ENOMEM);
+    BOOST_TEST(errno == saved);  // posix_memalign reports, it does not set errno
+    BOOST_TEST(p == reinterpret_cast<void*>(0x1234));
+    errno = 0;
+    BOOST_TEST(aligned_alloc(4096, n) == nullptr);
+    BOOST_TEST(errno == ENOMEM);
+  }
+  // The heap is still fine afterwards.
+  void* p = malloc(100);
+  BOOST_TEST(p != nullptr);
+  free(p);
+}
+
+BOOST_AUTO_TEST_CASE(calloc_overflow_and_zeroing) {
+  errno = 0;
+  BOOST_TEST(calloc(SIZE_MAX / 2, 3) == nullptr);
+  BOOST_TEST(errno == ENOMEM);
+  errno = 0;
+  BOOST_TEST(calloc(size_t{1} << 33, size_t{1} << 33) == nullptr);
+  BOOST_TEST(errno == ENOMEM);
+  // calloc must zero memory that was used and freed before.
+  for (size_t n : interesting_sizes()) {
+    if (n > (1 << 20)) continue;
+    std::vector<void*> dirty;
+    for (int i = 0; i < 4; i++) {
+      void* d = malloc(n);
+      memset(d, 0xff, n);
+      dirty.push_back(d);
+    }
+    for (void* d : dirty) free(d);
+    for (int i = 0; i < 4; i++) {
+      auto* c = static_cast<unsigned char*>(calloc(1, n));
+      BOOST_REQUIRE(c);
+      for (size_t k = 0; k < n; k++) BOOST_REQUIRE_MESSAGE(c[k] == 0, "calloc(" << n << ")[" << k << "]");
+      dirty[i] = c;
+    }
+    for (void* d : dirty) free(d);
+  }
+  void* z = calloc(0, 10);
+  BOOST_TEST(z != nullptr);
+  free(z);
+}
+
+BOOST_AUTO_TEST_CASE(realloc_keeps_contents_across_classes) {
+  std::vector<size_t> path = {1, 8, 17, 100, 1000, 5000, 32768, 32769, 100000, 1 << 20,
+                              (1 << 20) + 1, 3 << 20, 70000, 20000, 300, 16, 3};
+  void* p = nullptr;
+  size_t have = 0;
+  for (size_t n : path) {
+    void* q = realloc(p, n);
+    BOOST_REQUIRE(q);
+    size_t keep = have < n ? have : n;
+    BOOST_REQUIRE_MESSAGE(check(q, keep, 11), "realloc to " << n << " lost contents");
+    fill(q, n, 11);
+    p = q;
+    have = n;
+  }
+  // Growing by one byte many times (large objects grow in place when they can).
+  for (size_t n = 40000; n < 200000; n += 997) {
+    void* q = realloc(p, n);
+    BOOST_REQUIRE(q);
+    BOOST_REQUIRE(check(q, have < n ? have : n, 11));
+    fill(q, n, 11);
+    p = q;
+    have = n;
+  }
+  free(p);
+}
+
+BOOST_AUTO_TEST_CASE(realloc_edge_cases) {
+  void* p = realloc(nullptr, 40);  // like malloc
+  BOOST_REQUIRE(p);
+  fill(p, 40, 3);
+  errno = 0;
+  void* q = realloc(p, SIZE_MAX);  // fails, p untouched
+  BOOST_TEST(q == nullptr);
+  BOOST_TEST(errno == ENOMEM);
+  BOOST_TEST(check(p, 40, 3));
+  BOOST_TEST(realloc(p, 0) == nullptr);  // frees, as glibc does
+  void* big = malloc(100000);
+  fill(big, 100000, 5);
+  errno = 0;
+  BOOST_TEST(realloc(big, size_t{1} << 50) == nullptr);
+  BOOST_TEST(check(big, 100000, 5));
+  free(big);
+}
+
+BOOST_AUTO_TEST_CASE(reallocarray_overflow) {
+  void* p = malloc(16);
+  errno = 0;
+  BOOST_TEST(reallocarray(p, SIZE_MAX / 2, 4) == nullptr);
+  BOOST_TEST(errno == ENOMEM);
+  void* q = reallocarray(p, 10, 100);
+  BOOST_REQUIRE(q);
+  BOOST_TEST(malloc_usable_size(q) >= 1000u);
+  free(q);
+}
+
+BOOST_AUTO_TEST_CASE(usable_size_of_foreign_and_interior_pointers_is_zero) {
+  int local;
+  BOOST_TEST(malloc_usable_size(&local) == 0u);
+  char* p = static_cast<char*>(malloc(100));
+  BOOST_TEST(malloc_usable_size(p + 16) == 0u);
+  free(p);
+}
+
+BOOST_AUTO_TEST_CASE(sized_and_aligned_deletes_of_every_kind) {
+  for (size_t n : {size_t{1}, size_t{24}, size_t{100}, size_t{4096}, size_t{32768},
+                   size_t{100000}}) {
+    void* p = ::operator new(n);
+    ::operator delete(p, n);
+    p = ::operator new[](n);
+    ::operator delete[](p, n);
+    p = ::operator new(n, std::nothrow);
+    ::operator delete(p, std::nothrow);
+    p = ::operator new[](n, std::nothrow);
+    ::operator delete[](p, std::nothrow);
+    for (size_t a : {size_t{16}, size_t{64}, size_t{4096}, size_t{65536}}) {
+      p = ::operator new(n, std::align_val_t(a));
+      BOOST_REQUIRE(aligned(p, a));
+      ::operator delete(p, std::align_val_t(a));
+      p = ::operator new[](n, std::align_val_t(a));
+      ::operator delete[](p, n, std::align_val_t(a));
+      p = ::operator new(n, std::align_val_t(a), std::nothrow);
+      ::operator delete(p, std::align_val_t(a), std::nothrow);
+      p = ::operator new[](n, std::align_val_t(a), std::nothrow);
+      ::operator delete[](p, std::align_val_t(a), std::nothrow);
+    }
+  }
+  struct alignas(256) over { char c[300]; };
+  over* o = new over[3];
+  BOOST_TEST(aligned(o, 256));
+  delete[] o;
+}
+
+BOOST_AUTO_TEST_CASE(new_throws_bad_alloc_and_nothrow_returns_null) {
+  BOOST_CHECK_THROW(static_cast<void>(::operator new(SIZE_MAX / 2)), std::bad_alloc);
+  BOOST_CHECK_THROW(static_cast<void>(::operator new[](size_t{1} << 60)), std::bad_alloc);
+  BOOST_CHECK_THROW(static_cast<void>(::operator new(size_t{1} << 60, std::align_val_t(64))),
+                    std::bad_alloc);
+  BOOST_TEST(::operator new(SIZE_MAX / 2, std::nothrow) == nullptr);
+  BOOST_TEST(::operator new[](SIZE_MAX / 2, std::nothrow) == nullptr);
+  BOOST_TEST(::operator new(SIZE_MAX / 2, std::align_val_t(128), std::nothrow) == nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(new_handler_is_called_until_it_gives_up) {
+  new_handler_state::calls = 0;
+  std::set_new_handler([] {
+    if (++new_handler_state::calls == 3) std::set_new_handler(nullptr);
+  });
+  BOOST_CHECK_THROW(static_cast<void>(::operator new(SIZE_MAX / 2)), std::bad_alloc);
+  BOOST_TEST(new_handler_state::calls == 3);
+  // A handler that throws makes the nothrow form return null.
+  std::set_new_handler([] { throw std::bad_alloc(); });
+  BOOST_TEST(::operator new(SIZE_MAX / 2, std::nothrow) == nullptr);
+  std::set_new_handler(nullptr);
+}
+
+BOOST_AUTO_TEST_CASE(stats_reflect_allocations) {
+  gort_malloc_stats_t before, after;
+  gort_malloc_stats(&before);
+  std::vector<void*> v;
+  for (int i = 0; i < 10000; i++) v.push_back(malloc(100));
+  void* big = malloc(10 << 20);
+  gort_malloc_stats(&after);
+  int cls = 1;
+  while (after.classes[cls].size < 100) cls++;  // the class 100-byte requests land in
+  BOOST_TEST(after.classes[cls].size == 112u);
+  BOOST_TEST(after.classes[cls].inuse >= before.classes[cls].inuse + 9000);
+  BOOST_TEST(after.bytes_allocated >= before.bytes_allocated + (10 << 20) + 1000000);
+  BOOST_TEST(after.heap_inuse >= after.bytes_allocated);
+  BOOST_TEST(after.heap_mapped >= after.heap_inuse + after.heap_free);
+  BOOST_TEST(after.large_allocs >= before.large_allocs + 1);
+  for (void* p : v) free(p);
+  free(big);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
