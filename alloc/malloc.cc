@@ -38,6 +38,7 @@ void* large_alloc(size_t size, size_t align) {
   }
   ensure_init();
   uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
+  if (npages == 0) npages = 1;  // aligned_alloc(64 KiB, 0) still gets a block of its own
   uintptr_t align_pages = align > kPageSize ? align / kPageSize : 1;
   if (align_pages == 1) {
     if (mspan* s = cache_take_large(npages)) return reinterpret_cast<void*>(s->base);
@@ -158,10 +159,11 @@ void free_slow(void* p) {
     scavenger_poll();
     return;
   }
-  // A small object freed by a thread without a cache yet (or any more).
+  // A small object freed by a thread without a cache yet (or any more), or
+  // outside the class window.
   mcache* c = cache_for_thread();
   if (c)
-    free_fast(p);
+    free_cache_slow(c, s->free_class, p);
   else
     free_direct(p);
 }

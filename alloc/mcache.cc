@@ -73,6 +73,8 @@ void release_cache(mcache* c) {
   if (c->next_all) c->next_all->prev_all = c->prev_all;
   c->next_all = g_pool;
   g_pool = c;
+  // A pooled cache's slots hold nothing until a new thread takes it.
+  sys_release_inner(c->slots, sizeof c->slots);
 }
 
 void thread_exit(void* arg) {
@@ -180,16 +182,14 @@ void caches_unlock() { g_caches_lock.unlock(); }
 
 void caches_fork_child() {
   g_caches_lock.reset();
-  // Only the forking thread exists in the child: the other threads' caches
-  // would never be used again, so give their objects back. A stack is always
-  // consistent (one store publishes a push or a pop).
+  // Only the forking thread exists in the child. The other threads' caches
+  // are abandoned, not drained: a thread may have been stopped half way
+  // through moving a batch (objects both in its stack and in an mcentral), so
+  // draining could free an object twice. The child leaks at most their
+  // contents, as it leaks their stacks.
   mcache* mine = tl_thread.cache;
-  mcache* c = g_live;
-  while (c) {
-    mcache* next = c->next_all;
-    if (c != mine) release_cache(c);
-    c = next;
-  }
+  g_live = mine;
+  if (mine) mine->prev_all = mine->next_all = nullptr;
 }
 
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches) {

@@ -8,11 +8,14 @@
 namespace gort::alloc {
 
 constinit heapArena* g_arenas[kArenaL1] = {};
+uint16_t* g_window = nullptr;
+uintptr_t g_window_pages = 0;
 constinit mheap g_heap;
 
 // First arena address tried, as in Go: recognisable in a debugger, far from
-// the program's own mappings, and 64 MiB aligned.
-static constexpr uintptr_t kFirstArenaHint = 0x00c000000000;
+// the program's own mappings, and 64 MiB aligned. It is the class window's
+// base.
+static constexpr uintptr_t kFirstArenaHint = kWindowBase;
 
 // ---- page map ----
 
@@ -24,10 +27,18 @@ void mheap::set_pages(uintptr_t base, uintptr_t npages, mspan* s) {
 }
 
 void mheap::set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls) {
-  for (uintptr_t i = 0; i < npages; i++) {
-    uintptr_t a = base + i * kPageSize;
-    arena_of(a)->pageclass[(a >> kPageShift) % kPagesPerArena] = cls;
-  }
+  uintptr_t idx = (base - kWindowBase) >> kPageShift;
+  if (idx >= g_window_pages) return;  // outside the window (base below it wraps)
+  for (uintptr_t i = 0; i < npages; i++)
+    g_window[idx + i] = cls ? static_cast<uint16_t>(i << 8 | cls) : 0;
+}
+
+void mheap::reserve_window() {
+  size_t pages = kWindowBytes >> kPageShift;
+  void* m = sys_map(pages * sizeof(uint16_t), 4096, true);
+  if (!m) return;  // no window: free() takes the two-level lookup
+  g_window = static_cast<uint16_t*>(m);
+  __atomic_store_n(&g_window_pages, pages, __ATOMIC_RELEASE);
 }
 
 void mheap::set_free_ends(mspan* s) {
@@ -62,6 +73,17 @@ void mheap::mark_released(uintptr_t base, uintptr_t npages) {
     a->released[word] |= (take == 64 ? ~uint64_t{0} : ((uint64_t{1} << take) - 1)) << bit;
     base += take * kPageSize;
     npages -= take;
+  }
+}
+
+// Every arena strictly inside a free, released span has an all-zero page map
+// (only a free span's end pages have entries, and no page is small): give
+// those pages back as well. They read as zero when touched again.
+void mheap::release_arena_maps(const mspan* s) {
+  uintptr_t first = (s->base + kPageSize + kArenaSize - 1) & ~(kArenaSize - 1);
+  for (uintptr_t a = first; a + kArenaSize <= s->limit() - kPageSize; a += kArenaSize) {
+    heapArena* ha = arena_of(a);
+    sys_release(ha, sizeof ha->spans);
   }
 }
 
@@ -175,7 +197,10 @@ bool mheap::grow(uintptr_t npages) {
   if (npages > (uintptr_t{1} << (kAddrBits - kPageShift - 1))) return false;
   size_t bytes = (npages * kPageSize + kArenaSize - 1) & ~(kArenaSize - 1);
   void* p = nullptr;
-  if (next_hint_ == 0) next_hint_ = kFirstArenaHint;
+  if (next_hint_ == 0) {
+    next_hint_ = kFirstArenaHint;
+    reserve_window();
+  }
   if (next_hint_ + bytes < (uintptr_t{1} << kAddrBits))
     p = sys_map_at(reinterpret_cast<void*>(next_hint_), bytes);
   if (!p) p = sys_map(bytes, kArenaSize);
@@ -209,6 +234,7 @@ bool mheap::grow(uintptr_t npages) {
 // ---- allocation ----
 
 mspan* mheap::alloc_locked(uintptr_t npages, uintptr_t align_pages) {
+  if (npages == 0) fatal("mheap: allocation of 0 pages");
   uintptr_t need = npages + align_pages - 1;
   if (need < npages) return nullptr;
   mspan* f = find_free(need);
@@ -247,8 +273,9 @@ mspan* mheap::alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages) 
 mspan* mheap::alloc_small_span(uint32_t cls) {
   mspan* s = alloc_span(class_to_npages[cls], spanState::small);
   if (!s) return nullptr;
-  s->init_small(cls);
   lock_guard g(lock_);
+  uint32_t nelems = static_cast<uint32_t>(s->npages * kPageSize / class_to_size[cls]);
+  s->init_small(cls, gcbits_.alloc(nelems), gcbits_.alloc(nelems));
   set_page_class(s->base, s->npages, static_cast<uint8_t>(cls));
   return s;
 }
@@ -256,7 +283,12 @@ mspan* mheap::alloc_small_span(uint32_t cls) {
 void mheap::free_span(mspan* s, int64_t freed_at) {
   {
     lock_guard g(lock_);
-    if (s->state == spanState::small) set_page_class(s->base, s->npages, 0);
+    if (s->state == spanState::small) {
+      set_page_class(s->base, s->npages, 0);
+      gcbits_.free(s->allocBits, s->nelems);
+      gcbits_.free(s->gcmarkBits, s->nelems);
+      s->allocBits = s->gcmarkBits = nullptr;
+    }
     if (s->state == spanState::large) {
       st_.large_inuse--;
       st_.large_frees++;
@@ -299,7 +331,7 @@ bool mheap::try_grow_span(mspan* s, uintptr_t npages) {
   remove_free(n);
   mspan* piece = carve(n, next, extra);
   uintptr_t released = count_released(next, extra, true);
-  if (released) s->needzero = true;  // the span now mixes fresh and old pages
+  if (released != extra) s->needzero = true;  // backed pages hold old data
   st_.free_pages -= extra;
   st_.released_pages -= released;
   st_.inuse_pages += extra;
@@ -339,7 +371,14 @@ size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
     lock_.unlock();
     sys_release(reinterpret_cast<void*>(pick->base), pick->npages * kPageSize);
     lock_.lock();
+    // While the lock was dropped a neighbour may have been freed; free_locked
+    // only clears the ends of the spans it absorbs, so clear pick's own ends
+    // first (it may become the interior of a larger span).
+    uintptr_t last = pick->limit() - kPageSize;
+    arena_of(pick->base)->spans[(pick->base >> kPageShift) % kPagesPerArena] = nullptr;
+    arena_of(last)->spans[(last >> kPageShift) % kPagesPerArena] = nullptr;
     mark_released(pick->base, pick->npages);
+    release_arena_maps(pick);
     st_.released_pages += pick->nbacked;
     released += pick->nbacked * kPageSize;
     pick->nbacked = 0;
@@ -359,7 +398,7 @@ size_t mheap::free_backed_bytes() {
 heapStats mheap::stats() {
   lock_guard g(lock_);
   heapStats s = st_;
-  s.meta_mapped += spanalloc_.mapped();
+  s.meta_mapped += spanalloc_.mapped() + gcbits_.mapped();
   return s;
 }
 
@@ -378,8 +417,7 @@ const char* mheap::verify() {
       for (uintptr_t a = s->base + kPageSize; a < last; a += kPageSize) {
         if (arena_of(a)->spans[(a >> kPageShift) % kPagesPerArena] != nullptr)
           return "the page map has an entry inside a free span";
-        if (arena_of(a)->pageclass[(a >> kPageShift) % kPagesPerArena] != 0)
-          return "a free page has a size class";
+        if (window_class(reinterpret_cast<void*>(a)) != 0) return "a free page has a size class";
       }
       uintptr_t prev = s->base - kPageSize, next = s->limit();
       if (arena_of(prev)) {

@@ -12,8 +12,8 @@
 //  - the span, for the first and last page of a free span; null inside it;
 //  - null for pages that are in no span.
 // So free() of any pointer costs two loads to find its span, and a pointer the
-// allocator does not own reads null instead of crashing. pageclass is set for
-// exactly the pages of small spans.
+// allocator does not own reads null instead of crashing. The class window
+// below is set for exactly the pages of small spans inside it.
 //
 // Free pages are kept as free spans, coalesced with free neighbours on every
 // free, in lists by size (1..127 pages, exact) plus one list of larger runs
@@ -34,6 +34,7 @@
 #include <cstdint>
 
 #include "alloc/fixalloc.h"
+#include "alloc/gcbits.h"
 #include "alloc/lock.h"
 #include "alloc/mspan.h"
 
@@ -46,15 +47,44 @@ inline constexpr size_t kAddrBits = 48;  // x86-64 user space
 inline constexpr size_t kArenaL1 = size_t{1} << (kAddrBits - kArenaShift);
 inline constexpr size_t kFreeListsExact = 128;  // free lists by exact page count 1..127
 
+// The page map array comes first and is page-aligned: when a whole arena is
+// free and released, it is all zero, and the scavenger releases it too.
 struct heapArena {
   mspan* spans[kPagesPerArena];
-  // pageclass[page]: the size class of the small span the page belongs to,
-  // else 0. free() finds an object's class with two loads (arena, byte)
-  // instead of three (arena, span, field): the class decides which stack
-  // free() writes, so it is on the critical path of the next malloc.
-  uint8_t pageclass[kPagesPerArena];
   uint64_t released[kPagesPerArena / 64];
 };
+static_assert(sizeof(heapArena::spans) % 4096 == 0);
+
+// The class window: arenas are placed from kWindowBase upward (Go's first
+// arena hint), and for the first kWindowBytes of that range a flat map holds
+// two bytes per page: the size class of the small span the page belongs to
+// (0 if none) and the page's index within that span. From those and the
+// class's constants (class_checks) free() finds an object's class and checks
+// that the pointer starts an object with one load from an address computed
+// from the pointer alone, never reading the mspan. That matters because the
+// class decides which stack free() writes, and the next malloc of that class
+// waits for that store: going through the arena and span (three dependent
+// loads) made every malloc+free pair ~1 ns slower. The map is reserved (not
+// committed) at the first heap growth; a page of it covers 16 MiB of heap.
+// Memory outside the window (if the hint address was taken) is found through
+// the two-level page map instead, on free()'s slow path.
+inline constexpr uintptr_t kWindowBase = 0x00c000000000;
+inline constexpr size_t kWindowBytes = size_t{1} << 40;  // 1 TiB of heap
+extern uint16_t* g_window;
+extern uintptr_t g_window_pages;  // 0 until the map is reserved (or if it cannot be)
+
+// A small object's page entry: class | page-in-span << 8, or 0 (not in a
+// small span, or outside the window).
+inline uint32_t window_entry(const void* p) {
+  uintptr_t idx = (reinterpret_cast<uintptr_t>(p) - kWindowBase) >> kPageShift;
+  if (__builtin_expect(idx < g_window_pages, 1)) return g_window[idx];
+  return 0;
+}
+inline uint32_t window_class(const void* p) { return window_entry(p) & 0xff; }
+// Offset of p from the start of its span, given its window entry.
+inline uintptr_t window_span_offset(const void* p, uint32_t entry) {
+  return (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) + (uintptr_t{entry >> 8} << kPageShift);
+}
 
 // arenas is a flat 4 Mi-entry table (32 MiB of zero pages in .bss: only the
 // entries of arenas in use are ever touched).
@@ -137,6 +167,8 @@ class mheap {
   void set_free_ends(mspan* s);
   uintptr_t count_released(uintptr_t base, uintptr_t npages, bool clear);
   void mark_released(uintptr_t base, uintptr_t npages);
+  void release_arena_maps(const mspan* s);
+  void reserve_window();
   heapArena* arena_of(uintptr_t addr) { return g_arenas[addr >> kArenaShift]; }
 
   mutex lock_;  // guards everything below
@@ -144,6 +176,7 @@ class mheap {
   spanList free_large_;             // free spans of >= kFreeListsExact pages
   uint64_t nonempty_[kFreeListsExact / 64] = {};
   fixalloc<mspan> spanalloc_;
+  gcBitsAlloc gcbits_;
   uintptr_t next_hint_ = 0;  // where the next arena region would be adjacent
   heapStats st_;
 };

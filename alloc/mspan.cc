@@ -1,8 +1,6 @@
 // Span object bookkeeping; see mspan.h.
 #include "alloc/mspan.h"
 
-#include <cstring>
-
 namespace gort::alloc {
 
 uint32_t mspan::next_free_index() {
@@ -20,18 +18,19 @@ uint32_t mspan::next_free_index() {
   return i;
 }
 
-void mspan::init_small(uint32_t cls) {
+void mspan::init_small(uint32_t cls, uint64_t* alloc_bits, uint64_t* mark_bits) {
   elemsize = class_to_size[cls];
   div_mul = div_mul_for(elemsize);
   start_magic = ~uint64_t{0} / elemsize + 1;
   nelems = static_cast<uint16_t>(npages * kPageSize / elemsize);
+  objs_end = nelems * elemsize;
   free_class = static_cast<uint8_t>(cls);
   spanclass = make_span_class(cls, true);
   state = spanState::small;
   alloc_count = 0;
   freeindex = 0;
-  memset(allocBits, 0, sizeof allocBits);
-  memset(gcmarkBits, 0, sizeof gcmarkBits);
+  allocBits = alloc_bits;
+  gcmarkBits = mark_bits;
 }
 
 }  // namespace gort::alloc

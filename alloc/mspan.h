@@ -38,7 +38,6 @@ enum class spanState : uint8_t {
 };
 
 inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B
-inline constexpr int kBitmapWords = kMaxObjsPerSpan / 64;
 
 struct mspan {
   // --- free() fast path ---
@@ -49,6 +48,7 @@ struct mspan {
   // with one multiply.
   uint64_t start_magic = 0;
   uint32_t elemsize = 0;   // object size (small spans)
+  uint32_t objs_end = 0;   // nelems * elemsize: offsets past it are the unused tail
   uint32_t div_mul = 0;    // see div_mul_for(): offset -> object index
   uint8_t free_class = 0;  // size class when state == small, else 0
   spanState state = spanState::dead;
@@ -63,11 +63,13 @@ struct mspan {
   mspan* prev = nullptr;
   int64_t free_since = 0;  // free spans: when the span last changed (ns)
   uintptr_t nbacked = 0;   // free spans: pages still backed by memory (not released)
-  uint64_t allocBits[kBitmapWords] = {};
-  uint64_t gcmarkBits[kBitmapWords] = {};
+  uint64_t* allocBits = nullptr;  // small spans: nelems bits each (gcbits.h)
+  uint64_t* gcmarkBits = nullptr;
 
   uintptr_t limit() const { return base + npages * kPageSize; }
-  bool is_object_start(uintptr_t off) const { return off * start_magic <= start_magic - 1; }
+  bool is_object_start(uintptr_t off) const {
+    return off < objs_end && off * start_magic <= start_magic - 1;
+  }
   uint32_t objindex(uintptr_t p) const {
     return static_cast<uint32_t>((uint64_t{p - base} * div_mul) >> 32);
   }
@@ -76,8 +78,9 @@ struct mspan {
   void clear_allocated(uint32_t i) { allocBits[i / 64] &= ~(uint64_t{1} << (i % 64)); }
   // Index of the first free object at or after freeindex, or nelems if none.
   uint32_t next_free_index();
-  // Turns a span from the heap into a span of small objects of class cls.
-  void init_small(uint32_t cls);
+  // Turns a span from the heap into a span of small objects of class cls,
+  // with zeroed bitmaps of nelems bits.
+  void init_small(uint32_t cls, uint64_t* alloc_bits, uint64_t* mark_bits);
 };
 
 // An intrusive doubly-linked list of spans (mcentral partial/full lists, mheap

@@ -1,6 +1,7 @@
 // The background scavenger; see scavenger.h.
 #include "alloc/scavenger.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -56,13 +57,14 @@ void* scavenger_main(void*) {
 
 void scavenger_notify() {
   if (g_options.scavenge_delay_ns < 0) return;
+  // Bump the sequence first, also while the thread is starting: a scavenger
+  // about to sleep on the old value then does not sleep, and one already
+  // asleep is woken.
+  g_wake_seq.fetch_add(1, std::memory_order_seq_cst);
   if (g_state.load(std::memory_order_relaxed) != kRunning) {
     g_want_start.store(true, std::memory_order_relaxed);
     return;
   }
-  // Bump the sequence first: a scavenger about to sleep on the old value then
-  // does not sleep, and one already asleep is woken.
-  g_wake_seq.fetch_add(1, std::memory_order_seq_cst);
   if (g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
 }
 
@@ -72,6 +74,7 @@ void scavenger_poll() {
   if (g_heap.free_backed_bytes() < kScavengerStartBytes) return;
   uint32_t expect = kNotStarted;
   if (!g_state.compare_exchange_strong(expect, kStarting)) return;
+  int saved_errno = errno;  // free() must not change errno
   // pthread_create allocates (this thread's malloc re-enters here, and the
   // state check above stops the recursion).
   sigset_t all, old;
@@ -87,10 +90,12 @@ void scavenger_poll() {
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) {
     print_err("cannot start the scavenger thread (error %d); free memory stays mapped", rc);
+    errno = saved_errno;
     return;  // stay in kStarting: do not retry on every free
   }
   pthread_setname_np(t, "gort-scavenger");
   g_state.store(kRunning, std::memory_order_release);
+  errno = saved_errno;
 }
 
 void scavenger_fork_child() {

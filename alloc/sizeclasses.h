@@ -27,9 +27,6 @@ inline constexpr size_t kPageShift = 13;
 inline constexpr size_t kPageSize = size_t{1} << kPageShift;  // 8 KiB, Go's page
 inline constexpr size_t kMaxSmallSize = 32768;
 inline constexpr int kNumSizeClasses = 67;  // including class 0 (large)
-inline constexpr size_t kSmallSizeDiv = 8;
-inline constexpr size_t kSmallSizeMax = 1024;
-inline constexpr size_t kLargeSizeDiv = 128;
 
 inline constexpr uint16_t class_to_size[kNumSizeClasses] = {
     0,     8,     16,    32,    48,    64,    80,    96,    112,   128,   144,   160,
@@ -46,29 +43,47 @@ inline constexpr uint8_t class_to_npages[kNumSizeClasses] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 2, 1, 2, 1, 3, 2, 3, 1, 3, 2,
     3, 4, 5, 6, 1, 7, 6, 5, 4, 3, 5, 7, 2, 9, 7, 5, 8, 3, 10, 7, 4};
 
-// Lookup tables from a rounded size to its class, derived from
-// class_to_size at compile time so the two can never disagree: slot i of a
-// table answers for every size in (base + (i-1)*div, base + i*div].
-template <size_t N>
-constexpr std::array<uint8_t, N> make_size_lookup(size_t base, size_t div) {
-  std::array<uint8_t, N> t{};
-  for (size_t i = 0; i < N; i++) {
-    uint8_t c = 1;
-    while (class_to_size[c] < base + i * div) c++;
-    t[i] = c;
+// One lookup table from a size, rounded up to 8 bytes, to its class: 4097
+// bytes of .rodata for every size up to 32 KiB. Go and TCMalloc use two
+// tables (8-byte steps to 1 KiB, 128-byte steps above) and choose with a
+// compare; the single table has no branch, so malloc's fast path is a straight
+// line, and a program touches only the lines of the sizes it uses. Derived
+// from class_to_size at compile time.
+inline constexpr size_t kClassIndexSize = kMaxSmallSize / 8 + 1;
+inline constexpr std::array<uint8_t, kClassIndexSize> make_class_lookup() {
+  std::array<uint8_t, kClassIndexSize> t{};
+  size_t i = 0;
+  for (int c = 1; c < kNumSizeClasses; c++) {
+    for (; i * 8 <= class_to_size[c]; i++) t[i] = static_cast<uint8_t>(c);
   }
   return t;
 }
-inline constexpr auto size_to_class8 =
-    make_size_lookup<kSmallSizeMax / kSmallSizeDiv + 1>(0, kSmallSizeDiv);
-inline constexpr auto size_to_class128 =
-    make_size_lookup<(kMaxSmallSize - kSmallSizeMax) / kLargeSizeDiv + 1>(kSmallSizeMax,
-                                                                          kLargeSizeDiv);
+inline constexpr auto size_to_class_table = make_class_lookup();
 
 // Smallest class whose size is >= size; size must be <= kMaxSmallSize.
-inline uint32_t size_to_class(size_t size) {
-  if (size <= kSmallSizeMax) return size_to_class8[(size + kSmallSizeDiv - 1) / kSmallSizeDiv];
-  return size_to_class128[(size - kSmallSizeMax + kLargeSizeDiv - 1) / kLargeSizeDiv];
+inline uint32_t size_to_class(size_t size) { return size_to_class_table[(size + 7) >> 3]; }
+
+// What free() needs to check that an offset inside a span of the class starts
+// an object, without reading the span: objs_end = nelems * size (offsets at or
+// past it are the span's unused tail) and start_magic = ceil(2^64 / size), for
+// which off is a multiple of size iff off * start_magic <= start_magic - 1
+// (Lemire, "Faster remainder by direct computation"; exact for off < 2^32).
+struct classCheck {
+  uint64_t start_magic;
+  uint64_t objs_end;
+};
+inline constexpr std::array<classCheck, kNumSizeClasses> make_class_checks() {
+  std::array<classCheck, kNumSizeClasses> t{};
+  for (int c = 1; c < kNumSizeClasses; c++) {
+    uint64_t size = class_to_size[c], span = class_to_npages[c] * kPageSize;
+    t[c] = {~uint64_t{0} / size + 1, span / size * size};
+  }
+  return t;
+}
+inline constexpr auto class_checks = make_class_checks();
+inline bool class_object_start(uint32_t cls, uint64_t off) {
+  const classCheck& k = class_checks[cls];
+  return off < k.objs_end && off * k.start_magic <= k.start_magic - 1;
 }
 
 // Multiplier that turns a byte offset inside a span into an object index
@@ -86,12 +101,13 @@ constexpr uint32_t class_batch(uint32_t cls) {
 }
 // Slots of a thread cache's stack for the class: about 256 KiB of objects,
 // at least two batches (so a cache can take a whole batch in and still give a
-// whole batch out) and at most 64. A thread cache can therefore hold at most
-// ~8 MiB if it fills every class; a thread that exits gives it all back.
+// whole batch out) and at most 256 objects (a program that allocates a few
+// hundred small objects and frees them stays off the mcentral). A cache that
+// filled every class would hold ~8 MiB; a thread that exits gives it all back.
 constexpr uint32_t class_cache_slots(uint32_t cls) {
   uint32_t n = (256 * 1024) / class_to_size[cls];
   uint32_t lo = 2 * class_batch(cls);
-  return n < lo ? lo : n > 64 ? 64 : n;
+  return n < lo ? lo : n > 256 ? 256 : n;
 }
 constexpr uint32_t total_cache_slots() {
   uint32_t n = 0;

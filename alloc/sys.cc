@@ -48,6 +48,12 @@ void sys_release(void* p, size_t n) {
   errno = saved;
 }
 
+void sys_release_inner(void* p, size_t n) {
+  uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + 4095) & ~uintptr_t{4095};
+  uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + n) & ~uintptr_t{4095};
+  if (hi > lo) sys_release(reinterpret_cast<void*>(lo), hi - lo);
+}
+
 int64_t nanotime() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -26,6 +26,9 @@ void* sys_map_at(void* hint, size_t n);
 void sys_unmap(void* p, size_t n);
 // Returns the pages of [p, p+n) to the OS; they read as zero afterwards.
 void sys_release(void* p, size_t n);
+// Releases the whole pages inside [p, p+n) (the partial pages at either end
+// stay): for metadata that is mostly, not wholly, page-aligned.
+void sys_release_inner(void* p, size_t n);
 // Monotonic clock in nanoseconds (vDSO; no allocation).
 int64_t nanotime();
 // The same clock at tick resolution (a few ms), for ages of free memory:
