@@ -32,17 +32,18 @@ namespace gort::alloc {
 namespace {
 
 void* large_alloc(size_t size, size_t align) {
+  uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
+  if (GORT_LIKELY(align <= kPageSize && npages <= kLargeCachePages)) {
+    // A thread with a cache has initialised the heap.
+    if (mspan* s = cache_take_large(npages)) return reinterpret_cast<void*>(s->base);
+  }
   if (size > (size_t{1} << kAddrBits)) {
     errno = ENOMEM;
     return nullptr;
   }
   ensure_init();
-  uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
   if (npages == 0) npages = 1;  // aligned_alloc(64 KiB, 0) still gets a block of its own
   uintptr_t align_pages = align > kPageSize ? align / kPageSize : 1;
-  if (align_pages == 1) {
-    if (mspan* s = cache_take_large(npages)) return reinterpret_cast<void*>(s->base);
-  }
   mspan* s = g_heap.alloc_span(npages, spanState::large, align_pages);
   if (!s) {
     errno = ENOMEM;
@@ -150,8 +151,17 @@ void* malloc_slow(size_t size) {
 }
 
 void free_slow(void* p) {
+  // Large blocks first: they are the common reason to be here.
+  mspan* s = span_of(p);
+  if (GORT_LIKELY(s != nullptr && s->state == spanState::large &&
+                  reinterpret_cast<uintptr_t>(p) == s->base)) {
+    if (cache_keep_large(s)) return;
+    g_heap.free_span(s);
+    scavenger_poll();
+    return;
+  }
   if (!p) return;
-  mspan* s = block_span(p);
+  s = block_span(p);
   if (!s) bad_pointer("free", p);
   if (s->state == spanState::large) {
     if (cache_keep_large(s)) return;

@@ -153,30 +153,6 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
   *st.cur++ = p;
 }
 
-mspan* cache_take_large(uintptr_t npages) {
-  mcache* c = tl_thread.cache;
-  if (!c || npages > kLargeCachePages) return nullptr;
-  mspan* s = c->large[npages];
-  if (!s) return nullptr;
-  c->large[npages] = s->next;
-  c->large_bytes -= npages * kPageSize;
-  s->next = nullptr;
-  s->state = spanState::large;
-  return s;
-}
-
-bool cache_keep_large(mspan* s) {
-  mcache* c = tl_thread.cache;
-  size_t bytes = s->npages * kPageSize;
-  if (!c || s->npages > kLargeCachePages || c->large_bytes + bytes > kLargeCacheBytes) return false;
-  s->state = spanState::cached;
-  s->needzero = true;
-  s->next = c->large[s->npages];
-  c->large[s->npages] = s;
-  c->large_bytes += bytes;
-  return true;
-}
-
 void caches_lock() { g_caches_lock.lock(); }
 void caches_unlock() { g_caches_lock.unlock(); }
 

@@ -132,7 +132,28 @@ void caches_fork_child();
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches);
 // Large spans through the thread's cache: nullptr / false when the cache has
 // none or no room; the caller then goes to the mheap.
-mspan* cache_take_large(uintptr_t npages);
-bool cache_keep_large(mspan* s);
+inline mspan* cache_take_large(uintptr_t npages) {
+  mcache* c = tl_thread.cache;
+  if (!c || npages > kLargeCachePages) return nullptr;
+  mspan* s = c->large[npages];
+  if (!s) return nullptr;
+  c->large[npages] = s->next;
+  c->large_bytes -= npages * kPageSize;
+  s->next = nullptr;
+  s->state = spanState::large;
+  return s;
+}
+
+inline bool cache_keep_large(mspan* s) {
+  mcache* c = tl_thread.cache;
+  size_t bytes = s->npages * kPageSize;
+  if (!c || s->npages > kLargeCachePages || c->large_bytes + bytes > kLargeCacheBytes) return false;
+  s->state = spanState::cached;
+  s->needzero = true;
+  s->next = c->large[s->npages];
+  c->large[s->npages] = s;
+  c->large_bytes += bytes;
+  return true;
+}
 
 }  // namespace gort::alloc
