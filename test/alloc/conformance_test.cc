@@ -109,6 +109,29 @@ BOOST_AUTO_TEST_CASE(every_power_of_two_alignment_up_to_1mib) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(every_class_at_every_alignment) {
+  // Both ends of every size class, and a few large sizes, at every power of
+  // two alignment up to 1 MiB.
+  std::vector<size_t> sizes = {0, 1};
+  gort_malloc_stats_t st;
+  gort_malloc_stats(&st);
+  for (int c = 1; c < GORT_NUM_SIZE_CLASSES; c++) {
+    sizes.push_back(st.classes[c].size);
+    sizes.push_back(st.classes[c].size + 1);
+  }
+  for (size_t n : {size_t{40000}, size_t{262144}, size_t{1} << 20, (size_t{3} << 20) + 5})
+    sizes.push_back(n);
+  for (size_t a = 8; a <= (1 << 20); a *= 2) {
+    for (size_t n : sizes) {
+      void* p = aligned_alloc(a, n);
+      BOOST_REQUIRE_MESSAGE(p && aligned(p, a), "aligned_alloc(" << a << ", " << n << ")");
+      BOOST_REQUIRE(malloc_usable_size(p) >= n);
+      if (n) static_cast<char*>(p)[n - 1] = 1;
+      free(p);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(valloc_and_pvalloc) {
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   void* p = valloc(10);
