@@ -2,9 +2,11 @@
 """gort's allocator benchmark runner (make run / make bench).
 
 Runs the same benchmark binaries once per allocator, choosing the allocator
-with LD_PRELOAD (glibc is the run without it), interleaved: round 1 runs every
-allocator once, then round 2, and so on, so that machine drift hits all of
-them alike. Reports the median over rounds with the min-max spread and the
+with LD_PRELOAD (glibc is the run without it), interleaved at the finest grain
+that is practical: each round runs every micro benchmark on every allocator
+back to back (A B C D E), then the workloads, and the allocator order rotates
+from round to round. A shared machine drifts between faster and slower states
+within seconds; neighbours in time see the same state. Reports the median over rounds with the min-max spread and the
 ratio to the best allocator of the same run, and writes a Markdown report (and
 a PNG chart when matplotlib is installed) under bench/results/.
 
@@ -55,8 +57,14 @@ def run(cmd, preload, timeout=600):
     return p.stdout
 
 
-def micro(preload, min_time):
-    out = run([MICRO, "--benchmark_format=json", "--benchmark_min_time=%g" % min_time], preload)
+def micro_names():
+    out = run([MICRO, "--benchmark_list_tests"], "")
+    return [l.strip() for l in out.splitlines() if l.strip()]
+
+
+def micro(preload, min_time, name):
+    out = run([MICRO, "--benchmark_format=json", "--benchmark_min_time=%g" % min_time,
+               "--benchmark_filter=^%s$" % re.escape(name)], preload)
     res = {}
     for b in json.loads(out)["benchmarks"]:
         name = b["name"].replace("/real_time", "")
@@ -141,19 +149,25 @@ def main():
     for exe in (MICRO, RSS):
         if not os.path.exists(exe):
             die("%s is missing: run make first" % exe)
-    min_time = 0.05 if a.quick else 0.3
+    min_time = 0.1 if a.quick else 0.4
+    benches = micro_names()
 
     samples = {}  # metric -> alloc -> [values]
     meta = {}
+
+    def record(name, results):
+        for metric, (unit, value, better) in results.items():
+            meta[metric] = (unit, better)
+            samples.setdefault(metric, {}).setdefault(name, []).append(value)
+
     for r in range(runs):
-        for name, path in allocs:  # interleaved: every allocator once per round
-            print("bench: round %d/%d: %s" % (r + 1, runs, name), file=sys.stderr)
-            results = {}
-            results.update(micro(path, min_time))
-            results.update(rss_workload(path))
-            for metric, (unit, value, better) in results.items():
-                meta[metric] = (unit, better)
-                samples.setdefault(metric, {}).setdefault(name, []).append(value)
+        order = allocs[r % len(allocs):] + allocs[:r % len(allocs)]
+        print("bench: round %d/%d" % (r + 1, runs), file=sys.stderr)
+        for bench in benches:
+            for name, path in order:
+                record(name, micro(path, min_time, bench))
+        for name, path in order:
+            record(name, rss_workload(path))
 
     names = [n for n, _ in allocs]
     rows = []
