@@ -3,7 +3,7 @@
 // main and before gort's own constructor), fork handlers, and statistics at
 // exit.
 //
-// Initialisation uses only mmap-free static state, getenv, getauxval and
+// Initialisation uses only constant-initialised globals, getenv, mmap and
 // pthread_key_create: none of them calls malloc, so it cannot recurse (the
 // jemalloc dlsym deadlocks came from an initialiser that did).
 #pragma once

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "alloc/mheap.h"
+#include "alloc/scavenger.h"
 #include "alloc/sys.h"
 
 namespace gort::alloc {
@@ -76,6 +77,7 @@ void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans) {
   if (n == batch && ntc < tc_max && !to_spans) {
     tc_used_ns = coarse_nanotime();
     memcpy(tc + size_t{ntc++} * batch, objs, batch * sizeof(void*));
+    scavenger_note_cached();
     return;
   }
   return_to_spans(objs, n);

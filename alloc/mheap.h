@@ -27,7 +27,9 @@
 //
 // Lock ordering: mcentral.lock before mheap.lock; mheap.lock is a leaf (no
 // allocator lock is taken while holding it, and nothing in it calls malloc).
-// The scavenger drops mheap.lock around madvise.
+// The scavenger drops mheap.lock around the madvise of a span's pages; the
+// page map of a wholly free arena (64 KiB) it releases with the lock held,
+// because an allocation from that arena would write the map.
 #pragma once
 
 #include <cstddef>

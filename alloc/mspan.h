@@ -17,7 +17,9 @@
 // object comes back, which is also how a double free that reaches the mcentral
 // is caught.
 //
-// The fields free() reads on its fast path (base, start_magic, free_class)
+// free()'s fast path does not read the mspan at all (it checks a pointer
+// against the class window and per-class constants, mheap.h); the slow paths
+// and the mcentral read base, start_magic, objs_end and free_class, which
 // come first, in one cache line.
 #pragma once
 

@@ -68,6 +68,10 @@ void scavenger_notify() {
   if (g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
 }
 
+void scavenger_note_cached() {
+  if (g_idle.load(std::memory_order_relaxed)) scavenger_notify();
+}
+
 void scavenger_poll() {
   if (!g_want_start.load(std::memory_order_relaxed)) return;
   if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;

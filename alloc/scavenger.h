@@ -25,6 +25,10 @@ namespace gort::alloc {
 inline constexpr size_t kScavengerStartBytes = 4 << 20;
 
 void scavenger_notify();
+// Objects went into a transfer cache: wake the scavenger if it sleeps with
+// nothing to age (it drains idle transfer caches after the delay). Reads one
+// flag; writes nothing unless the scavenger is asleep.
+void scavenger_note_cached();
 void scavenger_poll();
 // Fork child: the thread did not survive; start it again on demand.
 void scavenger_fork_child();

@@ -1,5 +1,5 @@
 // Workload: churn then free. Four threads churn a bounded live set (sizes
-// log-distributed 16 B .. 32 KiB plus 1 in 64 between 64 KiB and 1 MiB) until
+// log-distributed 16 B .. 64 KiB plus 1 in 64 between 64 KiB and 1 MiB) until
 // the process holds ~256 MiB, verify and free everything, then the process
 // sits idle for one second without calling the allocator. Prints
 //   peak_rss_kb N     (getrusage ru_maxrss)

@@ -31,7 +31,8 @@ size_t gort_malloc_usable_size(const void* p) GORT_NOEXCEPT;
 typedef struct gort_size_class_stats {
   uint32_t size;           /* object size in bytes */
   uint32_t pages_per_span; /* 8 KiB pages in a span of this class */
-  uint64_t spans;          /* spans of this class in use (class 0: large objects) */
+  uint64_t spans;          /* spans of this class in use (class 0: large blocks, including
+                              freed ones a thread keeps for reuse) */
   uint64_t inuse;          /* objects in the program's hands */
   uint64_t cached;         /* free objects waiting in thread and transfer caches */
   uint64_t fetched;        /* objects moved from the class's mcentral to caches, cumulative */
@@ -61,7 +62,11 @@ typedef struct gort_malloc_stats {
  * few operations stale). Never allocates. Small-object counts are kept per
  * batch, not per call, so that malloc's fast path does not pay for them:
  * fetched/returned move in batches between a class's mcentral and the
- * thread caches, and inuse = fetched - returned - cached. */
+ * caches, and inuse = fetched - returned - (objects in thread caches); cached
+ * also counts the mcentral's transfer cache, which returned already covers.
+ * Large blocks: large_allocs/large_frees count mheap operations; a block a
+ * thread reuses from its cache of freed large blocks is not counted again,
+ * and classes[0].inuse counts those parked blocks too. */
 void gort_malloc_stats(gort_malloc_stats_t* out) GORT_NOEXCEPT;
 /* Prints the statistics in human-readable form to fd (what
  * GORT_DEBUG=mstats=1 prints at exit). */

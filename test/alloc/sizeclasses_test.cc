@@ -41,8 +41,8 @@ BOOST_AUTO_TEST_CASE(span_tail_waste_at_most_one_eighth) {
 
 BOOST_AUTO_TEST_CASE(internal_waste_bound) {
   // Above 128 bytes no request wastes more than 1/6 of its block (the worst
-  // is 15.8%, 6913 B in the 8 KiB class; docs/alloc.md); at and below 128 the
-  // 16-byte grid bounds it.
+  // is 15.8%, 4097 B in the 4864 B class; docs/alloc.md); at and below 128
+  // the 16-byte grid bounds it.
   for (size_t n = 129; n <= kMaxSmallSize; n++) {
     size_t got = class_to_size[size_to_class(n)];
     BOOST_REQUIRE_MESSAGE((got - n) * 6 <= got, "size " << n << " gets " << got);
