@@ -26,7 +26,12 @@ all: build
 deps:
 	@./tools/deps.sh
 
-build: lib tests benches
+build: lib tests benches $(BUILD)/bin/gort
+
+# The command-line tool: gort run, gort bench.
+$(BUILD)/bin/gort: bench/gort.cc Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXSTD) -O2 $(WARN) -DGORT_SOURCE_DIR='"$(CURDIR)"' -o $@ $<
 
 lib: $(BUILD)/lib/libgort.so $(BUILD)/lib/libgort.a
 
@@ -49,7 +54,7 @@ $(BUILD)/lib/libgort.a: $(LIB_OBJS)
 TEST_ALLOC_SRCS := $(wildcard test/alloc/*_test.cc)
 TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/progs/*.cc)) \
                    $(patsubst test/shims/%.cc,$(BUILD)/test/lib%.so,$(wildcard test/shims/*.cc))
-TEST_BINS       := $(BUILD)/test/alloc_tests
+TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests
 
 tests: $(TEST_BINS) $(TEST_PROGS)
 
@@ -57,6 +62,10 @@ $(BUILD)/test/alloc_tests: $(TEST_ALLOC_SRCS) test/alloc/main.cc test/alloc/help
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_ALLOC_SRCS) test/alloc/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
+
+$(BUILD)/test/bench_tests: test/bench/harness_test.cc test/alloc/helpers.h
+	@mkdir -p $(dir $@)
+	$(CXX) $(TESTFLAGS) -o $@ test/bench/harness_test.cc -lboost_unit_test_framework -pthread
 
 # Helper programs the tests run (some with LD_PRELOAD, some linked to gort).
 $(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
@@ -70,6 +79,8 @@ $(BUILD)/test/lib%.so: test/shims/%.cc
 test: deps build
 	@echo "== unit, conformance, stress, real programs =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/alloc_tests --log_level=test_suite --report_level=short
+	@echo "== benchmark harness and gort tool =="
+	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 
 # Longer runs: more threads, more iterations.
 stress: deps build
@@ -90,22 +101,24 @@ $(BUILD)/bench/workloads/%: bench/workloads/%.cc
 	$(CXX) $(BENCHFLAGS) -o $@ $<
 
 run: deps build
-	/usr/bin/python3 bench/run.py --quick
+	$(BUILD)/bin/gort bench --quick
 
 bench: deps build
-	/usr/bin/python3 bench/run.py
+	$(BUILD)/bin/gort bench
 
 # ---- install ----
 PREFIX ?= /usr/local
-install: lib
+install: lib $(BUILD)/bin/gort
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/gort $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BUILD)/bin/gort $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(BUILD)/lib/libgort.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 $(BUILD)/lib/libgort.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/gort/*.h $(DESTDIR)$(PREFIX)/include/gort/
 	sed 's|@PREFIX@|$(PREFIX)|' tools/gort.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gort.pc
 
 format:
-	clang-format -i alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h bench/*/*.cc
+	clang-format -i alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h bench/*/*.cc bench/*.cc
 
 clean:
 	rm -rf $(BUILD)

@@ -2,6 +2,8 @@
 #include "alloc/init.h"
 
 #include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "alloc/lock.h"
 #include "alloc/mcache.h"
@@ -59,3 +61,12 @@ __attribute__((destructor(101))) static void gort_alloc_destructor() {
 }
 
 }  // namespace gort::alloc
+
+// Programs that leave through _exit() (dash, many daemons' children) skip
+// destructors; with GORT_DEBUG=mstats=1 they should still report. glibc's own
+// calls use internal aliases, so only the program's calls come here.
+extern "C" __attribute__((visibility("default"), noreturn)) void _exit(int status) {
+  if (gort::alloc::g_options.mstats) gort::alloc::print_stats(gort::alloc::g_options.mstats_fd);
+  for (;;) syscall(SYS_exit_group, status);
+}
+extern "C" __attribute__((visibility("default"), noreturn)) void _Exit(int status) { _exit(status); }
