@@ -23,6 +23,10 @@ namespace {
 constinit mutex g_caches_lock;
 mcache* g_live = nullptr;
 mcache* g_pool = nullptr;
+size_t g_pool_size = 0;
+// Pooled caches beyond this many give their slot pages back to the OS; the
+// first few keep them, so threads that come and go do not fault them in again.
+constexpr size_t kPoolKeep = 8;
 constinit fixalloc<mcache> g_cache_alloc;
 pthread_key_t g_key;
 
@@ -33,8 +37,9 @@ void init_stacks(mcache* c) {
     st.base = st.cur = slot;
     slot += class_cache_slots(cls);
     st.end = slot;
+    st.refill = class_batch(cls) / 8 > 0 ? class_batch(cls) / 8 : 1;
   }
-  c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0};
+  c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0, 0};
   for (mspan*& l : c->large) l = nullptr;
   c->large_bytes = 0;
 }
@@ -74,7 +79,7 @@ void release_cache(mcache* c) {
   c->next_all = g_pool;
   g_pool = c;
   // A pooled cache's slots hold nothing until a new thread takes it.
-  sys_release_inner(c->slots, sizeof c->slots);
+  if (++g_pool_size > kPoolKeep) sys_release_inner(c->slots, sizeof c->slots);
 }
 
 void thread_exit(void* arg) {
@@ -98,9 +103,10 @@ mcache* cache_for_thread() {
   {
     lock_guard g(g_caches_lock);
     c = g_pool;
-    if (c)
+    if (c) {
       g_pool = c->next_all;
-    else
+      g_pool_size--;
+    } else
       c = g_cache_alloc.alloc();
     init_stacks(c);
     c->prev_all = nullptr;
@@ -131,12 +137,14 @@ void* alloc_class_slow(uint32_t cls) {
   if (!c) return alloc_direct(cls);
   freeStack& st = c->stacks[cls];
   if (st.cur == st.base) {
-    uint32_t got = g_central[cls].alloc_batch(st.base, g_central[cls].batch);
+    uint32_t batch = g_central[cls].batch;
+    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill);
     if (got == 0) {
       errno = ENOMEM;
       return nullptr;
     }
     st.cur = st.base + got;
+    if (st.refill < batch) st.refill = st.refill * 2 < batch ? st.refill * 2 : batch;
     scavenger_poll();
   }
   return alloc_class(cls);

@@ -38,11 +38,16 @@
 namespace gort::alloc {
 
 // [base, cur) are free objects of the class; end is the stack's capacity.
+// refill is how many objects the next refill asks for: it starts at an
+// eighth of a batch and doubles up to a batch (TCMalloc's slow start), so a
+// short-lived thread that touches many classes does not pull a whole batch
+// (up to 64 KiB) of each.
 struct freeStack {
   void** cur;
   void** base;
   void** end;
-  uint64_t pad;
+  uint32_t refill;
+  uint32_t pad;
 };
 
 // Large spans of up to kLargeCachePages pages that a thread frees are kept

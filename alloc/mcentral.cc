@@ -17,9 +17,12 @@ void central_init() {
     mcentral& m = g_central[c];
     m.cls = c;
     m.batch = class_batch(c);
-    // At most ~512 KiB of a class waits in its transfer cache.
-    uint32_t slots = static_cast<uint32_t>((512 * 1024) / (m.batch * class_to_size[c]));
-    m.tc_max = slots < 4 ? 4 : slots > kTransferSlots ? kTransferSlots : slots;
+    // At most ~128 KiB of a class waits in its transfer cache (at least two
+    // batches), ~8 MiB over all classes: enough to pass batches between
+    // threads that allocate and free at different rates, little enough that
+    // a burst of frees from many threads does not park tens of MiB here.
+    uint32_t slots = static_cast<uint32_t>((128 * 1024) / (m.batch * class_to_size[c]));
+    m.tc_max = slots < 2 ? 2 : slots > kTransferSlots ? kTransferSlots : slots;
     total += size_t{m.tc_max} * m.batch;
   }
   // One mapping for every class's transfer cache; pages are touched only as
