@@ -22,11 +22,10 @@ namespace {
 // statistics; it is taken before any mcentral lock.
 constinit mutex g_caches_lock;
 mcache* g_live = nullptr;
+// Caches of exited threads, for the next thread. Their slot pages stay
+// resident for the scavenger's delay (threads that come and go reuse warm
+// slots) and then go back to the OS (caches_trim_pool).
 mcache* g_pool = nullptr;
-size_t g_pool_size = 0;
-// Pooled caches beyond this many give their slot pages back to the OS; the
-// first few keep them, so threads that come and go do not fault them in again.
-constexpr size_t kPoolKeep = 8;
 constinit fixalloc<mcache> g_cache_alloc;
 pthread_key_t g_key;
 
@@ -78,8 +77,8 @@ void release_cache(mcache* c) {
   if (c->next_all) c->next_all->prev_all = c->prev_all;
   c->next_all = g_pool;
   g_pool = c;
-  // A pooled cache's slots hold nothing until a new thread takes it.
-  if (++g_pool_size > kPoolKeep) sys_release_inner(c->slots, sizeof c->slots);
+  c->pooled_at = coarse_nanotime();
+  c->slots_resident = true;
 }
 
 void thread_exit(void* arg) {
@@ -103,10 +102,9 @@ mcache* cache_for_thread() {
   {
     lock_guard g(g_caches_lock);
     c = g_pool;
-    if (c) {
+    if (c)
       g_pool = c->next_all;
-      g_pool_size--;
-    } else
+    else
       c = g_cache_alloc.alloc();
     init_stacks(c);
     c->prev_all = nullptr;
@@ -159,6 +157,22 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
     scavenger_poll();
   }
   *st.cur++ = p;
+}
+
+int64_t caches_trim_pool(int64_t min_age_ns) {
+  lock_guard g(g_caches_lock);
+  int64_t now = coarse_nanotime(), next = -1;
+  for (mcache* c = g_pool; c; c = c->next_all) {
+    if (!c->slots_resident) continue;
+    int64_t age = now - c->pooled_at;
+    if (age >= min_age_ns) {
+      sys_release_inner(c->slots, sizeof c->slots);
+      c->slots_resident = false;
+    } else if (next < 0 || min_age_ns - age < next) {
+      next = min_age_ns - age;
+    }
+  }
+  return next;
 }
 
 void caches_lock() { g_caches_lock.lock(); }

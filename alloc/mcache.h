@@ -64,6 +64,8 @@ struct alignas(64) mcache {
   size_t large_bytes;
   mcache* next_all;  // registry of live caches, guarded by g_caches_lock
   mcache* prev_all;
+  int64_t pooled_at;    // pooled caches: when the thread exited (coarse ns)
+  bool slots_resident;  // pooled caches: slot pages not yet given back
   // One guard slot, so cur[-1] is always readable, then each class's slots.
   void* slots[1 + total_cache_slots()];
 };
@@ -133,6 +135,10 @@ void free_direct(void* p);
 void caches_lock();
 void caches_unlock();
 void caches_fork_child();
+// The scavenger's pass over pooled caches: gives back the slot pages of
+// caches pooled for at least min_age_ns. Returns the time until the next one
+// is old enough, or -1.
+int64_t caches_trim_pool(int64_t min_age_ns);
 // Free objects per class in all live caches, and the number of caches.
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches);
 // Large spans through the thread's cache: nullptr / false when the cache has

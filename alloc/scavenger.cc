@@ -8,6 +8,7 @@
 #include <atomic>
 
 #include "alloc/lock.h"
+#include "alloc/mcache.h"
 #include "alloc/mcentral.h"
 #include "alloc/mheap.h"
 #include "alloc/options.h"
@@ -30,9 +31,11 @@ void* scavenger_main(void*) {
   for (;;) {
     uint32_t seq = g_wake_seq.load(std::memory_order_acquire);
     int64_t tc_next = release_idle_transfer_caches(delay);
+    int64_t pool_next = caches_trim_pool(delay);
     int64_t next = -1;
     size_t released = g_heap.scavenge(delay, &next);
-    if (tc_next >= 0 && (next < 0 || tc_next < next)) next = tc_next;
+    for (int64_t t : {tc_next, pool_next})
+      if (t >= 0 && (next < 0 || t < next)) next = t;
     if (released && g_options.scavtrace) {
       heapStats s = g_heap.stats();
       print_err("scav: released %zu KiB; heap in use %zu KiB, free %zu KiB, released %zu KiB",
@@ -111,6 +114,7 @@ void scavenger_fork_child() {
 
 size_t scavenge_now() {
   release_idle_transfer_caches(0);
+  caches_trim_pool(0);
   return g_heap.scavenge(0, nullptr);
 }
 
