@@ -21,7 +21,11 @@ void central_init() {
     // batches), ~8 MiB over all classes: enough to pass batches between
     // threads that allocate and free at different rates, little enough that
     // a burst of frees from many threads does not park tens of MiB here.
-    uint32_t slots = static_cast<uint32_t>((128 * 1024) / (m.batch * class_to_size[c]));
+    // Classes of 4 KiB and more get 512 KiB: their spans hold one to a few
+    // objects, so an object that does not wait here costs a span from the
+    // mheap (its lock, the page map) on the next allocation.
+    size_t budget = class_to_size[c] >= 4096 ? 512 * 1024 : 128 * 1024;
+    uint32_t slots = static_cast<uint32_t>(budget / (m.batch * class_to_size[c]));
     m.tc_max = slots < 2 ? 2 : slots > kTransferSlots ? kTransferSlots : slots;
     total += size_t{m.tc_max} * m.batch;
   }
