@@ -20,6 +20,9 @@ BENCHFLAGS := $(CXXSTD) -O2 -g $(WARN) -Iinclude -pthread
 ALLOC_SRCS := $(wildcard alloc/*.cc)
 LIB_OBJS   := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o)
 
+FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
+                 bench/*.cc bench/*/*.cc bench/*/*.h)
+
 .PHONY: all deps build lib test run bench clean install format check-format stress
 all: build
 
@@ -96,7 +99,7 @@ $(BUILD)/bench/micro/%: bench/micro/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(BENCHFLAGS) -o $@ $< -lbenchmark
 
-$(BUILD)/bench/workloads/%: bench/workloads/%.cc
+$(BUILD)/bench/workloads/%: bench/workloads/%.cc bench/workloads/workload.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(BENCHFLAGS) -o $@ $<
 
@@ -118,7 +121,10 @@ install: lib $(BUILD)/bin/gort
 	sed 's|@PREFIX@|$(PREFIX)|' tools/gort.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/gort.pc
 
 format:
-	clang-format -i alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h bench/*/*.cc bench/*.cc
+	clang-format -i $(FORMAT_FILES)
+
+check-format:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
 
 clean:
 	rm -rf $(BUILD)

@@ -69,4 +69,6 @@ extern "C" __attribute__((visibility("default"), noreturn)) void _exit(int statu
   if (gort::alloc::g_options.mstats) gort::alloc::print_stats(gort::alloc::g_options.mstats_fd);
   for (;;) syscall(SYS_exit_group, status);
 }
-extern "C" __attribute__((visibility("default"), noreturn)) void _Exit(int status) { _exit(status); }
+extern "C" __attribute__((visibility("default"), noreturn)) void _Exit(int status) {
+  _exit(status);
+}

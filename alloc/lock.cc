@@ -42,6 +42,8 @@ void mutex::lock_slow() {
   }
 }
 
-void mutex::wake() { futex_wake(&state_, 1); }
+void mutex::wake() {
+  futex_wake(&state_, 1);
+}
 
 }  // namespace gort::alloc

@@ -13,6 +13,8 @@
 // the start of a live gort block report "invalid pointer" and abort, as glibc
 // does; the check cannot crash (the page map reads null for foreign memory).
 // malloc_usable_size() of such a pointer returns 0.
+#include "gort/malloc.h"
+
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
@@ -23,7 +25,6 @@
 #include "alloc/scavenger.h"
 #include "alloc/stats.h"
 #include "alloc/sys.h"
-#include "gort/malloc.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -187,11 +188,21 @@ size_t usable_size(const void* p) {
 
 using namespace gort::alloc;
 
-GORT_EXPORT void* gort_malloc(size_t size) noexcept { return malloc_fast(size); }
-GORT_EXPORT void gort_free(void* p) noexcept { free_fast(p); }
-GORT_EXPORT void* gort_calloc(size_t n, size_t size) noexcept { return calloc_impl(n, size); }
-GORT_EXPORT void* gort_realloc(void* p, size_t size) noexcept { return realloc_impl(p, size); }
-GORT_EXPORT size_t gort_malloc_usable_size(const void* p) noexcept { return usable_size(p); }
+GORT_EXPORT void* gort_malloc(size_t size) noexcept {
+  return malloc_fast(size);
+}
+GORT_EXPORT void gort_free(void* p) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void* gort_calloc(size_t n, size_t size) noexcept {
+  return calloc_impl(n, size);
+}
+GORT_EXPORT void* gort_realloc(void* p, size_t size) noexcept {
+  return realloc_impl(p, size);
+}
+GORT_EXPORT size_t gort_malloc_usable_size(const void* p) noexcept {
+  return usable_size(p);
+}
 
 GORT_EXPORT void* gort_aligned_alloc(size_t align, size_t size) noexcept {
   if (align == 0 || (align & (align - 1)) != 0) {
@@ -216,10 +227,18 @@ GORT_EXPORT size_t gort_scavenge(void) noexcept {
 
 // ---- the standard names ----
 
-GORT_EXPORT void* malloc(size_t size) noexcept { return malloc_fast(size); }
-GORT_EXPORT void free(void* p) noexcept { free_fast(p); }
-GORT_EXPORT void* calloc(size_t n, size_t size) noexcept { return calloc_impl(n, size); }
-GORT_EXPORT void* realloc(void* p, size_t size) noexcept { return realloc_impl(p, size); }
+GORT_EXPORT void* malloc(size_t size) noexcept {
+  return malloc_fast(size);
+}
+GORT_EXPORT void free(void* p) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void* calloc(size_t n, size_t size) noexcept {
+  return calloc_impl(n, size);
+}
+GORT_EXPORT void* realloc(void* p, size_t size) noexcept {
+  return realloc_impl(p, size);
+}
 
 GORT_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept {
   size_t total;
@@ -267,7 +286,9 @@ GORT_EXPORT void* pvalloc(size_t size) noexcept {
   return aligned_impl(page, rounded);
 }
 
-GORT_EXPORT size_t malloc_usable_size(void* p) noexcept { return usable_size(p); }
+GORT_EXPORT size_t malloc_usable_size(void* p) noexcept {
+  return usable_size(p);
+}
 
 // glibc's malloc_trim: give free memory back now. Returns 1 if any was.
 GORT_EXPORT int malloc_trim(size_t) noexcept {

@@ -91,7 +91,9 @@ void thread_exit(void* arg) {
 
 }  // namespace
 
-void caches_init() { pthread_key_create(&g_key, thread_exit); }
+void caches_init() {
+  pthread_key_create(&g_key, thread_exit);
+}
 
 mcache* cache_for_thread() {
   if (tl_thread.cache) return tl_thread.cache;
@@ -128,7 +130,9 @@ void* alloc_direct(uint32_t cls) {
   return p;
 }
 
-void free_direct(void* p) { g_central[span_of(p)->free_class].free_batch(&p, 1); }
+void free_direct(void* p) {
+  g_central[span_of(p)->free_class].free_batch(&p, 1);
+}
 
 void* alloc_class_slow(uint32_t cls) {
   mcache* c = cache_for_thread();
@@ -175,8 +179,12 @@ int64_t caches_trim_pool(int64_t min_age_ns) {
   return next;
 }
 
-void caches_lock() { g_caches_lock.lock(); }
-void caches_unlock() { g_caches_lock.unlock(); }
+void caches_lock() {
+  g_caches_lock.lock();
+}
+void caches_unlock() {
+  g_caches_lock.unlock();
+}
 
 void caches_fork_child() {
   g_caches_lock.reset();

@@ -103,8 +103,7 @@ void mheap::insert_free(mspan* s) {
 void mheap::remove_free(mspan* s) {
   if (s->npages < kFreeListsExact) {
     free_[s->npages].remove(s);
-    if (free_[s->npages].empty())
-      nonempty_[s->npages / 64] &= ~(uint64_t{1} << (s->npages % 64));
+    if (free_[s->npages].empty()) nonempty_[s->npages / 64] &= ~(uint64_t{1} << (s->npages % 64));
   } else {
     free_large_.remove(s);
   }

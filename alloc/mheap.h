@@ -82,7 +82,9 @@ inline uint32_t window_entry(const void* p) {
   if (__builtin_expect(idx < g_window_pages, 1)) return g_window[idx];
   return 0;
 }
-inline uint32_t window_class(const void* p) { return window_entry(p) & 0xff; }
+inline uint32_t window_class(const void* p) {
+  return window_entry(p) & 0xff;
+}
 // Offset of p from the start of its span, given its window entry.
 inline uintptr_t window_span_offset(const void* p, uint32_t entry) {
   return (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) + (uintptr_t{entry >> 8} << kPageShift);
@@ -173,7 +175,7 @@ class mheap {
   void reserve_window();
   heapArena* arena_of(uintptr_t addr) { return g_arenas[addr >> kArenaShift]; }
 
-  mutex lock_;  // guards everything below
+  mutex lock_;                      // guards everything below
   spanList free_[kFreeListsExact];  // free_[n]: free spans of exactly n pages
   spanList free_large_;             // free spans of >= kFreeListsExact pages
   uint64_t nonempty_[kFreeListsExact / 64] = {};

@@ -63,8 +63,8 @@ struct mspan {
   uintptr_t npages = 0;
   mspan* next = nullptr;  // list links (mcentral or mheap free list)
   mspan* prev = nullptr;
-  int64_t free_since = 0;  // free spans: when the span last changed (ns)
-  uintptr_t nbacked = 0;   // free spans: pages still backed by memory (not released)
+  int64_t free_since = 0;         // free spans: when the span last changed (ns)
+  uintptr_t nbacked = 0;          // free spans: pages still backed by memory (not released)
   uint64_t* allocBits = nullptr;  // small spans: nelems bits each (gcbits.h)
   uint64_t* gcmarkBits = nullptr;
 

@@ -65,14 +65,24 @@ using gort::alloc::new_aligned;
 using gort::alloc::new_impl;
 using gort::alloc::new_nothrow;
 
-GORT_EXPORT void* operator new(size_t n) { return new_impl(n); }
-GORT_EXPORT void* operator new[](size_t n) { return new_impl(n); }
-GORT_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept { return new_nothrow(n); }
+GORT_EXPORT void* operator new(size_t n) {
+  return new_impl(n);
+}
+GORT_EXPORT void* operator new[](size_t n) {
+  return new_impl(n);
+}
+GORT_EXPORT void* operator new(size_t n, const std::nothrow_t&) noexcept {
+  return new_nothrow(n);
+}
 GORT_EXPORT void* operator new[](size_t n, const std::nothrow_t&) noexcept {
   return new_nothrow(n);
 }
-GORT_EXPORT void* operator new(size_t n, std::align_val_t a) { return new_aligned(n, a, false); }
-GORT_EXPORT void* operator new[](size_t n, std::align_val_t a) { return new_aligned(n, a, false); }
+GORT_EXPORT void* operator new(size_t n, std::align_val_t a) {
+  return new_aligned(n, a, false);
+}
+GORT_EXPORT void* operator new[](size_t n, std::align_val_t a) {
+  return new_aligned(n, a, false);
+}
 GORT_EXPORT void* operator new(size_t n, std::align_val_t a, const std::nothrow_t&) noexcept {
   return new_aligned(n, a, true);
 }
@@ -80,16 +90,36 @@ GORT_EXPORT void* operator new[](size_t n, std::align_val_t a, const std::nothro
   return new_aligned(n, a, true);
 }
 
-GORT_EXPORT void operator delete(void* p) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete[](void* p) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete(void* p, size_t) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete[](void* p, size_t) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete(void* p, std::align_val_t) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { free_fast(p); }
-GORT_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { free_fast(p); }
+GORT_EXPORT void operator delete(void* p) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete[](void* p) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete(void* p, size_t) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete[](void* p, size_t) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete(void* p, std::align_val_t) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete[](void* p, std::align_val_t) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept {
+  free_fast(p);
+}
+GORT_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept {
+  free_fast(p);
+}
 GORT_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   free_fast(p);
 }

@@ -118,6 +118,8 @@ size_t scavenge_now() {
   return g_heap.scavenge(0, nullptr);
 }
 
-bool scavenger_running() { return g_state.load(std::memory_order_acquire) == kRunning; }
+bool scavenger_running() {
+  return g_state.load(std::memory_order_acquire) == kRunning;
+}
 
 }  // namespace gort::alloc

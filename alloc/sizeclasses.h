@@ -30,19 +30,18 @@ inline constexpr size_t kMaxSmallSize = 32768;
 inline constexpr int kNumSizeClasses = 67;  // including class 0 (large)
 
 inline constexpr uint16_t class_to_size[kNumSizeClasses] = {
-    0,     8,     16,    32,    48,    64,    80,    96,    112,   128,   144,   160,
-    176,   192,   208,   224,   240,   256,   288,   320,   352,   384,   416,   448,
-    480,   512,   576,   640,   704,   768,   896,   1024,  1152,  1280,  1408,  1536,
-    1792,  2048,  2304,  2688,  3072,  3200,  3456,  4096,  4864,  5376,  6144,  6528,
-    6784,  6912,  8192,  9472,  9728,  10240, 10880, 12288, 13568, 14336, 16384, 18432,
-    19072, 20480, 21760, 24576, 27264, 28672, 32768};
+    0,     8,     16,    32,    48,    64,    80,    96,    112,   128,   144,  160,   176,   192,
+    208,   224,   240,   256,   288,   320,   352,   384,   416,   448,   480,  512,   576,   640,
+    704,   768,   896,   1024,  1152,  1280,  1408,  1536,  1792,  2048,  2304, 2688,  3072,  3200,
+    3456,  4096,  4864,  5376,  6144,  6528,  6784,  6912,  8192,  9472,  9728, 10240, 10880, 12288,
+    13568, 14336, 16384, 18432, 19072, 20480, 21760, 24576, 27264, 28672, 32768};
 
 // Pages per span of each class: pages are added until the unusable tail is
 // at most 1/8 of the span (Go chooses this before it merges classes with the
 // same object count, so a few classes have more pages than strictly needed).
 inline constexpr uint8_t class_to_npages[kNumSizeClasses] = {
-    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 2, 1, 2, 1, 3, 2, 3, 1, 3, 2,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,  1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 1, 2, 1, 2, 1, 3, 2,  3, 1, 3, 2,
     3, 4, 5, 6, 1, 7, 6, 5, 4, 3, 5, 7, 2, 9, 7, 5, 8, 3, 10, 7, 4};
 
 // One lookup table from a size, rounded up to 8 bytes, to its class: 4097
@@ -63,7 +62,9 @@ inline constexpr std::array<uint8_t, kClassIndexSize> make_class_lookup() {
 inline constexpr auto size_to_class_table = make_class_lookup();
 
 // Smallest class whose size is >= size; size must be <= kMaxSmallSize.
-inline uint32_t size_to_class(size_t size) { return size_to_class_table[(size + 7) >> 3]; }
+inline uint32_t size_to_class(size_t size) {
+  return size_to_class_table[(size + 7) >> 3];
+}
 
 // What free() needs to check that an offset inside a span of the class starts
 // an object, without reading the span: objs_end = nelems * size (offsets at or
@@ -91,7 +92,9 @@ inline bool class_object_start(uint32_t cls, uint64_t off) {
 // Multiplier that turns a byte offset inside a span into an object index
 // without a division: index = (off * div_mul) >> 32 (exact for every offset
 // that can occur in a span of that class; Go uses the same construction).
-inline uint32_t div_mul_for(uint32_t size) { return ~uint32_t{0} / size + 1; }
+inline uint32_t div_mul_for(uint32_t size) {
+  return ~uint32_t{0} / size + 1;
+}
 
 // How many objects the mcache moves to or from its mcentral at a time
 // (TCMalloc's num_objects_to_move): 64 KiB worth, at least 2 and at most 32
@@ -125,7 +128,11 @@ inline constexpr int kNumSpanClasses = kNumSizeClasses << 1;
 inline spanClass make_span_class(uint32_t cls, bool noscan) {
   return static_cast<spanClass>(cls << 1 | (noscan ? 1 : 0));
 }
-inline uint32_t span_class_size_class(spanClass sc) { return sc >> 1; }
-inline bool span_class_noscan(spanClass sc) { return sc & 1; }
+inline uint32_t span_class_size_class(spanClass sc) {
+  return sc >> 1;
+}
+inline bool span_class_noscan(spanClass sc) {
+  return sc & 1;
+}
 
 }  // namespace gort::alloc

@@ -83,7 +83,9 @@ struct printer {
   }
 };
 
-double mib(uint64_t b) { return static_cast<double>(b) / (1 << 20); }
+double mib(uint64_t b) {
+  return static_cast<double>(b) / (1 << 20);
+}
 
 }  // namespace
 
@@ -92,16 +94,17 @@ void print_stats(int fd) {
   collect_stats(&s);
   printer p;
   p.fd = fd;
-  p.line("gort: mstats: heap mapped %.1f MiB, in use %.1f MiB, free %.1f MiB, released %.1f MiB, "
-         "metadata %.1f MiB\n",
-         mib(s.heap_mapped), mib(s.heap_inuse), mib(s.heap_free), mib(s.heap_released),
-         mib(s.metadata));
-  p.line("gort: mstats: allocated %.1f MiB, cached %.1f MiB, small objects in use %llu, "
-         "large allocs %llu frees %llu\n",
-         mib(s.bytes_allocated), mib(s.bytes_cached),
-         static_cast<unsigned long long>(s.small_inuse),
-         static_cast<unsigned long long>(s.large_allocs),
-         static_cast<unsigned long long>(s.large_frees));
+  p.line(
+      "gort: mstats: heap mapped %.1f MiB, in use %.1f MiB, free %.1f MiB, released %.1f MiB, "
+      "metadata %.1f MiB\n",
+      mib(s.heap_mapped), mib(s.heap_inuse), mib(s.heap_free), mib(s.heap_released),
+      mib(s.metadata));
+  p.line(
+      "gort: mstats: allocated %.1f MiB, cached %.1f MiB, small objects in use %llu, "
+      "large allocs %llu frees %llu\n",
+      mib(s.bytes_allocated), mib(s.bytes_cached), static_cast<unsigned long long>(s.small_inuse),
+      static_cast<unsigned long long>(s.large_allocs),
+      static_cast<unsigned long long>(s.large_frees));
   p.line("gort: mstats: scavenged %.1f MiB in %llu passes, scavenger %s, %u thread caches\n",
          mib(s.scavenged), static_cast<unsigned long long>(s.scavenge_passes),
          s.scavenger_running ? "running" : "not started", s.thread_caches);

@@ -40,7 +40,9 @@ void* sys_map_at(void* hint, size_t n) {
   return p;
 }
 
-void sys_unmap(void* p, size_t n) { munmap(p, n); }
+void sys_unmap(void* p, size_t n) {
+  munmap(p, n);
+}
 
 void sys_release(void* p, size_t n) {
   int saved = errno;  // free() must not change errno

@@ -44,7 +44,9 @@ std::string self_dir() {
   return s.substr(0, s.rfind('/'));
 }
 
-bool exists(const std::string& p) { return access(p.c_str(), F_OK) == 0; }
+bool exists(const std::string& p) {
+  return access(p.c_str(), F_OK) == 0;
+}
 
 int usage_error(const char* why) {
   fprintf(stderr, "gort: %s\n%s", why, kUsage);
@@ -97,18 +99,22 @@ int cmd_bench(int argc, char** argv) {
       break;
     }
   if (runner.empty()) {
-    fprintf(stderr, "gort: bench: cannot find bench/run.py (looked in %s%s%s); run it from a gort source tree\n",
+    fprintf(stderr,
+            "gort: bench: cannot find bench/run.py (looked in %s%s%s); run it from a gort source "
+            "tree\n",
             candidates[0].c_str(), candidates.size() > 1 ? " and " : "",
             candidates.size() > 1 ? candidates[1].c_str() : "");
     return 2;
   }
   // The harness finds the build tree next to this binary.
   setenv("GORT_BUILD_DIR", (self_dir() + "/..").c_str(), 1);
-  std::vector<char*> args = {const_cast<char*>("/usr/bin/python3"), const_cast<char*>(runner.c_str())};
+  std::vector<char*> args = {const_cast<char*>("/usr/bin/python3"),
+                             const_cast<char*>(runner.c_str())};
   for (int i = 0; i < argc; i++) args.push_back(argv[i]);
   args.push_back(nullptr);
   execv(args[0], args.data());
-  fprintf(stderr, "gort: bench: cannot run /usr/bin/python3: %s (make deps installs it)\n", strerror(errno));
+  fprintf(stderr, "gort: bench: cannot run /usr/bin/python3: %s (make deps installs it)\n",
+          strerror(errno));
   return 2;
 }
 

@@ -30,49 +30,11 @@
 #include <thread>
 #include <vector>
 
+#include "workload.h"
+
 namespace {
 
-// ---- shared workload helpers (kept per file: the Makefile builds each
-// workload from its one .cc) ----
-
-double bench_scale() {
-  const char* s = getenv("GORT_BENCH_SCALE");
-  if (s == nullptr) return 1.0;
-  char* end = nullptr;
-  double v = strtod(s, &end);
-  if (end == s || *end != '\0' || !(v > 0) || !isfinite(v)) {
-    fprintf(stderr, "workload: bad GORT_BENCH_SCALE=%s\n", s);
-    exit(2);
-  }
-  return v;
-}
-
-struct xorshift {
-  uint64_t s;
-  explicit xorshift(uint64_t seed) : s(seed * 0x9e3779b97f4a7c15ULL ^ 0x2545f4914f6cdd1dULL) {
-    if (s == 0) s = 1;
-  }
-  uint64_t next() {
-    s ^= s << 13;
-    s ^= s >> 7;
-    s ^= s << 17;
-    return s;
-  }
-  uint64_t below(uint64_t n) { return next() % n; }
-};
-
-inline unsigned char pat(uint64_t id, size_t i) {
-  return static_cast<unsigned char>(((id * 0x9e3779b97f4a7c15ULL) >> 40) + i);
-}
-
-unsigned char* xmalloc(size_t n) {
-  auto* p = static_cast<unsigned char*>(malloc(n));
-  if (p == nullptr) {
-    fprintf(stderr, "false_sharing: malloc(%zu) failed\n", n);
-    exit(1);
-  }
-  return p;
-}
+using namespace workload;
 
 // ---- the workload ----
 

@@ -27,22 +27,11 @@
 #include <thread>
 #include <vector>
 
+#include "workload.h"
+
 namespace {
 
-// ---- shared workload helpers (kept per file: the Makefile builds each
-// workload from its one .cc) ----
-
-double bench_scale() {
-  const char* s = getenv("GORT_BENCH_SCALE");
-  if (s == nullptr) return 1.0;
-  char* end = nullptr;
-  double v = strtod(s, &end);
-  if (end == s || *end != '\0' || !(v > 0) || !isfinite(v)) {
-    fprintf(stderr, "workload: bad GORT_BENCH_SCALE=%s\n", s);
-    exit(2);
-  }
-  return v;
-}
+using namespace workload;
 
 // ---- the workload ----
 

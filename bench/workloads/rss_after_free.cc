@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "workload.h"
+
 static size_t rss_kb() {
   FILE* f = fopen("/proc/self/statm", "r");
   size_t a = 0, b = 0;
@@ -37,15 +39,7 @@ struct item {
 };
 
 int main() {
-  double scale = 1.0;
-  if (const char* s = getenv("GORT_BENCH_SCALE")) {
-    char* end;
-    scale = strtod(s, &end);
-    if (*end || !(scale > 0)) {
-      fprintf(stderr, "workload: bad GORT_BENCH_SCALE=%s\n", s);
-      return 2;
-    }
-  }
+  double scale = workload::bench_scale();
   // The peak is the point of this workload: more scale means more rounds of
   // churn at the same peak, up to 4x.
   const int kOps = static_cast<int>(100000 * (scale < 4 ? scale : 4));
@@ -91,7 +85,8 @@ int main() {
         bytes += n;
       }
       for (auto& it : live) {
-        if (it.p[0] != static_cast<unsigned char>(it.n) || it.p[it.n - 1] != static_cast<unsigned char>(t))
+        if (it.p[0] != static_cast<unsigned char>(it.n) ||
+            it.p[it.n - 1] != static_cast<unsigned char>(t))
           bad++;
         free(it.p);
       }
@@ -110,6 +105,7 @@ int main() {
   printf("result peak_rss %.1f MiB lower\n", ru.ru_maxrss / 1024.0);
   printf("result rss_after_1s %.2f MiB lower\n", after / 1024.0);
   printf("result time %lld ms lower\n",
-         static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()));
+         static_cast<long long>(
+             std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count()));
   return 0;
 }

@@ -40,20 +40,20 @@ typedef struct gort_size_class_stats {
 } gort_size_class_stats_t;
 
 typedef struct gort_malloc_stats {
-  size_t heap_mapped;      /* address space reserved for the heap (arenas) */
-  size_t heap_inuse;       /* bytes in spans holding objects */
-  size_t heap_free;        /* bytes in free spans still backed by memory */
-  size_t heap_released;    /* bytes in free spans returned to the OS (or never touched) */
-  size_t bytes_allocated;  /* bytes in live objects (small: class size; large: pages) */
-  size_t bytes_cached;     /* bytes of free objects in thread and transfer caches
-                              (including freed large blocks kept for reuse) */
-  size_t metadata;         /* span and arena metadata mapped */
-  uint64_t small_inuse;    /* small (<= 32 KiB) objects in the program's hands */
-  uint64_t large_allocs;   /* cumulative large allocations */
+  size_t heap_mapped;     /* address space reserved for the heap (arenas) */
+  size_t heap_inuse;      /* bytes in spans holding objects */
+  size_t heap_free;       /* bytes in free spans still backed by memory */
+  size_t heap_released;   /* bytes in free spans returned to the OS (or never touched) */
+  size_t bytes_allocated; /* bytes in live objects (small: class size; large: pages) */
+  size_t bytes_cached;    /* bytes of free objects in thread and transfer caches
+                             (including freed large blocks kept for reuse) */
+  size_t metadata;        /* span and arena metadata mapped */
+  uint64_t small_inuse;   /* small (<= 32 KiB) objects in the program's hands */
+  uint64_t large_allocs;  /* cumulative large allocations */
   uint64_t large_frees;
-  uint64_t scavenged;      /* cumulative bytes returned to the OS */
+  uint64_t scavenged; /* cumulative bytes returned to the OS */
   uint64_t scavenge_passes;
-  uint32_t thread_caches;  /* live thread caches */
+  uint32_t thread_caches; /* live thread caches */
   int32_t scavenger_running;
   gort_size_class_stats_t classes[GORT_NUM_SIZE_CLASSES];
 } gort_malloc_stats_t;

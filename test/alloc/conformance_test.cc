@@ -18,10 +18,11 @@
 
 #include "gort/malloc.h"
 
-
 namespace {
 
-bool aligned(const void* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+bool aligned(const void* p, size_t a) {
+  return reinterpret_cast<uintptr_t>(p) % a == 0;
+}
 
 void fill(void* p, size_t n, unsigned seed) {
   auto* b = static_cast<unsigned char*>(p);
@@ -153,8 +154,8 @@ BOOST_AUTO_TEST_CASE(valloc_and_pvalloc) {
 BOOST_AUTO_TEST_CASE(bad_alignments) {
   void* p = reinterpret_cast<void*>(0x1234);
   BOOST_TEST(posix_memalign(&p, 0, 8) == EINVAL);
-  BOOST_TEST(posix_memalign(&p, 4, 8) == EINVAL);   // smaller than a pointer
-  BOOST_TEST(posix_memalign(&p, 24, 8) == EINVAL);  // not a power of two
+  BOOST_TEST(posix_memalign(&p, 4, 8) == EINVAL);    // smaller than a pointer
+  BOOST_TEST(posix_memalign(&p, 24, 8) == EINVAL);   // not a power of two
   BOOST_TEST(p == reinterpret_cast<void*>(0x1234));  // untouched on failure
   errno = 0;
   BOOST_TEST(aligned_alloc(24, 48) == nullptr);
@@ -214,7 +215,8 @@ BOOST_AUTO_TEST_CASE(calloc_overflow_and_zeroing) {
     for (int i = 0; i < 4; i++) {
       auto* c = static_cast<unsigned char*>(calloc(1, n));
       BOOST_REQUIRE(c);
-      for (size_t k = 0; k < n; k++) BOOST_REQUIRE_MESSAGE(c[k] == 0, "calloc(" << n << ")[" << k << "]");
+      for (size_t k = 0; k < n; k++)
+        BOOST_REQUIRE_MESSAGE(c[k] == 0, "calloc(" << n << ")[" << k << "]");
       dirty[i] = c;
     }
     for (void* d : dirty) free(d);
@@ -225,8 +227,9 @@ BOOST_AUTO_TEST_CASE(calloc_overflow_and_zeroing) {
 }
 
 BOOST_AUTO_TEST_CASE(realloc_keeps_contents_across_classes) {
-  std::vector<size_t> path = {1, 8, 17, 100, 1000, 5000, 32768, 32769, 100000, 1 << 20,
-                              (1 << 20) + 1, 3 << 20, 70000, 20000, 300, 16, 3};
+  std::vector<size_t> path = {1,     8,      17,      100,           1000,    5000,  32768,
+                              32769, 100000, 1 << 20, (1 << 20) + 1, 3 << 20, 70000, 20000,
+                              300,   16,     3};
   void* p = nullptr;
   size_t have = 0;
   for (size_t n : path) {
@@ -288,8 +291,8 @@ BOOST_AUTO_TEST_CASE(usable_size_of_foreign_and_interior_pointers_is_zero) {
 }
 
 BOOST_AUTO_TEST_CASE(sized_and_aligned_deletes_of_every_kind) {
-  for (size_t n : {size_t{1}, size_t{24}, size_t{100}, size_t{4096}, size_t{32768},
-                   size_t{100000}}) {
+  for (size_t n :
+       {size_t{1}, size_t{24}, size_t{100}, size_t{4096}, size_t{32768}, size_t{100000}}) {
     void* p = ::operator new(n);
     ::operator delete(p, n);
     p = ::operator new[](n);
@@ -310,7 +313,9 @@ BOOST_AUTO_TEST_CASE(sized_and_aligned_deletes_of_every_kind) {
       ::operator delete[](p, std::align_val_t(a), std::nothrow);
     }
   }
-  struct alignas(256) over { char c[300]; };
+  struct alignas(256) over {
+    char c[300];
+  };
   over* o = new over[3];
   BOOST_TEST(aligned(o, 256));
   delete[] o;
@@ -319,7 +324,7 @@ BOOST_AUTO_TEST_CASE(sized_and_aligned_deletes_of_every_kind) {
 BOOST_AUTO_TEST_CASE(new_throws_bad_alloc_and_nothrow_returns_null) {
   BOOST_CHECK_THROW(static_cast<void>(::operator new(SIZE_MAX / 2)), std::bad_alloc);
   BOOST_CHECK_THROW(static_cast<void>(::operator new[](size_t{1} << 60)), std::bad_alloc);
-  BOOST_CHECK_THROW(static_cast<void>(::operator new(size_t{1} << 60, std::align_val_t(64))),
+  BOOST_CHECK_THROW(static_cast<void>(::operator new (size_t{1} << 60, std::align_val_t(64))),
                     std::bad_alloc);
   BOOST_TEST(::operator new(SIZE_MAX / 2, std::nothrow) == nullptr);
   BOOST_TEST(::operator new[](SIZE_MAX / 2, std::nothrow) == nullptr);

@@ -42,7 +42,8 @@ BOOST_AUTO_TEST_CASE(instruction_counts_do_not_grow) {
     std::smatch m;
     BOOST_REQUIRE(std::regex_search(text, m, std::regex(R"(\ntotals: (\d+))")));
     double per_pair = std::stod(m[1]) / kIters;
-    BOOST_TEST_MESSAGE(name << ": " << per_pair << " instructions per pair (golden " << limit << ")");
+    BOOST_TEST_MESSAGE(name << ": " << per_pair << " instructions per pair (golden " << limit
+                            << ")");
     BOOST_TEST(per_pair <= limit + 0.5, name << " grew: " << per_pair << " > golden " << limit);
     remove(out.c_str());
   }

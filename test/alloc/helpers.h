@@ -29,7 +29,9 @@ inline std::string libgort_so() {
   if (realpath(rel.c_str(), buf)) return buf;
   return rel;
 }
-inline std::string test_prog(const std::string& name) { return build_dir() + "/test/" + name; }
+inline std::string test_prog(const std::string& name) {
+  return build_dir() + "/test/" + name;
+}
 
 struct result {
   int status = -1;  // exit code, or 128 + signal
@@ -108,7 +110,9 @@ inline result run(const std::vector<std::string>& argv, const std::vector<std::s
   return r;
 }
 
-inline std::string preload_env() { return "LD_PRELOAD=" + libgort_so(); }
+inline std::string preload_env() {
+  return "LD_PRELOAD=" + libgort_so();
+}
 
 // Resident set size of this process, from /proc/self/statm.
 inline size_t rss_bytes() {
@@ -117,6 +121,18 @@ inline size_t rss_bytes() {
   f >> size >> resident;
   return resident * static_cast<size_t>(sysconf(_SC_PAGESIZE));
 }
+
+// A scratch directory under /tmp, removed with everything in it afterwards.
+struct tmpdir {
+  std::string path;
+  tmpdir() {
+    char t[] = "/tmp/gort-test-XXXXXX";
+    path = mkdtemp(t);
+  }
+  ~tmpdir() { run({"rm", "-rf", path}); }
+  tmpdir(const tmpdir&) = delete;
+  tmpdir& operator=(const tmpdir&) = delete;
+};
 
 inline bool has_program(const std::string& name) {
   return run({"sh", "-c", "command -v " + name}).status == 0;

@@ -42,10 +42,12 @@ BOOST_AUTO_TEST_CASE(make_install_and_pkg_config) {
   std::string pc = "PKG_CONFIG_PATH=" + prefix + "/lib/pkgconfig";
   result flags = run({"pkg-config", "--cflags", "--libs", "gort"}, {pc});
   BOOST_REQUIRE_MESSAGE(flags.status == 0, flags.err);
-  while (!flags.out.empty() && isspace(static_cast<unsigned char>(flags.out.back()))) flags.out.pop_back();
+  while (!flags.out.empty() && isspace(static_cast<unsigned char>(flags.out.back())))
+    flags.out.pop_back();
   std::string exe = prefix + "/linked";
-  result cc = run({"sh", "-c", "cc -O1 test/progs/linked_user.c -o " + exe + " " + flags.out +
-                                   " -Wl,-rpath," + prefix + "/lib"});
+  result cc = run({"sh", "-c",
+                   "cc -O1 test/progs/linked_user.c -o " + exe + " " + flags.out + " -Wl,-rpath," +
+                       prefix + "/lib"});
   BOOST_REQUIRE_MESSAGE(cc.status == 0, cc.err);
   expect_ok(run({exe}), "installed");
   run({"rm", "-rf", prefix});

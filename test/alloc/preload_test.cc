@@ -15,16 +15,6 @@ using namespace gort_test;
 
 namespace {
 
-// A scratch directory, removed afterwards.
-struct tmpdir {
-  std::string path;
-  tmpdir() {
-    char t[] = "/tmp/gort-test-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~tmpdir() { run({"rm", "-rf", path}); }
-};
-
 // Runs a shell script twice, with and without gort, and compares stdout.
 void same_output(const std::string& script, const std::string& input = "", int timeout = 300) {
   result plain = run({"sh", "-c", script}, {}, input, timeout);
@@ -75,7 +65,8 @@ BOOST_AUTO_TEST_CASE(git_init_add_commit_log) {
     return "set -e; cd " + dir +
            "; export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t "
            "GIT_COMMITTER_EMAIL=t@t GIT_AUTHOR_DATE='2026-01-01T00:00:00Z' "
-           "GIT_COMMITTER_DATE='2026-01-01T00:00:00Z' HOME=" + dir +
+           "GIT_COMMITTER_DATE='2026-01-01T00:00:00Z' HOME=" +
+           dir +
            "; git -c init.defaultBranch=main init -q r; cd r;"
            " for i in $(seq 1 300); do seq $i $((i * 50)) > f$i.txt; done;"
            " git add .; git commit -q -m first;"
@@ -107,7 +98,9 @@ int main() {
   for (auto& [k, v] : m) std::cout << k << ':' << sum(v) << '\n';
 }
 SRC_END
-cd )" + d.path + " && g++ -O2 -frandom-seed=1 -c prog.cc -o prog.o && g++ prog.o -o prog && ./prog && sha256sum prog.o";
+cd )" + d.path +
+                       " && g++ -O2 -frandom-seed=1 -c prog.cc -o prog.o && g++ prog.o -o prog && "
+                       "./prog && sha256sum prog.o";
   same_output(script);
   gort_served("cd " + d.path + " && g++ -O1 -c prog.cc -o p2.o");
 }
@@ -116,9 +109,12 @@ BOOST_AUTO_TEST_CASE(sort_multi_megabyte_file) {
   tmpdir d;
   std::string f = d.path + "/in.txt";
   // ~8 MB of pseudo-random lines.
-  BOOST_REQUIRE(run({"sh", "-c", "awk 'BEGIN { srand(7); for (i = 0; i < 400000; i++) printf "
-                                 "\"%d line-%x %s\\n\", int(rand() * 1e9), i, substr(\"abcdefghij\", 1 + i % 9) }' > " + f})
-                    .status == 0);
+  BOOST_REQUIRE(
+      run({"sh", "-c",
+           "awk 'BEGIN { srand(7); for (i = 0; i < 400000; i++) printf "
+           "\"%d line-%x %s\\n\", int(rand() * 1e9), i, substr(\"abcdefghij\", 1 + i % 9) }' > " +
+               f})
+          .status == 0);
   same_output("sort " + f + " | sha256sum; sort -n -S 1M --parallel=4 " + f +
               " | sha256sum; sort -u -k2 " + f + " | tail -3");
   gort_served("sort -S 2M " + f + " > /dev/null");

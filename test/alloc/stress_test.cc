@@ -298,8 +298,8 @@ BOOST_AUTO_TEST_CASE(thousand_short_lived_threads_bounded_rss) {
   size_t rss1 = gort_test::rss_bytes();
   gort_malloc_stats_t st;
   gort_malloc_stats(&st);
-  BOOST_TEST_MESSAGE("RSS before " << (rss0 >> 20) << " MiB, after 1000 threads "
-                                   << (rss1 >> 20) << " MiB, live caches " << st.thread_caches);
+  BOOST_TEST_MESSAGE("RSS before " << (rss0 >> 20) << " MiB, after 1000 threads " << (rss1 >> 20)
+                                   << " MiB, live caches " << st.thread_caches);
   BOOST_TEST(rss1 < rss0 + (48u << 20));
   BOOST_TEST(st.thread_caches < 16u);  // the exited threads' caches were retired
 }

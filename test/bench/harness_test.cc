@@ -14,16 +14,9 @@ using namespace gort_test;
 
 namespace {
 
-std::string gort() { return build_dir() + "/bin/gort"; }
-
-struct tmpdir {
-  std::string path;
-  tmpdir() {
-    char t[] = "/tmp/gort-bench-test-XXXXXX";
-    path = mkdtemp(t);
-  }
-  ~tmpdir() { run({"rm", "-rf", path}); }
-};
+std::string gort() {
+  return build_dir() + "/bin/gort";
+}
 
 std::string slurp(const std::string& p) {
   std::ifstream f(p);
@@ -52,7 +45,8 @@ BOOST_AUTO_TEST_CASE(argument_errors) {
   expect_usage_error({"--allocators", "gort,nosuch"}, "unknown allocator 'nosuch'");
   expect_usage_error({"--allocator", "noequals"}, "--allocator wants NAME=/path/lib.so");
   expect_usage_error({"--allocator", "x=/nonexistent/libx.so"}, "--allocator x: no such file");
-  expect_usage_error({"--add-workload", "w=/nonexistent/prog"}, "--add-workload w: not an executable");
+  expect_usage_error({"--add-workload", "w=/nonexistent/prog"},
+                     "--add-workload w: not an executable");
   result r = run({gort(), "bench", "--no-such-option"});
   BOOST_TEST(r.status == 2);
   BOOST_TEST(r.err.find("unrecognized arguments") != std::string::npos, r.err);
@@ -62,18 +56,23 @@ BOOST_AUTO_TEST_CASE(allocator_that_fails_to_load) {
   tmpdir d;
   std::string bad = d.path + "/libbroken.so";
   std::ofstream(bad) << "this is not an ELF file\n";
-  expect_usage_error({"--allocator", "broken=" + bad}, "--allocator broken=" + bad + " cannot be loaded");
+  expect_usage_error({"--allocator", "broken=" + bad},
+                     "--allocator broken=" + bad + " cannot be loaded");
 }
 
 BOOST_AUTO_TEST_CASE(failing_workload_is_reported_not_measured) {
   tmpdir d;
-  result r = run({gort(), "bench", "--runs", "1", "--allocators", "gort,glibc", "--add-workload",
-                  "broken=" + test_prog("failing_workload"), "--workloads", "broken", "--out", d.path},
-                 {}, "", 120);
+  result r =
+      run({gort(), "bench", "--runs", "1", "--allocators", "gort,glibc", "--add-workload",
+           "broken=" + test_prog("failing_workload"), "--workloads", "broken", "--out", d.path},
+          {}, "", 120);
   BOOST_TEST(r.status == 1, r.err);
   std::string report = slurp(d.path + "/alloc-full.md");
-  BOOST_TEST(report.find("**FAILED** broken on gort, round 1: exit 1: failing_workload: block 17 corrupted") !=
-             std::string::npos, report);
+  BOOST_TEST(
+      report.find(
+          "**FAILED** broken on gort, round 1: exit 1: failing_workload: block 17 corrupted") !=
+          std::string::npos,
+      report);
   BOOST_TEST(report.find("**FAILED** broken on glibc") != std::string::npos);
   BOOST_TEST(report.find("No successful runs.") != std::string::npos);
   BOOST_TEST(report.find("| broken: time |") == std::string::npos);  // no number for it
@@ -88,12 +87,12 @@ BOOST_AUTO_TEST_CASE(report_from_a_tiny_run) {
   BOOST_REQUIRE_MESSAGE(r.status == 0, r.err);
   std::string report = slurp(d.path + "/alloc-quick.md");
   for (const char* want :
-       {"# Allocator benchmarks (quick)", "- machine: ", "Linux ", "- method: 2 rounds",
-        "gort ", "(Debian package libc6)", "(Debian package libjemalloc2)", "compiler: g++",
+       {"# Allocator benchmarks (quick)", "- machine: ", "Linux ", "- method: 2 rounds", "gort ",
+        "(Debian package libc6)", "(Debian package libjemalloc2)", "compiler: g++",
         "| tiny: work_time |", "| tiny: items |", "| figure | unit | gort | glibc | jemalloc |",
         "| work_time | ms, lower is better |", "| wall | s, lower is better |",
-        "| peak_rss_wait4 | MiB, lower is better |", "**best**",
-        "![tiny](charts-quick/tiny.png)", "![tiny rss_mib](charts-quick/tiny-rss_mib.png)"})
+        "| peak_rss_wait4 | MiB, lower is better |", "**best**", "![tiny](charts-quick/tiny.png)",
+        "![tiny rss_mib](charts-quick/tiny-rss_mib.png)"})
     BOOST_TEST(report.find(want) != std::string::npos, "missing: " << want);
   BOOST_TEST(report.find("FAILED") == std::string::npos);
   for (const char* png : {"/charts-quick/tiny.png", "/charts-quick/tiny-rss_mib.png"}) {
@@ -136,7 +135,8 @@ BOOST_AUTO_TEST_CASE(stats_and_exit_codes) {
   BOOST_TEST(r.status == 2);
   r = run({gort(), "run", "--", "/no/such/program"});
   BOOST_TEST(r.status == 127);
-  BOOST_TEST(r.err.find("gort: run: /no/such/program: No such file or directory") != std::string::npos);
+  BOOST_TEST(r.err.find("gort: run: /no/such/program: No such file or directory") !=
+             std::string::npos);
   r = run({gort(), "frobnicate"});
   BOOST_TEST(r.status == 2);
   BOOST_TEST(r.err.find("unknown command frobnicate") != std::string::npos);

@@ -27,7 +27,8 @@ extern "C" __attribute__((noinline)) void measure_new_delete_64() {
 }
 
 int main() {
-  for (int i = 0; i < 1000; i++) free(malloc(16)), free(malloc(1024)), ::operator delete(::operator new(64));
+  for (int i = 0; i < 1000; i++)
+    free(malloc(16)), free(malloc(1024)), ::operator delete(::operator new(64));
   measure_malloc_free_16();
   measure_malloc_free_1024();
   measure_new_delete_64();
