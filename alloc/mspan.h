@@ -69,7 +69,7 @@ struct mspan {
   uint64_t* gcmarkBits = nullptr;
 
   uintptr_t limit() const { return base + npages * kPageSize; }
-  bool is_object_start(uintptr_t off) const {
+  bool is_object_start(uintptr_t off) const {  // slow paths; free() uses class_checks
     return off < objs_end && off * start_magic <= start_magic - 1;
   }
   uint32_t objindex(uintptr_t p) const {

@@ -66,27 +66,34 @@ inline uint32_t size_to_class(size_t size) {
   return size_to_class_table[(size + 7) >> 3];
 }
 
-// What free() needs to check that an offset inside a span of the class starts
-// an object, without reading the span: objs_end = nelems * size (offsets at or
-// past it are the span's unused tail) and start_magic = ceil(2^64 / size), for
-// which off is a multiple of size iff off * start_magic <= start_magic - 1
-// (Lemire, "Faster remainder by direct computation"; exact for off < 2^32).
+// What free() needs to check, with one multiply and one compare and without
+// reading the span, that an offset inside a span of the class is the start of
+// one of its nelems objects (not inside one, not in the span's unused tail).
+// With c = ceil(2^64 / size) (Lemire, "Faster remainder by direct
+// computation"), off * c mod 2^64 is at least c when off is not a multiple of
+// size, and exactly k * e for off = k * size, where e = size * c - 2^64 < size.
+// So off * c <= (nelems - 1) * e accepts exactly k = 0 .. nelems-1 (e > 0).
+// When size is a power of two, e = 0 and every multiple gives 0, but then the
+// span holds a whole number of objects and has no tail, so limit 0 is exact
+// too. test/alloc/sizeclasses_test.cc checks every offset of every class.
 struct classCheck {
-  uint64_t start_magic;
-  uint64_t objs_end;
+  uint64_t magic;
+  uint64_t limit;
 };
 inline constexpr std::array<classCheck, kNumSizeClasses> make_class_checks() {
   std::array<classCheck, kNumSizeClasses> t{};
   for (int c = 1; c < kNumSizeClasses; c++) {
-    uint64_t size = class_to_size[c], span = class_to_npages[c] * kPageSize;
-    t[c] = {~uint64_t{0} / size + 1, span / size * size};
+    uint64_t size = class_to_size[c], nelems = class_to_npages[c] * kPageSize / size;
+    uint64_t magic = ~uint64_t{0} / size + 1;
+    uint64_t e = size * magic;  // mod 2^64
+    t[c] = {magic, (nelems - 1) * e};
   }
   return t;
 }
 inline constexpr auto class_checks = make_class_checks();
 inline bool class_object_start(uint32_t cls, uint64_t off) {
   const classCheck& k = class_checks[cls];
-  return off < k.objs_end && off * k.start_magic <= k.start_magic - 1;
+  return off * k.magic <= k.limit;
 }
 
 // Multiplier that turns a byte offset inside a span into an object index

@@ -63,6 +63,18 @@ BOOST_AUTO_TEST_CASE(division_magic_is_exact) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(object_start_check_is_exact) {
+  // free()'s one-compare check accepts exactly the starts of a span's objects.
+  for (int c = 1; c < kNumSizeClasses; c++) {
+    uint64_t size = class_to_size[c], span = class_to_npages[c] * kPageSize;
+    uint64_t nelems = span / size;
+    for (uint64_t off = 0; off < span; off++) {
+      bool want = off % size == 0 && off / size < nelems;
+      BOOST_REQUIRE_MESSAGE(class_object_start(c, off) == want, "class " << c << " offset " << off);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(batches_and_cache_slots) {
   for (int c = 1; c < kNumSizeClasses; c++) {
     BOOST_TEST(class_batch(c) >= 2u);
