@@ -26,7 +26,7 @@ mcache* g_live = nullptr;
 // resident for the scavenger's delay (threads that come and go reuse warm
 // slots) and then go back to the OS (caches_trim_pool).
 mcache* g_pool = nullptr;
-constinit fixalloc<mcache> g_cache_alloc;
+constinit fixalloc<mcache, size_t{4} << 30> g_cache_alloc;  // ~50,000 live threads
 pthread_key_t g_key;
 
 void init_stacks(mcache* c) {

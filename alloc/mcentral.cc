@@ -120,6 +120,8 @@ int64_t mcentral::release_transfer(int64_t min_idle_ns, int64_t now) {
     ntc--;
     return_to_spans(tc + size_t{ntc} * batch, batch, tc_used_ns);
   }
+  // The slots hold nothing now; their pages read as zero when reused.
+  sys_release_inner(tc, size_t{tc_max} * batch * sizeof(void*));
   return 0;
 }
 

@@ -77,13 +77,16 @@ void mheap::mark_released(uintptr_t base, uintptr_t npages) {
 }
 
 // Every arena strictly inside a free, released span has an all-zero page map
-// (only a free span's end pages have entries, and no page is small): give
-// those pages back as well. They read as zero when touched again.
+// and class-window slice (only a free span's end pages have entries, and no
+// page is small): give those pages back as well. They read as zero when
+// touched again.
 void mheap::release_arena_maps(const mspan* s) {
   uintptr_t first = (s->base + kPageSize + kArenaSize - 1) & ~(kArenaSize - 1);
   for (uintptr_t a = first; a + kArenaSize <= s->limit() - kPageSize; a += kArenaSize) {
     heapArena* ha = arena_of(a);
     sys_release(ha, sizeof ha->spans);
+    uintptr_t idx = (a - kWindowBase) >> kPageShift;
+    if (idx < g_window_pages) sys_release(g_window + idx, kPagesPerArena * sizeof(uint16_t));
   }
 }
 
@@ -171,7 +174,7 @@ void mheap::free_locked(mspan* s) {
       p->npages += s->npages;
       p->nbacked += s->nbacked;
       if (s->free_since > p->free_since) p->free_since = s->free_since;
-      spanalloc_.free(s);
+      spanalloc_.free(s, coarse_nanotime());
       s = p;
     }
   }
@@ -184,7 +187,7 @@ void mheap::free_locked(mspan* s) {
       s->npages += n->npages;
       s->nbacked += n->nbacked;
       if (n->free_since > s->free_since) s->free_since = n->free_since;
-      spanalloc_.free(n);
+      spanalloc_.free(n, coarse_nanotime());
     }
   }
   insert_free(s);
@@ -334,7 +337,7 @@ bool mheap::try_grow_span(mspan* s, uintptr_t npages) {
   st_.free_pages -= extra;
   st_.released_pages -= released;
   st_.inuse_pages += extra;
-  spanalloc_.free(piece);
+  spanalloc_.free(piece, coarse_nanotime());
   s->npages = npages;
   set_pages(next, extra, s);
   return true;
@@ -383,6 +386,11 @@ size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
     pick->nbacked = 0;
     free_locked(pick);
   }
+  // Span records: chunks with no live record go back too. Most empty out in
+  // this very pass (releasing coalesces spans), and passes run only when
+  // memory has been idle for the delay, which rate-limits the refaults of a
+  // chunk that fills again.
+  if (released || min_age_ns == 0) released += spanalloc_.release_empty(now);
   st_.scavenged_bytes += released;
   if (released) st_.scavenge_passes++;
   lock_.unlock();

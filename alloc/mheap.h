@@ -179,7 +179,7 @@ class mheap {
   spanList free_[kFreeListsExact];  // free_[n]: free spans of exactly n pages
   spanList free_large_;             // free spans of >= kFreeListsExact pages
   uint64_t nonempty_[kFreeListsExact / 64] = {};
-  fixalloc<mspan> spanalloc_;
+  fixalloc<mspan, size_t{1} << 30> spanalloc_;  // room for 11 million spans
   gcBitsAlloc gcbits_;
   uintptr_t next_hint_ = 0;  // where the next arena region would be adjacent
   heapStats st_;

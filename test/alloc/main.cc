@@ -1,6 +1,7 @@
 // The allocator test suite: one Boost.Test binary, linked with libgort.a, so
 // the test process itself allocates through gort. Suites:
-//   sizeclasses, options, mheap      unit tests of the layers
+//   sizeclasses, options, mheap,     unit tests of the layers
+//   fixalloc_suite
 //   conformance                      every entry point's contract
 //   stress                           threads > cores, cross-thread frees, fork, 1000 threads
 //   scavenger                        memory goes back to the OS on its own clock
