@@ -21,9 +21,7 @@ uint32_t mspan::next_free_index() {
 void mspan::init_small(uint32_t cls, uint64_t* alloc_bits, uint64_t* mark_bits) {
   elemsize = class_to_size[cls];
   div_mul = div_mul_for(elemsize);
-  start_magic = ~uint64_t{0} / elemsize + 1;
   nelems = static_cast<uint16_t>(npages * kPageSize / elemsize);
-  objs_end = nelems * elemsize;
   free_class = static_cast<uint8_t>(cls);
   spanclass = make_span_class(cls, true);
   state = spanState::small;

@@ -19,7 +19,7 @@
 //
 // free()'s fast path does not read the mspan at all (it checks a pointer
 // against the class window and per-class constants, mheap.h); the slow paths
-// and the mcentral read base, start_magic, objs_end and free_class, which
+// and the mcentral read base, elemsize, div_mul and free_class, which
 // come first, in one cache line.
 #pragma once
 
@@ -43,14 +43,8 @@ inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B
 
 struct mspan {
   // --- free() fast path ---
-  uintptr_t base = 0;  // address of the first page
-  // Small spans: ceil(2^64 / elemsize). An offset off (< 2^32) is a multiple
-  // of elemsize iff off * start_magic <= start_magic - 1 (Lemire, "Faster
-  // remainder by direct computation"): free() checks that p starts an object
-  // with one multiply.
-  uint64_t start_magic = 0;
+  uintptr_t base = 0;      // address of the first page
   uint32_t elemsize = 0;   // object size (small spans)
-  uint32_t objs_end = 0;   // nelems * elemsize: offsets past it are the unused tail
   uint32_t div_mul = 0;    // see div_mul_for(): offset -> object index
   uint8_t free_class = 0;  // size class when state == small, else 0
   spanState state = spanState::dead;
@@ -69,9 +63,9 @@ struct mspan {
   uint64_t* gcmarkBits = nullptr;
 
   uintptr_t limit() const { return base + npages * kPageSize; }
-  bool is_object_start(uintptr_t off) const {  // slow paths; free() uses class_checks
-    return off < objs_end && off * start_magic <= start_magic - 1;
-  }
+  // Small spans: whether off starts one of the span's objects (the check free()
+  // makes, from the class alone).
+  bool is_object_start(uintptr_t off) const { return class_object_start(free_class, off); }
   uint32_t objindex(uintptr_t p) const {
     return static_cast<uint32_t>((uint64_t{p - base} * div_mul) >> 32);
   }
