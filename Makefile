@@ -17,10 +17,13 @@ TESTFLAGS := $(CXXSTD) -O1 -g $(WARN) -Iinclude -I. -DBOOST_TEST_DYN_LINK -fno-b
              -fno-builtin-free -fno-builtin-calloc -fno-builtin-realloc
 BENCHFLAGS := $(CXXSTD) -O2 -g $(WARN) -Iinclude -pthread
 
-ALLOC_SRCS := $(wildcard alloc/*.cc)
-LIB_OBJS   := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o)
+ALLOC_SRCS   := $(wildcard alloc/*.cc)
+RUNTIME_SRCS := $(wildcard runtime/*.cc)
+RUNTIME_ASM  := $(wildcard runtime/*.S)
+LIB_OBJS     := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o) $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o) \
+                $(RUNTIME_ASM:%.S=$(OBJ)/%.o)
 
-FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
+FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
                  bench/*.cc bench/*/*.cc bench/*/*.h)
 
 .PHONY: all deps build lib test run bench clean install format check-format stress
@@ -38,12 +41,19 @@ $(BUILD)/bin/gort: bench/gort.cc Makefile
 
 lib: $(BUILD)/lib/libgort.so $(BUILD)/lib/libgort.a
 
-# operator new must be able to throw: new.cc keeps exceptions.
+# operator new must be able to throw: new.cc keeps exceptions. So does the
+# scheduler: a task's exception is caught at its entry, and channels throw
+# gort::ChanClosed.
 $(OBJ)/alloc/new.o: LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
+$(RUNTIME_SRCS:%.cc=$(OBJ)/%.o): LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
 
-$(OBJ)/%.o: %.cc $(wildcard alloc/*.h include/gort/*.h) Makefile
+$(OBJ)/%.o: %.cc $(wildcard alloc/*.h runtime/*.h include/gort/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(LIBFLAGS) -c $< -o $@
+
+$(OBJ)/%.o: %.S Makefile
+	@mkdir -p $(dir $@)
+	$(CXX) -c $< -o $@
 
 $(BUILD)/lib/libgort.so: $(LIB_OBJS)
 	@mkdir -p $(dir $@)
@@ -90,7 +100,7 @@ stress: deps build
 	GORT_BUILD=$(BUILD) GORT_STRESS_SCALE=20 $(BUILD)/test/alloc_tests --run_test=stress --log_level=test_suite
 
 # ---- benchmarks ----
-BENCH_SRCS := $(wildcard bench/micro/*.cc bench/workloads/*.cc)
+BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
 BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 benches: $(BENCH_BINS)
@@ -103,10 +113,52 @@ $(BUILD)/bench/workloads/%: bench/workloads/%.cc bench/workloads/workload.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(BENCHFLAGS) -o $@ $<
 
-run: deps build
+# ---- scheduler benchmarks (issue 4): gort vs Go vs Boost.Fiber ----
+# bench/workloads/sched_*.cc are gort programs (linked with libgort.a); each has
+# a Go peer (bench/peers/go/NAME.go + common.go, standard library only, built
+# offline with the Go cache under build/) and a Boost.Fiber peer
+# (bench/peers/fiber/NAME.cc). A peer whose toolchain is missing (no `go`, no
+# Boost.Fiber headers) is skipped here with a message, and `gort bench`
+# reports it as missing. Not part of `build` (so `make test` does not wait for
+# the Go compiler); `make run` and `make bench` build them.
+SCHED_NAMES := spawn parked yield pingpong skynet sieve
+SCHED_BINS  := $(SCHED_NAMES:%=$(BUILD)/bench/workloads/sched_%)
+GO_PEERS    := $(SCHED_NAMES:%=$(BUILD)/bench/peers/go/%)
+FIBER_PEERS := $(SCHED_NAMES:%=$(BUILD)/bench/peers/fiber/%)
+GOENV := GOCACHE=$(abspath $(BUILD))/go/cache GOPATH=$(abspath $(BUILD))/go/path \
+         GOTOOLCHAIN=local GOPROXY=off GOFLAGS= GO111MODULE=on GOWORK=off
+
+.PHONY: sched-benches peers
+sched-benches: $(SCHED_BINS) peers
+peers: $(GO_PEERS) $(FIBER_PEERS)
+
+$(BUILD)/bench/workloads/sched_%: bench/workloads/sched_%.cc bench/workloads/sched_common.h \
+                                  bench/workloads/workload.h include/gort/runtime.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
+
+$(BUILD)/bench/peers/go/%: bench/peers/go/%.go bench/peers/go/common.go bench/peers/go/go.mod
+	@mkdir -p $(dir $@)
+	@if command -v go >/dev/null 2>&1; then \
+	  echo "cd bench/peers/go && go build -o $(abspath $@) $*.go common.go"; \
+	  cd bench/peers/go && $(GOENV) go build -o $(abspath $@) $*.go common.go; \
+	else \
+	  echo "peers: no go command: skipping the Go peer $* (make deps installs golang-go)"; \
+	fi
+
+$(BUILD)/bench/peers/fiber/%: bench/peers/fiber/%.cc bench/peers/fiber/fiber_common.h bench/workloads/workload.h
+	@mkdir -p $(dir $@)
+	@if echo '#include <boost/fiber/all.hpp>' | $(CXX) -x c++ -E -o /dev/null - 2>/dev/null; then \
+	  echo "$(CXX) $(BENCHFLAGS) -o $@ $< -lboost_fiber -lboost_context"; \
+	  $(CXX) $(BENCHFLAGS) -o $@ $< -lboost_fiber -lboost_context; \
+	else \
+	  echo "peers: no Boost.Fiber headers: skipping the Boost.Fiber peer $* (make deps installs libboost-fiber-dev)"; \
+	fi
+
+run: deps build sched-benches
 	$(BUILD)/bin/gort bench --quick
 
-bench: deps build
+bench: deps build sched-benches
 	$(BUILD)/bin/gort bench
 
 # ---- install ----

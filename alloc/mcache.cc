@@ -95,25 +95,31 @@ void caches_init() {
   pthread_key_create(&g_key, thread_exit);
 }
 
+mcache* cache_create() {
+  ensure_init();
+  lock_guard g(g_caches_lock);
+  mcache* c = g_pool;
+  if (c)
+    g_pool = c->next_all;
+  else
+    c = g_cache_alloc.alloc();
+  init_stacks(c);
+  c->prev_all = nullptr;
+  c->next_all = g_live;
+  if (g_live) g_live->prev_all = c;
+  g_live = c;
+  return c;
+}
+
+void cache_destroy(mcache* c) {
+  release_cache(c);
+}
+
 mcache* cache_for_thread() {
   if (tl_thread.cache) return tl_thread.cache;
   if (tl_thread.exited || tl_thread.creating) return nullptr;
-  ensure_init();
   tl_thread.creating = 1;
-  mcache* c;
-  {
-    lock_guard g(g_caches_lock);
-    c = g_pool;
-    if (c)
-      g_pool = c->next_all;
-    else
-      c = g_cache_alloc.alloc();
-    init_stacks(c);
-    c->prev_all = nullptr;
-    c->next_all = g_live;
-    if (g_live) g_live->prev_all = c;
-    g_live = c;
-  }
+  mcache* c = cache_create();
   pthread_setspecific(g_key, c);
   tl_thread.cache = c;
   tl_thread.creating = 0;

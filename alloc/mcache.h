@@ -11,9 +11,12 @@
 // never written (a use-after-free write cannot corrupt the allocator), and
 // moving a batch to or from the mcentral never touches object memory.
 //
-// Today an mcache belongs to an OS thread, found through one initial-exec TLS
-// word (dlopen'ing libgort.so needs 16 bytes of static TLS); when tasks run on
-// the scheduler each P will own one and a task will use its P's.
+// An mcache belongs to an OS thread, or to a P of the scheduler. Either way
+// a thread finds it through one initial-exec TLS word, tl_thread.cache
+// (dlopen'ing libgort.so needs 24 bytes of static TLS): an M that acquires a
+// P points it at the P's cache and points it back at its own when it lets the
+// P go (runtime/proc.cc), so malloc from a task uses its P's cache and plain
+// threads keep their own.
 //
 // Thread exit: a pthread key destructor gives every object back to the
 // mcentrals and puts the mcache in a pool for the next thread. malloc calls
@@ -71,7 +74,9 @@ struct alignas(64) mcache {
 };
 
 struct threadState {
-  mcache* cache;     // null until the thread's first malloc, and after it exits
+  mcache* cache;     // null until the thread's first malloc, and after it exits;
+                     // while the thread is an M holding a P: the P's cache
+  void* sched_m;     // the scheduler's m when this thread is one (runtime/proc.h)
   uint8_t exited;    // the key destructor ran: no cache any more
   uint8_t creating;  // making the cache (pthread_setspecific may call malloc)
 };
@@ -129,6 +134,10 @@ size_t usable_size(const void* p);
 // Cache management (mcache.cc).
 void caches_init();
 mcache* cache_for_thread();
+// A cache owned by something other than a thread (a P): made empty, given
+// back (its objects to the mcentrals) by cache_destroy.
+mcache* cache_create();
+void cache_destroy(mcache* c);
 // Without a cache (a thread that already exited): straight to the mcentral.
 void* alloc_direct(uint32_t cls);
 void free_direct(void* p);

@@ -37,6 +37,7 @@ enum class spanState : uint8_t {
   large,       // one explicit-malloc object
   cached,      // a freed large span kept in a thread's mcache for reuse
   scavenging,  // taken out of the free lists by the scavenger, being released
+  stack,       // a task stack (runtime/stack.h), never a malloc block
 };
 
 inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B

@@ -1,0 +1,977 @@
+// The scheduler: task creation and exit, run queues, the schedule loop,
+// finding work (stealing, spinning, parking Ms), gopark/ready, gort::run and
+// deadlock detection. The design and the lock order are in proc.h.
+#include "runtime/proc.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <exception>
+#include <new>
+
+#include "alloc/scavenger.h"
+#include "alloc/sys.h"
+#include "gort/runtime.h"
+#include "runtime/context.h"
+#include "runtime/maxprocs.h"
+#include "runtime/timer.h"
+
+namespace gort::rt {
+
+schedt sched;
+p** allp = nullptr;
+std::atomic<int32_t> gomaxprocs{0};
+
+namespace {
+
+int32_t g_nallp = 0;  // Ps made so far (allp's length); allp only grows
+constexpr int32_t kGfreeLocal = 64;
+
+enum : uint32_t { kAbandoned = 0x10 };  // gstatus bit: left over from an ended run
+
+// ---------------------------------------------------------------- m and g access
+
+// Threads outside the scheduler block on a pseudo-g of their own.
+struct thread_g_holder {
+  g* gp = nullptr;
+  ~thread_g_holder() { delete gp; }
+};
+thread_local thread_g_holder tl_thread_g;
+
+g* thread_g() {
+  g* gp = tl_thread_g.gp;
+  if (!gp) {
+    gp = new g;
+    gp->is_thread = true;
+    gp->status.store(gstatus::running, std::memory_order_relaxed);
+    tl_thread_g.gp = gp;
+  }
+  return gp;
+}
+
+thread_local uint64_t tl_rand = 0;
+
+}  // namespace
+
+m* getm() {
+  return static_cast<m*>(alloc::tl_thread.sched_m);
+}
+
+g* getg() {
+  m* mp = getm();
+  if (mp) return mp->curg;
+  return thread_g();
+}
+
+uint64_t fastrand() {
+  m* mp = getm();
+  uint64_t* s = mp ? &mp->fastrand : &tl_rand;
+  if (*s == 0) *s = static_cast<uint64_t>(alloc::nanotime()) * 0x9e3779b97f4a7c15ull | 1;
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  *s = x;
+  return x;
+}
+
+int64_t now_ns() {
+  return alloc::nanotime();
+}
+
+namespace {
+
+// ---------------------------------------------------------------- run queues
+
+// Puts gp on pp's local queue (owner only). next: into runnext, kicking the
+// old runnext to the tail. A full queue moves half of itself and gp to the
+// global queue.
+bool runqputslow(p* pp, g* gp, uint32_t h, uint32_t t);
+void globrunqputbatch(g* head, g* tail, int32_t n);
+
+void runqput(p* pp, g* gp, bool next) {
+  if (next) {
+    g* old = pp->runnext.exchange(gp, std::memory_order_acq_rel);
+    if (!old) return;
+    gp = old;
+  }
+  for (;;) {
+    uint32_t h = pp->runqhead.load(std::memory_order_acquire);
+    uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
+    if (t - h < kRunqSize) {
+      pp->runq[t % kRunqSize].store(gp, std::memory_order_relaxed);
+      pp->runqtail.store(t + 1, std::memory_order_release);
+      return;
+    }
+    if (runqputslow(pp, gp, h, t)) return;
+  }
+}
+
+bool runqputslow(p* pp, g* gp, uint32_t h, uint32_t t) {
+  constexpr uint32_t n = kRunqSize / 2;
+  g* batch[n + 1];
+  if (t - h != kRunqSize) return false;
+  for (uint32_t i = 0; i < n; i++) batch[i] = pp->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
+  if (!pp->runqhead.compare_exchange_strong(h, h + n, std::memory_order_release)) return false;
+  batch[n] = gp;
+  for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
+  gp->schedlink = nullptr;
+  globrunqputbatch(batch[0], gp, n + 1);
+  return true;
+}
+
+g* runqget(p* pp) {
+  g* next = pp->runnext.load(std::memory_order_relaxed);
+  if (next && pp->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acquire))
+    return next;
+  for (;;) {
+    uint32_t h = pp->runqhead.load(std::memory_order_acquire);
+    uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
+    if (t == h) return nullptr;
+    g* gp = pp->runq[h % kRunqSize].load(std::memory_order_relaxed);
+    if (pp->runqhead.compare_exchange_strong(h, h + 1, std::memory_order_release)) return gp;
+  }
+}
+
+bool runq_empty(p* pp) {
+  uint32_t h = pp->runqhead.load(std::memory_order_acquire);
+  uint32_t t = pp->runqtail.load(std::memory_order_acquire);
+  return h == t && pp->runnext.load(std::memory_order_acquire) == nullptr;
+}
+
+// Takes half of victim's queue into batch (thieves). With steal_next, and
+// the queue empty, takes its runnext, after giving a running victim ~3 us to
+// schedule it itself (a task readied by a channel should stay on its P).
+uint32_t runqgrab(p* victim, g** batch, bool steal_next) {
+  for (;;) {
+    uint32_t h = victim->runqhead.load(std::memory_order_acquire);
+    uint32_t t = victim->runqtail.load(std::memory_order_acquire);
+    uint32_t n = t - h;
+    n = n - n / 2;
+    if (n == 0) {
+      if (!steal_next) return 0;
+      g* next = victim->runnext.load(std::memory_order_acquire);
+      if (!next) return 0;
+      if (victim->mp) {
+        struct timespec ts = {0, 3000};
+        nanosleep(&ts, nullptr);
+      }
+      if (!victim->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acq_rel))
+        continue;
+      batch[0] = next;
+      return 1;
+    }
+    if (n > kRunqSize / 2) continue;  // read h and t at different moments
+    for (uint32_t i = 0; i < n; i++)
+      batch[i] = victim->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
+    if (victim->runqhead.compare_exchange_strong(h, h + n, std::memory_order_release)) return n;
+  }
+}
+
+// Steals half of victim's queue into pp's; returns one of the tasks to run.
+g* runqsteal(p* pp, p* victim, bool steal_next) {
+  g* batch[kRunqSize / 2];
+  uint32_t n = runqgrab(victim, batch, steal_next);
+  if (n == 0) return nullptr;
+  sched.steals.fetch_add(n, std::memory_order_relaxed);
+  for (uint32_t i = 1; i < n; i++) runqput(pp, batch[i], false);
+  return batch[0];
+}
+
+// The global queue; sched.lock held.
+void globrunqput(g* gp) {
+  gp->schedlink = nullptr;
+  if (sched.runq_tail)
+    sched.runq_tail->schedlink = gp;
+  else
+    sched.runq_head = gp;
+  sched.runq_tail = gp;
+  sched.runqsize.fetch_add(1, std::memory_order_relaxed);
+}
+
+void globrunqputbatch(g* head, g* tail, int32_t n) {
+  alloc::lock_guard l(sched.lock);
+  if (sched.runq_tail)
+    sched.runq_tail->schedlink = head;
+  else
+    sched.runq_head = head;
+  sched.runq_tail = tail;
+  sched.runqsize.fetch_add(n, std::memory_order_relaxed);
+}
+
+// Takes a fair share of the global queue: one task to run, up to max-1 more
+// (0: no limit but half a local queue) onto pp's local queue.
+g* globrunqget(p* pp, int32_t max) {
+  int32_t size = sched.runqsize.load(std::memory_order_relaxed);
+  if (size == 0) return nullptr;
+  int32_t n = size / gomaxprocs.load(std::memory_order_relaxed) + 1;
+  if (n > size) n = size;
+  if (max > 0 && n > max) n = max;
+  if (n > static_cast<int32_t>(kRunqSize / 2)) n = kRunqSize / 2;
+  sched.runqsize.fetch_sub(n, std::memory_order_relaxed);
+  sched.globalq.fetch_add(n, std::memory_order_relaxed);
+  g* gp = sched.runq_head;
+  sched.runq_head = gp->schedlink;
+  for (int32_t i = 1; i < n; i++) {
+    g* g1 = sched.runq_head;
+    sched.runq_head = g1->schedlink;
+    runqput(pp, g1, false);
+  }
+  if (!sched.runq_head) sched.runq_tail = nullptr;
+  return gp;
+}
+
+// ---------------------------------------------------------------- free gs
+
+// A dead g's stack goes to the P's stack cache for the next task to run;
+// the g to the P's free list (half of it to the global list when it is full).
+void gfput(p* pp, g* gp) {
+  if (gp->stk.span) stack_put(pp->stacks, gp->stk);
+  gp->sp = nullptr;
+  gp->fn = nullptr;
+  gp->status.store(gstatus::idle, std::memory_order_relaxed);
+  gp->schedlink = pp->gfree;
+  pp->gfree = gp;
+  if (++pp->ngfree < kGfreeLocal) return;
+  alloc::lock_guard l(sched.lock);
+  while (pp->ngfree > kGfreeLocal / 2) {
+    g* g1 = pp->gfree;
+    pp->gfree = g1->schedlink;
+    pp->ngfree--;
+    g1->schedlink = sched.gfree;
+    sched.gfree = g1;
+  }
+}
+
+g* gfget(p* pp) {
+  if (pp && pp->gfree) {
+    g* gp = pp->gfree;
+    pp->gfree = gp->schedlink;
+    pp->ngfree--;
+    return gp;
+  }
+  if (!sched.gfree) return nullptr;
+  alloc::lock_guard l(sched.lock);
+  g* first = sched.gfree;
+  if (!first) return nullptr;
+  sched.gfree = first->schedlink;
+  // Refill the P's list with up to half of a full one.
+  while (pp && pp->ngfree < kGfreeLocal / 2 && sched.gfree) {
+    g* g1 = sched.gfree;
+    sched.gfree = g1->schedlink;
+    g1->schedlink = pp->gfree;
+    pp->gfree = g1;
+    pp->ngfree++;
+  }
+  return first;
+}
+
+// ---------------------------------------------------------------- Ps and Ms
+
+void acquirep(m* mp, p* pp) {
+  mp->pp = pp;
+  pp->mp = mp;
+  mp->own_cache = alloc::tl_thread.cache;
+  alloc::tl_thread.cache = pp->mcache;
+}
+
+void releasep(m* mp) {
+  p* pp = mp->pp;
+  alloc::tl_thread.cache = mp->own_cache;
+  mp->own_cache = nullptr;
+  pp->mp = nullptr;
+  mp->pp = nullptr;
+}
+
+// sched.lock held.
+void pidleput(p* pp) {
+  pp->link = sched.pidle;
+  sched.pidle = pp;
+  sched.npidle.fetch_add(1, std::memory_order_relaxed);
+}
+
+p* pidleget() {
+  p* pp = sched.pidle;
+  if (pp) {
+    sched.pidle = pp->link;
+    sched.npidle.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return pp;
+}
+
+m* mget() {
+  m* mp = sched.midle;
+  if (mp) {
+    sched.midle = mp->schedlink;
+    sched.nmidle--;
+  }
+  return mp;
+}
+
+void mstart(m* mp);
+void* mthread_main(void* arg) {
+  m* mp = static_cast<m*>(arg);
+  alloc::tl_thread.sched_m = mp;
+  mstart(mp);
+  return nullptr;
+}
+
+// A new M to run pp. sched.lock is not held.
+void newm(p* pp, bool spinning) {
+  m* mp = new m;
+  {
+    alloc::lock_guard l(sched.lock);
+    mp->id = sched.mcount++;
+  }
+  mp->nextp = pp;
+  mp->spinning = spinning;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, mthread_main, mp);
+  pthread_attr_destroy(&attr);
+  if (err != 0) alloc::fatal("cannot create an M (OS thread): %s", strerror(err));
+}
+
+void notewakeup(m* mp) {
+  mp->park.store(1, std::memory_order_release);
+  alloc::futex_wake(&mp->park, 1);
+}
+
+// Gives an idle P to an idle (or new) M and wakes it.
+void startm(bool spinning) {
+  sched.lock.lock();
+  p* pp = pidleget();
+  if (!pp) {
+    sched.lock.unlock();
+    if (spinning) sched.nmspinning.fetch_sub(1, std::memory_order_relaxed);
+    return;
+  }
+  m* mp = mget();
+  if (mp) {
+    mp->nextp = pp;
+    mp->spinning = spinning;
+    mp->on_idle = false;
+    sched.lock.unlock();
+    notewakeup(mp);
+    return;
+  }
+  sched.lock.unlock();
+  newm(pp, spinning);
+}
+
+void wakep() {
+  if (sched.npidle.load(std::memory_order_acquire) == 0) return;
+  int32_t zero = 0;
+  if (sched.nmspinning.load(std::memory_order_relaxed) != 0 ||
+      !sched.nmspinning.compare_exchange_strong(zero, 1, std::memory_order_acq_rel))
+    return;
+  startm(true);
+}
+
+void resetspinning(m* mp) {
+  mp->spinning = false;
+  if (sched.nmspinning.fetch_sub(1, std::memory_order_acq_rel) == 1) wakep();
+}
+
+// ---------------------------------------------------------------- deadlock
+
+// True if the process has threads the scheduler does not know: they may
+// still ready a task, so "every task is asleep" proves nothing.
+bool foreign_threads() {
+  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  char buf[4096];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return true;
+  buf[n] = 0;
+  const char* t = strstr(buf, "\nThreads:");
+  if (!t) return true;
+  long threads = strtol(t + 9, nullptr, 10);
+  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0);
+  return threads > known;
+}
+
+bool timers_pending() {
+  return timers_earliest() != 0;
+}
+
+// Every P is idle, no task is runnable and no timer is pending: if no other
+// thread can wake a task, every task is asleep for good. sched.lock held.
+void checkdead() {
+  if (sched.shutdown.load() || !sched.running.load()) return;
+  if (sched.npidle.load() != gomaxprocs.load() || sched.runqsize.load() != 0) return;
+  for (int32_t i = 0; i < gomaxprocs.load(); i++)
+    if (!runq_empty(allp[i])) return;
+  if (timers_pending() || foreign_threads()) return;
+  alloc::print_err("fatal error: all tasks are asleep - deadlock!\n");
+  int shown = 0, more = 0;
+  for (g* gp = sched.allg; gp; gp = gp->allnext) {
+    if (gp->status.load() != gstatus::waiting) continue;
+    if (shown < 64) {
+      dprintf(2, "\ntask %llu [%s]\n", static_cast<unsigned long long>(gp->goid),
+              gp->waitreason ? gp->waitreason : "waiting");
+      shown++;
+    } else {
+      more++;
+    }
+  }
+  if (more) dprintf(2, "\n... and %d more blocked tasks\n", more);
+  fflush(stdout);
+  _exit(2);
+}
+
+// ---------------------------------------------------------------- switching
+
+void run_after(m* mp) {
+  after a = mp->next_after;
+  if (a.fn) {
+    mp->next_after = after{};
+    a.fn(a.arg, a.prev);
+  }
+}
+
+void task_main(void* arg);
+
+// Gives gp (a task about to run for the first time) a stack and a context.
+void prepare(g* gp) {
+  if (gp->sp) return;
+  if (!gp->stk.span) {
+    gp->stk = stack_get(getm()->pp->stacks);
+    if (!gp->stk.lo) alloc::fatal("out of memory allocating a task stack");
+  }
+  gp->sp = ctx_make(reinterpret_cast<void*>(gp->stk.hi), task_main, gp);
+}
+
+// The work a P does between two tasks without leaving the task's stack:
+// runnext and the local queue, the global queue every 61st tick, due timers.
+g* next_local(m* mp, p* pp) {
+  pp->schedtick++;
+  if (pp->schedtick % 61 == 0 && sched.runqsize.load(std::memory_order_relaxed) > 0) {
+    alloc::lock_guard l(sched.lock);
+    if (g* gp = globrunqget(pp, 1)) return gp;
+  }
+  int64_t t0 = pp->timer0.load(std::memory_order_relaxed);
+  if (t0 != 0 && t0 <= now_ns()) timers_run(pp, now_ns());
+  (void)mp;
+  return runqget(pp);
+}
+
+// Switches away from gp, whose status says why (waiting, runnable, dead) and
+// whose m::after is set. Returns when gp runs again, on whatever M.
+void switch_out(m* mp, g* gp) {
+  if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
+  p* pp = mp->pp;
+  g* next = sched.shutdown.load(std::memory_order_relaxed) ? nullptr : next_local(mp, pp);
+  if (next) {
+    prepare(next);
+    mp->curg = next;
+    next->status.store(gstatus::running, std::memory_order_relaxed);
+    gort_ctx_switch(&gp->sp, next->sp);
+  } else {
+    mp->curg = nullptr;
+    gort_ctx_switch(&gp->sp, mp->g0sp);
+  }
+  run_after(getm());
+}
+
+// ---------------------------------------------------------------- finding work
+
+g* stealwork(m* mp, p* pp) {
+  int32_t n = gomaxprocs.load(std::memory_order_relaxed);
+  for (int round = 0; round < 4; round++) {
+    bool last = round == 3;
+    uint32_t start = static_cast<uint32_t>(fastrand() % static_cast<uint64_t>(n));
+    for (int32_t i = 0; i < n; i++) {
+      p* victim = allp[(start + i) % n];
+      if (victim == pp) continue;
+      if (last) {
+        int64_t t0 = victim->timer0.load(std::memory_order_relaxed);
+        if (t0 != 0 && t0 <= now_ns()) {
+          timers_run(victim, now_ns());
+          if (g* gp = runqget(pp)) return gp;
+        }
+      }
+      if (g* gp = runqsteal(pp, victim, last)) return gp;
+    }
+  }
+  (void)mp;
+  return nullptr;
+}
+
+// Parks mp until startm hands it a P (returns true) or, for the timer
+// sleeper, the earliest timer is due (returns false, holding no P).
+bool stopm(m* mp) {
+  sched.lock.lock();
+  checkdead();
+  mp->schedlink = sched.midle;
+  sched.midle = mp;
+  sched.nmidle++;
+  mp->on_idle = true;
+  sched.mparks.fetch_add(1, std::memory_order_relaxed);
+  if (sched.shutdown.load() && sched.nmidle == sched.mcount - 1) {
+    sched.done.store(1, std::memory_order_release);
+    alloc::futex_wake(&sched.done, 1);
+  }
+  int64_t wait = -1;
+  if (!sched.shutdown.load() && !sched.timer_sleeper) {
+    int64_t next = timers_earliest();
+    if (next != 0) {
+      sched.timer_sleeper = mp;
+      sched.sleep_until.store(next, std::memory_order_relaxed);
+      wait = next - now_ns();
+      if (wait < 0) wait = 0;
+    }
+  }
+  sched.lock.unlock();
+  if (wait != 0) {
+    while (mp->park.load(std::memory_order_acquire) == 0) {
+      alloc::futex_wait(&mp->park, 0, wait);
+      if (wait >= 0) break;
+    }
+  }
+  sched.lock.lock();
+  if (sched.timer_sleeper == mp) {
+    sched.timer_sleeper = nullptr;
+    sched.sleep_until.store(0, std::memory_order_relaxed);
+  }
+  bool handed = !mp->on_idle;
+  if (!handed) {  // timed out or woken to recompute the sleep: leave the idle list
+    m** pm = &sched.midle;
+    while (*pm != mp) pm = &(*pm)->schedlink;
+    *pm = mp->schedlink;
+    sched.nmidle--;
+    mp->on_idle = false;
+  }
+  sched.lock.unlock();
+  mp->park.store(0, std::memory_order_relaxed);
+  return handed;
+}
+
+// Blocks until there is a task for mp to run; mp holds a P on return.
+// Returns null only on m0 when the run is over.
+g* findrunnable(m* mp) {
+top:
+  p* pp = mp->pp;
+  if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
+  if (g* gp = next_local(mp, pp)) {
+    if (mp->spinning) resetspinning(mp);
+    return gp;
+  }
+  if (sched.runqsize.load(std::memory_order_relaxed) > 0) {
+    sched.lock.lock();
+    g* gp = globrunqget(pp, 0);
+    sched.lock.unlock();
+    if (gp) {
+      if (mp->spinning) resetspinning(mp);
+      return gp;
+    }
+  }
+  {
+    int32_t busy = gomaxprocs.load() - sched.npidle.load();
+    if (!mp->spinning && 2 * sched.nmspinning.load() < busy) {
+      mp->spinning = true;
+      sched.nmspinning.fetch_add(1);
+    }
+  }
+  if (mp->spinning) {
+    if (g* gp = stealwork(mp, pp)) {
+      resetspinning(mp);
+      return gp;
+    }
+  }
+idle:
+  sched.lock.lock();
+  if (!sched.shutdown.load() && sched.runqsize.load() > 0) {
+    g* gp = globrunqget(pp, 0);
+    sched.lock.unlock();
+    if (mp->spinning) resetspinning(mp);
+    return gp;
+  }
+  releasep(mp);
+  pidleput(pp);
+  sched.lock.unlock();
+  if (mp->spinning) {
+    // The last spinning M must look once more after giving up its P, or
+    // work put on a queue just now could wait with every M asleep.
+    mp->spinning = false;
+    sched.nmspinning.fetch_sub(1);
+    for (int32_t i = 0; i < gomaxprocs.load() && !sched.shutdown.load(); i++) {
+      if (runq_empty(allp[i])) continue;
+      sched.lock.lock();
+      p* p2 = pidleget();
+      sched.lock.unlock();
+      if (p2) {
+        acquirep(mp, p2);
+        mp->spinning = true;
+        sched.nmspinning.fetch_add(1);
+        goto top;
+      }
+      break;
+    }
+  }
+  for (;;) {
+    if (mp->is_m0 && sched.shutdown.load()) {
+      // The run is over once every other M is parked.
+      for (;;) {
+        sched.lock.lock();
+        bool all = sched.nmidle >= sched.mcount - 1;
+        sched.done.store(0, std::memory_order_relaxed);
+        sched.lock.unlock();
+        if (all) return nullptr;
+        alloc::futex_wait(&sched.done, 0, 1000000);
+      }
+    }
+    if (stopm(mp)) {
+      acquirep(mp, mp->nextp);
+      mp->nextp = nullptr;
+      goto top;
+    }
+    // The timer sleeper woke: take a P to run timers with, if one is idle.
+    sched.lock.lock();
+    p* p2 = sched.shutdown.load() ? nullptr : pidleget();
+    sched.lock.unlock();
+    if (p2) {
+      acquirep(mp, p2);
+      for (int32_t i = 0; i < gomaxprocs.load(); i++) {
+        int64_t t0 = allp[i]->timer0.load(std::memory_order_relaxed);
+        if (t0 != 0 && t0 <= now_ns()) timers_run(allp[i], now_ns());
+      }
+      goto top;
+    }
+  }
+}
+
+// The scheduler loop on an M's own stack (g0).
+void schedule_loop(m* mp) {
+  for (;;) {
+    run_after(mp);
+    g* gp = findrunnable(mp);
+    if (!gp) return;
+    prepare(gp);
+    mp->curg = gp;
+    gp->status.store(gstatus::running, std::memory_order_relaxed);
+    gort_ctx_switch(&mp->g0sp, gp->sp);
+  }
+}
+
+void mstart(m* mp) {
+  acquirep(mp, mp->nextp);
+  mp->nextp = nullptr;
+  schedule_loop(mp);
+}
+
+// ---------------------------------------------------------------- task exit
+
+void gfput_after(void*, g* prev) {
+  gfput(getm()->pp, prev);
+}
+
+void shutdown_wake_all() {
+  alloc::lock_guard l(sched.lock);
+  for (m* mp = sched.midle; mp; mp = mp->schedlink) notewakeup(mp);
+}
+
+[[noreturn]] void goexit(g* gp) {
+  sched.exited.fetch_add(1, std::memory_order_relaxed);
+  if (gp == sched.main_g) {
+    sched.shutdown.store(true, std::memory_order_release);
+    shutdown_wake_all();
+  }
+  m* mp = getm();
+  gp->status.store(gstatus::dead, std::memory_order_relaxed);
+  mp->next_after = after{gfput_after, nullptr, gp};
+  switch_out(mp, gp);
+  __builtin_unreachable();
+}
+
+[[noreturn]] void task_died(g* gp, const char* what) {
+  fflush(stdout);
+  alloc::print_err("task %llu ended with an uncaught exception: %s\n",
+                   static_cast<unsigned long long>(gp->goid), what);
+  _exit(2);
+}
+
+void task_main(void* arg) {
+  g* gp = static_cast<g*>(arg);
+  run_after(getm());
+  auto* c = static_cast<detail::closure*>(gp->fn);
+  try {
+    c->invoke(c);
+  } catch (const std::exception& e) {
+    task_died(gp, e.what());
+  } catch (...) {
+    task_died(gp, "(not a std::exception)");
+  }
+  c->destroy(c);
+  if (gp->fn_heap) ::operator delete(gp->fn);
+  goexit(gp);
+}
+
+// ---------------------------------------------------------------- run
+
+void set_maxprocs(int32_t n) {
+  if (n > g_nallp) {
+    p** np = static_cast<p**>(::operator new(sizeof(p*) * n));
+    for (int32_t i = 0; i < g_nallp; i++) np[i] = allp[i];
+    for (int32_t i = g_nallp; i < n; i++) {
+      np[i] = new p;
+      np[i]->id = i;
+      np[i]->mcache = alloc::cache_create();
+    }
+    p** old = allp;
+    allp = np;
+    g_nallp = n;
+    ::operator delete(old);
+  }
+  gomaxprocs.store(n);
+  sched.pidle = nullptr;
+  sched.npidle.store(0);
+  for (int32_t i = n - 1; i >= 0; i--) pidleput(allp[i]);
+}
+
+// After the main task: everything still runnable or waiting is abandoned.
+// Its g and stack are never reused (a channel may still point into that
+// stack); a late ready() of it is ignored.
+void abandon_leftovers() {
+  for (int32_t i = 0; i < g_nallp; i++) {
+    p* pp = allp[i];
+    pp->runqhead.store(0);
+    pp->runqtail.store(0);
+    pp->runnext.store(nullptr);
+    timers_clear(pp);
+  }
+  sched.runq_head = sched.runq_tail = nullptr;
+  sched.runqsize.store(0);
+  alloc::lock_guard l(sched.allg_lock);
+  for (g* gp = sched.allg; gp; gp = gp->allnext) {
+    gstatus s = gp->status.load();
+    if (s == gstatus::runnable || s == gstatus::waiting)
+      gp->status.store(static_cast<gstatus>(static_cast<uint32_t>(s) | kAbandoned));
+  }
+}
+
+thread_local m* tl_m0 = nullptr;
+bool g_inited = false;
+
+}  // namespace
+
+void gopark(void (*fn)(void*, g*), void* arg, const char* reason) {
+  m* mp = getm();
+  if (!mp) {
+    g* tg = thread_g();
+    tg->status.store(gstatus::waiting, std::memory_order_relaxed);
+    if (fn) fn(arg, tg);
+    while (tg->wake.load(std::memory_order_acquire) == 0) alloc::futex_wait(&tg->wake, 0, -1);
+    tg->wake.store(0, std::memory_order_relaxed);
+    tg->status.store(gstatus::running, std::memory_order_relaxed);
+    return;
+  }
+  g* gp = mp->curg;
+  if (!gp) alloc::fatal("a blocking operation on the scheduler's own stack (%s)", reason);
+  gp->waitreason = reason;
+  gp->status.store(gstatus::waiting, std::memory_order_relaxed);
+  mp->next_after = after{fn, arg, gp};
+  switch_out(mp, gp);
+}
+
+static void unlock_after(void* l, g*) {
+  static_cast<alloc::mutex*>(l)->unlock();
+}
+
+void goparkunlock(alloc::mutex* l, const char* reason) {
+  gopark(unlock_after, l, reason);
+}
+
+void ready(g* gp) {
+  if (gp->is_thread) {
+    gp->wake.store(1, std::memory_order_release);
+    alloc::futex_wake(&gp->wake, 1);
+    return;
+  }
+  if (gp->status.load(std::memory_order_relaxed) != gstatus::waiting) {
+    if (static_cast<uint32_t>(gp->status.load()) & kAbandoned) return;
+    alloc::fatal("ready of task %llu, which is not waiting",
+                 static_cast<unsigned long long>(gp->goid));
+  }
+  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  m* mp = getm();
+  if (mp && mp->pp) {
+    runqput(mp->pp, gp, true);
+  } else {
+    alloc::lock_guard l(sched.lock);
+    globrunqput(gp);
+  }
+  wakep();
+}
+
+static void yield_after(void*, g* prev) {
+  runqput(getm()->pp, prev, false);
+}
+
+void goyield() {
+  m* mp = getm();
+  if (!mp || !mp->curg) {
+    sched_yield();
+    return;
+  }
+  p* pp = mp->pp;
+  if (runq_empty(pp) && sched.runqsize.load(std::memory_order_relaxed) == 0 &&
+      pp->timer0.load(std::memory_order_relaxed) == 0)
+    return;  // nothing else to run here
+  g* gp = mp->curg;
+  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  mp->next_after = after{yield_after, nullptr, gp};
+  switch_out(mp, gp);
+}
+
+void wake_timer_sleeper(int64_t when) {
+  int64_t until = sched.sleep_until.load(std::memory_order_relaxed);
+  if (until == 0 || when >= until) {
+    // Nobody sleeps on a timer; if every P is idle, an M must wait for this one.
+    if (until == 0 && sched.npidle.load() == gomaxprocs.load() && getm() == nullptr) wakep();
+    return;
+  }
+  alloc::lock_guard l(sched.lock);
+  if (sched.timer_sleeper) notewakeup(sched.timer_sleeper);
+}
+
+}  // namespace gort::rt
+
+// ---------------------------------------------------------------- public API
+
+namespace gort {
+namespace detail {
+
+using namespace gort::rt;
+
+g* task_alloc(size_t size, size_t align, void** storage) {
+  m* mp = getm();
+  g* gp = gfget(mp ? mp->pp : nullptr);
+  if (!gp) {
+    gp = new g;
+    alloc::lock_guard l(sched.allg_lock);
+    gp->allnext = sched.allg;
+    sched.allg = gp;
+  }
+  if (size <= sizeof gp->inline_fn && align <= 16) {
+    gp->fn = gp->inline_fn;
+    gp->fn_heap = false;
+  } else {
+    gp->fn = ::operator new(size, std::align_val_t(align < 16 ? 16 : align));
+    gp->fn_heap = true;
+  }
+  *storage = gp->fn;
+  return gp;
+}
+
+void task_start(g* gp) {
+  if (!sched.running.load(std::memory_order_acquire))
+    alloc::fatal("gort::go: no gort::run is in progress");
+  gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
+  sched.spawned.fetch_add(1, std::memory_order_relaxed);
+  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  m* mp = getm();
+  if (mp && mp->pp) {
+    runqput(mp->pp, gp, true);
+  } else {
+    alloc::lock_guard l(sched.lock);
+    globrunqput(gp);
+  }
+  wakep();
+}
+
+int run_main(g* main_task, const RunOptions& opts) {
+  if (sched.running.load() || getm())
+    alloc::fatal("gort::run: a run is already in progress (runs cannot nest or overlap)");
+  int32_t n = opts.maxprocs > 0 ? opts.maxprocs : maxprocs_from_env();
+  if (opts.maxprocs > kMaxProcsLimit)
+    alloc::fatal("gort::run: RunOptions::maxprocs %d is over the limit of %d", opts.maxprocs,
+                 kMaxProcsLimit);
+  if (!g_inited) {
+    g_inited = true;
+    stack_init(opts.stack_size ? opts.stack_size : stack_size_from_env());
+  } else if (opts.stack_size) {
+    stack_init(opts.stack_size);
+  }
+  m* m0 = tl_m0;
+  {
+    alloc::lock_guard l(sched.lock);
+    set_maxprocs(n);
+    if (!m0) {
+      m0 = tl_m0 = new m;
+      m0->is_m0 = true;
+    }
+    m0->id = sched.mcount++;
+    sched.shutdown.store(false);
+    sched.done.store(0);
+    sched.goidgen.store(0);
+    sched.nmspinning.store(0);
+    sched.running.store(true);
+  }
+  alloc::tl_thread.sched_m = m0;
+  {
+    alloc::lock_guard l(sched.lock);
+    acquirep(m0, pidleget());
+  }
+  sched.main_g = main_task;
+  detail::task_start(main_task);
+  schedule_loop(m0);
+  // Every other M is parked and every P idle.
+  abandon_leftovers();
+  {
+    alloc::lock_guard l(sched.lock);
+    sched.mcount--;
+    sched.main_g = nullptr;
+    sched.running.store(false);
+  }
+  alloc::tl_thread.sched_m = nullptr;
+  return 0;
+}
+
+}  // namespace detail
+
+void yield() {
+  rt::goyield();
+}
+
+uint64_t task_id() {
+  rt::m* mp = rt::getm();
+  return mp && mp->curg ? mp->curg->goid : 0;
+}
+
+bool in_task() {
+  rt::m* mp = rt::getm();
+  return mp && mp->curg;
+}
+
+int maxprocs() {
+  return rt::gomaxprocs.load();
+}
+
+int default_maxprocs() {
+  return rt::maxprocs_from_env();
+}
+
+SchedStats sched_stats() {
+  using rt::sched;
+  SchedStats s{};
+  s.tasks_spawned = sched.spawned.load();
+  s.tasks_exited = sched.exited.load();
+  s.tasks_live = s.tasks_spawned - s.tasks_exited;
+  s.steals = sched.steals.load();
+  s.global_runq = sched.globalq.load();
+  s.m_parks = sched.mparks.load();
+  s.stacks_live = rt::stacks_live();
+  s.stacks_cached = rt::stacks_pooled();
+  return s;
+}
+
+}  // namespace gort

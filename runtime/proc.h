@@ -1,0 +1,191 @@
+// The scheduler's data: g (a task), m (an OS thread), p (a logical
+// processor), and the global sched state. Modelled on Go's runtime2.go and
+// proc.go; the names are Go's.
+//
+// An M runs tasks only while it holds a P; GORT_MAXPROCS Ps bound how many
+// tasks run at once. Each P has a 256-entry local run queue (lock-free: its
+// owner puts and gets at the tail and head, thieves take half with a CAS on
+// the head), a runnext slot (a task readied by the running task runs next on
+// the same P, inheriting the rest of its time slice), an mcache (malloc from
+// a task uses its P's cache), a timer heap, and caches of free gs and stacks.
+// Beyond that is the global run queue under sched.lock. An M with no work
+// looks in this order: runnext and local queue, the global queue (first,
+// every 61st schedule tick, so it is never starved), other Ps' expired timers,
+// stealing half of another P's queue; then it gives its P back and parks on
+// its futex until startm hands it a P. At most half the busy Ps' worth of Ms
+// spin looking for work (nmspinning); whoever makes work while nobody spins
+// and a P is idle wakes one (wakep).
+//
+// Context switches go directly from task to task on the task's own stack
+// (switch_to): the old task is saved, and the new task, once running, does
+// what the old one could not do before its registers were saved (m::after:
+// unlock the channel it now waits on, put it on a run queue, free it). An M
+// switches to its own stack (g0, the thread's original stack) only when it
+// has nothing to run, so that it never idles on a stack some other M may
+// resume.
+//
+// A task's m and p can change at every switch: runtime code re-reads getm()
+// after anything that may park, and never caches a TLS address across one.
+//
+// Lock order: sched.lock, then a P's timers lock; channel locks (by address
+// within a select), semaphore bucket locks, then sched.lock. No lock is held
+// across a context switch except those that m::after releases.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/lock.h"
+#include "alloc/mcache.h"
+#include "runtime/stack.h"
+
+namespace gort::rt {
+
+struct m;
+struct p;
+struct sudog;
+struct timer;
+
+enum class gstatus : uint32_t {
+  idle,      // allocated, never run, or on a free list
+  runnable,  // on a run queue
+  running,   // on an M
+  waiting,   // parked: in a channel, semaphore, sleep...
+  dead,      // finished; its g and stack are being reused
+};
+
+struct g {
+  void* sp = nullptr;    // saved context while not running
+  stack stk;             // null until the first run
+  g* schedlink = nullptr;  // run queue / free list link
+  std::atomic<gstatus> status{gstatus::idle};
+  uint64_t goid = 0;
+  const char* waitreason = nullptr;  // while waiting: "chan receive"...
+  // Wake-up protocol. param: what the waker hands over (the sudog that
+  // completed a select). selectdone: a select's sudogs race to claim the g.
+  void* param = nullptr;
+  std::atomic<uint32_t> selectdone{0};
+  // A pseudo-g standing for an OS thread outside the scheduler: it parks on
+  // wake (futex) instead of switching.
+  bool is_thread = false;
+  std::atomic<uint32_t> wake{0};
+  // The task body: a gort::detail::closure, in inline storage when it fits.
+  void* fn = nullptr;
+  bool fn_heap = false;
+  g* allnext = nullptr;  // every g ever made, for the deadlock report
+  alignas(16) unsigned char inline_fn[64];
+};
+
+// Things to do on the new stack right after a switch.
+struct after {
+  void (*fn)(void* arg, g* prev) = nullptr;
+  void* arg = nullptr;
+  g* prev = nullptr;
+};
+
+struct m {
+  int id = 0;
+  void* g0sp = nullptr;  // the scheduler loop's saved context
+  g* curg = nullptr;
+  p* pp = nullptr;
+  p* nextp = nullptr;  // handed over by startm before the wake-up
+  bool spinning = false;
+  bool on_idle = false;    // in sched.midle (sched.lock)
+  bool is_m0 = false;      // the thread that called gort::run
+  std::atomic<uint32_t> park{0};  // futex: 1 = woken
+  m* schedlink = nullptr;  // idle M list
+  after next_after;
+  alloc::mcache* own_cache = nullptr;  // the thread's cache while it holds a P
+  uint64_t fastrand = 0;
+  int64_t spin_deadline = 0;
+};
+
+inline constexpr uint32_t kRunqSize = 256;
+
+struct alignas(64) p {
+  int id = 0;
+  m* mp = nullptr;    // owner, or null when idle
+  p* link = nullptr;  // idle P list
+  uint32_t schedtick = 0;
+  // Local run queue: owner writes tail, anyone CASes head.
+  std::atomic<uint32_t> runqhead{0};
+  std::atomic<uint32_t> runqtail{0};
+  std::atomic<g*> runq[kRunqSize];
+  std::atomic<g*> runnext{nullptr};
+  alloc::mcache* mcache = nullptr;
+  // Free gs (without stacks) and free stacks, owner only.
+  g* gfree = nullptr;
+  int32_t ngfree = 0;
+  stackcache stacks;
+  // Timers: a 4-ary min-heap on when, guarded by timers_lock; timer0 is the
+  // earliest when (0: none), readable without the lock.
+  alloc::mutex timers_lock;
+  timer** timers = nullptr;
+  uint32_t ntimers = 0, timers_cap = 0;
+  std::atomic<int64_t> timer0{0};
+};
+
+struct schedt {
+  // sched.lock guards the global run queue, the idle P and M lists and the
+  // counters beside them. Taken after any channel or semaphore lock.
+  alloc::mutex lock;
+  g* runq_head = nullptr;
+  g* runq_tail = nullptr;
+  std::atomic<int32_t> runqsize{0};
+  p* pidle = nullptr;
+  std::atomic<int32_t> npidle{0};
+  m* midle = nullptr;
+  int32_t nmidle = 0;
+  int32_t mcount = 0;
+  std::atomic<int32_t> nmspinning{0};
+  // Global free gs (sched.lock).
+  g* gfree = nullptr;
+  // One M at a time sleeps until the next timer; others park untimed.
+  m* timer_sleeper = nullptr;
+  std::atomic<int64_t> sleep_until{0};
+  // Run lifecycle.
+  std::atomic<bool> running{false};
+  std::atomic<bool> shutdown{false};
+  std::atomic<uint32_t> done{0};  // futex for m0: main task finished
+  g* main_g = nullptr;
+  int32_t nm_busy = 0;  // Ms not parked in stopm, during shutdown
+  std::atomic<uint64_t> goidgen{0};
+  // Every g ever made (never freed: reused through the free lists).
+  alloc::mutex allg_lock;
+  g* allg = nullptr;
+  // Counters (SchedStats).
+  std::atomic<uint64_t> spawned{0}, exited{0}, steals{0}, globalq{0}, mparks{0};
+};
+
+extern schedt sched;
+extern p** allp;
+extern std::atomic<int32_t> gomaxprocs;
+
+// The current M (null on threads outside the scheduler) and g.
+m* getm();
+g* getg();  // a task's g, the thread's pseudo-g, or null on an M's g0
+
+// Parks the current g (task or thread) until ready(g). fn(arg, g) runs once
+// the g is safely parked, typically unlocking the lock under which it put
+// itself on a wait queue; a waker holding that lock cannot see the g before.
+void gopark(void (*fn)(void*, g*), void* arg, const char* reason);
+// Parks after unlocking l.
+void goparkunlock(alloc::mutex* l, const char* reason);
+// Makes gp runnable: this P's runnext (a task or timer readying it), or the
+// global queue (a thread outside the scheduler); wakes an M if one is idle.
+void ready(g* gp);
+void goyield();  // puts the current task at the tail of its P's queue and switches
+
+// A timer earlier than the one the timer sleeper waits for was added.
+void wake_timer_sleeper(int64_t when);
+
+// Semaphores (sema.cc): wait until *addr > 0 and decrement it; increment it
+// and wake a waiter (handoff: give the count to the waiter and yield to it).
+void semacquire(uint32_t* addr, bool lifo, const char* reason);
+void semrelease(uint32_t* addr, bool handoff);
+
+uint64_t fastrand();
+int64_t now_ns();  // CLOCK_MONOTONIC, as steady_clock
+
+}  // namespace gort::rt
