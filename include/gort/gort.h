@@ -4,4 +4,8 @@
 
 #include <gort/malloc.h>
 
+#ifdef __cplusplus
+#include <gort/runtime.h>
+#endif
+
 #endif /* GORT_GORT_H */
