@@ -3,7 +3,7 @@
 
     bench/run.py [--quick] [--runs N] [--workloads a,b] [--allocators a,b]
                  [--allocator NAME=/path/lib.so ...] [--add-workload NAME=/path/prog ...]
-                 [--out DIR]
+                 [--sched-peers a,b] [--maxprocs 1,2] [--out DIR]
 
 A workload is a program that does one kind of work, checks its own results
 and prints its figures on stdout, one per line (bench/workloads/*.cc):
@@ -17,6 +17,16 @@ allocator workloads run the same binary once per allocator, chosen with
 LD_PRELOAD (glibc is the run without it); the collector and scheduler
 workloads of later subsystems name their own peers (Go, Boehm GC,
 Boost.Fiber programs) the same way, through Workload.peers().
+
+The scheduler workloads (SchedWorkload: spawn, parked, yield, pingpong,
+skynet, sieve) are three programs each, doing the same work: gort's
+(build/bench/workloads/sched_NAME, GORT_MAXPROCS), Go's
+(build/bench/peers/go/NAME, GOMAXPROCS) and Boost.Fiber's
+(build/bench/peers/fiber/NAME, FIBER_THREADS), each run with every --maxprocs
+value (default 1 and 2). A peer program that was not built (no Go toolchain,
+say) is reported missing, not run. They get their own report, sched-KIND.md:
+each figure per MAXPROCS, the speed-up from 1 to 2 for skynet and sieve, and
+gort's ratio to Go and to Boost.Fiber against the target (gort at or below Go).
 
 Method: every round runs every workload on every peer back to back, the peer
 order rotating from round to round, so that a shared machine's drift hits all
@@ -186,6 +196,75 @@ def builtin_workloads():
         Workload("fragmentation", w("fragmentation"), "free 90% of small objects at random, then allocate large blocks"),
         Workload("churn_then_free", w("rss_after_free"), "4 threads churn ~256 MiB, free it all, RSS 1 s later"),
         MicroWorkload(os.path.join(BUILD, "bench", "micro", "malloc_bench")),
+    ] + sched_workloads()
+
+
+# ---- scheduler workloads -------------------------------------------------
+
+# The scheduler peers: name, program path for a workload, the environment
+# variable that sets its number of Ps (threads running tasks), what provides it.
+SCHED_PEERS = [
+    ("gort", lambda w: os.path.join(BUILD, "bench", "workloads", "sched_" + w), "GORT_MAXPROCS",
+     "`make sched-benches` builds it; it needs the scheduler in build/lib/libgort.a"),
+    ("go", lambda w: os.path.join(BUILD, "bench", "peers", "go", w), "GOMAXPROCS",
+     "`make sched-benches` builds it; it needs `go`: `make deps` installs golang-go"),
+    ("fiber", lambda w: os.path.join(BUILD, "bench", "peers", "fiber", w), "FIBER_THREADS",
+     "`make sched-benches` builds it; it needs Boost.Fiber: `make deps` installs libboost-fiber-dev"),
+]
+SCHED_PEER_NAMES = [n for n, _, _, _ in SCHED_PEERS]
+
+
+def sched_label(peer, procs):
+    return "%s P=%d" % (peer, procs)
+
+
+class SchedWorkload(Workload):
+    """A scheduler workload: the same work as a gort, a Go and a Boost.Fiber
+    program, each run once per MAXPROCS value. Peer labels are "PEER P=N"."""
+
+    def __init__(self, name, about, quick_scale=1.0, speedup=None):
+        super().__init__(name, SCHED_PEERS[0][1](name), about)
+        self.quick_scale = quick_scale  # GORT_BENCH_SCALE in --quick mode (a full run: 4)
+        self.speedup = speedup          # the time metric whose 1 -> N speed-up the report gives
+        self.peer_names = SCHED_PEER_NAMES
+        self.procs = [1, 2]
+        self.missing = []               # (peer, path, hint) of programs that were not built
+
+    def configure(self, peer_names, procs):
+        self.peer_names, self.procs = peer_names, procs
+        self.missing = []
+        for peer, path_of, _, hint in SCHED_PEERS:
+            if peer in peer_names and not os.access(path_of(self.name), os.X_OK):
+                self.missing.append((peer, path_of(self.name), hint))
+
+    def peers(self, allocators):
+        out = []
+        gone = {m[0] for m in self.missing}
+        for procs in self.procs:
+            for peer, path_of, var, _ in SCHED_PEERS:
+                if peer in self.peer_names and peer not in gone:
+                    out.append((sched_label(peer, procs), [path_of(self.name)], {var: str(procs)}))
+        return out
+
+    def run(self, cmd, env, scale):
+        # scale is 1 in --quick mode, 4 in a full run; quick_scale trims --quick only.
+        return super().run(cmd, env, self.quick_scale * scale if scale <= 1 else scale)
+
+
+def sched_workloads():
+    return [
+        SchedWorkload("spawn", "spawn and join N trivial tasks (50000 x scale): all at once (spawn_ns), "
+                      "then in batches of 100 (spawn_batch_ns)"),
+        SchedWorkload("parked", "N tasks (250000 x scale: 1M in a full run, 100000 in --quick) parked on "
+                      "a channel receive: RSS per parked task; then all released by a close and joined",
+                      quick_scale=0.4),
+        SchedWorkload("yield", "two tasks yielding in a loop (500000 x scale yields each): wall time per yield"),
+        SchedWorkload("pingpong", "two tasks passing a value over two unbuffered channels "
+                      "(200000 x scale round trips)"),
+        SchedWorkload("skynet", "a 10-ary tree of tasks (100000 leaves, 1M in a full run) summing "
+                      "its leaves over unbuffered channels", speedup="time"),
+        SchedWorkload("sieve", "concurrent prime sieve, a chain of filter tasks joined by unbuffered "
+                      "channels: the first 1000 x scale primes", speedup="time"),
     ]
 
 
@@ -313,7 +392,8 @@ def _plt():
         return None
 
 
-def chart_bars(path, title, rows, names):
+def chart_bars(path, title, rows, names,
+               xlabel="ratio to the best allocator (1 = best; lower is better; log scale)"):
     plt = _plt()
     if not plt or not rows:
         return None
@@ -328,7 +408,7 @@ def chart_bars(path, title, rows, names):
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
-    ax.set_xlabel("ratio to the best allocator (1 = best; lower is better; log scale)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -356,10 +436,185 @@ def chart_lines(path, title, sname, per, names):
     return path
 
 
+# ---- the scheduler report -----------------------------------------------
+
+def _out(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def sched_versions(peers):
+    lines = []
+    for peer in peers:
+        if peer == "gort":
+            rev = _out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+            lines.append("gort %s (this tree): bench/workloads/sched_*.cc, GORT_MAXPROCS" % (rev or "?"))
+        elif peer == "go":
+            v = _out(["go", "version"])
+            lines.append("go: %s: bench/peers/go, GOMAXPROCS" % (v or "no go command"))
+        elif peer == "fiber":
+            v = _out(["dpkg-query", "-W", "-f=${Version}", "libboost-fiber-dev"])
+            idle = ("sleep (FIBER_SUSPEND=1)" if os.environ.get("FIBER_SUSPEND") == "1"
+                    else "spin (work_stealing's default)")
+            lines.append("fiber: Boost.Fiber %s (Debian package libboost-fiber-dev): bench/peers/fiber, "
+                         "FIBER_THREADS (1: round_robin; N > 1: work_stealing on N threads, idle threads "
+                         "%s), 8 KiB fixedsize stacks" % (v or "?", idle))
+    gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    lines.append("compiler: " + gxx)
+    return lines
+
+
+def fmt_num(v):
+    a = abs(v)
+    if a >= 1000:
+        return "%.0f" % v
+    if a >= 100:
+        return "%.1f" % v
+    return "%.3g" % v
+
+
+def sched_rows(w, samples, peers):
+    """Rows of one scheduler workload: (figure, P, unit, better, {peer: [values]},
+    {peer: median}), one per figure and MAXPROCS, then the speed-ups."""
+    rows = []
+    per_metric = samples.get(w.name, {})
+    procs = sorted(w.procs)
+    for metric, (unit, better, per) in per_metric.items():
+        for p in procs:
+            vals = {peer: per[sched_label(peer, p)] for peer in peers if per.get(sched_label(peer, p))}
+            if vals:
+                rows.append((metric, str(p), unit, better, vals,
+                             {peer: statistics.median(v) for peer, v in vals.items()}))
+    if w.speedup and w.speedup in per_metric and len(procs) > 1:
+        per = per_metric[w.speedup][2]
+        for p in procs[1:]:
+            med = {}
+            for peer in peers:
+                a, b = per.get(sched_label(peer, procs[0])), per.get(sched_label(peer, p))
+                if a and b and statistics.median(b) > 0:
+                    med[peer] = statistics.median(a) / statistics.median(b)
+            if med:
+                rows.append(("speed-up (%s)" % w.speedup, "%d->%d" % (procs[0], p), "x", "high", {}, med))
+    return rows
+
+
+def cost_ratio(a, b, better):
+    """a's cost relative to b: < 1 means a is better, whichever way is better."""
+    if better == "low":
+        return a / b if b else float("inf")
+    return b / a if a else float("inf")
+
+
+def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, failures):
+    os.makedirs(out_dir, exist_ok=True)
+    charts = os.path.join(out_dir, "charts-%s" % kind)
+    os.makedirs(charts, exist_ok=True)
+    procs = sorted({p for w in workloads for p in w.procs})
+    L = ["# Scheduler benchmarks (%s): gort vs Go vs Boost.Fiber" % kind, "",
+         "- date: %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+         "- machine: %s" % machine(),
+         "- method: %d rounds; in each round every workload runs every peer at every MAXPROCS (%s) "
+         "back to back, the order rotating each round. MAXPROCS is GORT_MAXPROCS for gort, "
+         "GOMAXPROCS for Go and FIBER_THREADS for Boost.Fiber. Cells: median (min-max) and the ratio "
+         "to the best median at the same MAXPROCS (x1.00 = best). Speed-ups are the ratio of the "
+         "medians. `wall` and `peak_rss_wait4` are measured by the harness (wait4), the rest are the "
+         "programs' own figures, each program checks its own result."
+         % (runs, ", ".join(str(p) for p in procs)),
+         "- command: `gort bench %s`" % " ".join(args), "", "Versions:", ""]
+    L += ["- " + v for v in sched_versions(peers)] + [""]
+    missing = {}  # peer -> ([workloads], hint, a path)
+    for w in workloads:
+        for peer, path, hint in w.missing:
+            missing.setdefault(peer, ([], hint, path))[0].append(w.name)
+    if missing:
+        L += ["## Missing peers", "", "These programs were not built, so they did not run:", ""]
+        L += ["- **missing** %s for %s (e.g. %s): %s" % (peer, ", ".join(ws), path, hint)
+              for peer, (ws, hint, path) in missing.items()] + [""]
+    if failures:
+        L += ["## Failures", "", "These runs failed (a failed self-check is not a number):", ""]
+        L += ["- **FAILED** %s on %s, round %d: %s" % f for f in failures] + [""]
+    others = [p for p in peers if p != "gort"]
+    with_gort = "gort" in peers
+    ratio_cols = ["gort / %s" % p for p in others] if with_gort else []
+    target = with_gort and "go" in peers
+    L += ["## Summary", ""]
+    if with_gort:
+        L += ["`gort / X`: gort's cost relative to X (its value over X's, inverted for speed-ups): "
+              "below 1.00 gort is better. Target: gort at or below Go in every row.", ""]
+    head = ["workload: figure", "P", "unit"] + peers + ratio_cols + (["target"] if target else [])
+    L += ["| " + " | ".join(head) + " |", "|---|---|---|" + "---|" * (len(head) - 3)]
+    per_workload, met, total = {}, 0, 0
+    for w in workloads:
+        rows = sched_rows(w, samples, peers)
+        per_workload[w.name] = rows
+        gone = {m[0] for m in w.missing}
+        absent = lambda peer: "missing" if peer in gone else "FAILED"
+        for metric, p, unit, better, _, med in rows:
+            if metric in ("wall", "peak_rss_wait4"):
+                continue
+            cells = [fmt_num(med[peer]) if peer in med else absent(peer) for peer in peers]
+            for o in others if with_gort else []:
+                cells.append("%.2f" % cost_ratio(med["gort"], med[o], better)
+                             if "gort" in med and o in med else "-")
+            if target:
+                if "gort" in med and "go" in med:
+                    ok = cost_ratio(med["gort"], med["go"], better) <= 1.0
+                    met += ok
+                    total += 1
+                    cells.append("met" if ok else "**missed**")
+                else:
+                    cells.append("-")
+            L.append("| %s: %s | %s | %s | %s |" % (w.name, metric, p, unit, " | ".join(cells)))
+    L.append("")
+    if target:
+        L += ["Target (gort at or below Go): met in %d of %d rows." % (met, total) if total else
+              "Target (gort at or below Go): no row has figures from both gort and Go.", ""]
+    for w in workloads:
+        rows = per_workload[w.name]
+        L += ["## %s" % w.name, "", w.about, ""]
+        if not rows:
+            L += ["No successful runs.", ""]
+            continue
+        L += ["| figure | P | unit | " + " | ".join(peers) + " |", "|---|---|---|" + "---|" * len(peers)]
+        chart_rows = []
+        gone = {m[0] for m in w.missing}
+        for metric, p, unit, better, vals, med in rows:
+            best = min(med.values()) if better == "low" else max(med.values())
+            cells, ratios = [], {}
+            for peer in peers:
+                if peer not in med:
+                    cells.append("missing" if peer in gone else "FAILED")
+                    continue
+                r = cost_ratio(med[peer], best, better) if best else 1.0
+                ratios[peer] = r
+                spread = (" (%s-%s)" % (fmt_num(min(vals[peer])), fmt_num(max(vals[peer])))
+                          if peer in vals else "")
+                cells.append("%s%s x%.2f%s" % (fmt_num(med[peer]), spread, r,
+                                               " **best**" if med[peer] == best else ""))
+            L.append("| %s | %s | %s, %s is better | %s |" % (
+                metric, p, unit, "lower" if better == "low" else "higher", " | ".join(cells)))
+            chart_rows.append(("%s P=%s" % (metric, p), unit, better, cells, ratios))
+        L.append("")
+        png = chart_bars(os.path.join(charts, "sched-%s.png" % w.name), "scheduler: " + w.name,
+                         chart_rows, peers, "ratio to the best at the same MAXPROCS "
+                         "(1 = best; lower is better; log scale)")
+        if png:
+            L += ["![%s](%s)" % (w.name, os.path.relpath(png, out_dir)), ""]
+    path = os.path.join(out_dir, "sched-%s.md" % kind)
+    with open(path, "w") as f:
+        f.write("\n".join(L))
+    return path, "\n".join(L)
+
+
 # ---- main ----------------------------------------------------------------
 
 def parse_args(argv):
-    ap = argparse.ArgumentParser(prog="gort bench", description="Compare allocators side by side.")
+    ap = argparse.ArgumentParser(
+        prog="gort bench",
+        description="Compare allocators side by side, and gort's scheduler with Go and Boost.Fiber.",
+        epilog="--workloads also takes the groups alloc and sched.")
     ap.add_argument("--quick", action="store_true", help="3 rounds at scale 1 (default: 5 rounds at scale 4)")
     ap.add_argument("--runs", help="rounds (a positive integer)")
     ap.add_argument("--workloads", help="comma-separated workload names (default: all)")
@@ -368,10 +623,25 @@ def parse_args(argv):
                     help="add an allocator .so to the comparison (repeatable)")
     ap.add_argument("--add-workload", action="append", default=[], metavar="NAME=PATH",
                     help="add a workload program that follows the output protocol (repeatable)")
+    ap.add_argument("--sched-peers", metavar="a,b",
+                    help="scheduler peers to run (default: %s)" % ",".join(SCHED_PEER_NAMES))
+    ap.add_argument("--maxprocs", default="1,2", metavar="1,2",
+                    help="MAXPROCS values the scheduler workloads run with (default: 1,2)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="report directory")
     a = ap.parse_args(argv)
     if a.runs is not None and not re.fullmatch(r"[1-9][0-9]{0,3}", a.runs):
         die("--runs wants a positive integer, got %r" % a.runs)
+    if not re.fullmatch(r"[1-9][0-9]{0,2}(,[1-9][0-9]{0,2})*", a.maxprocs):
+        die("--maxprocs wants positive integers separated by commas, got %r" % a.maxprocs)
+    a.maxprocs = sorted(set(int(p) for p in a.maxprocs.split(",")))
+    if a.sched_peers is None:
+        a.sched_peers = list(SCHED_PEER_NAMES)
+    else:
+        want = a.sched_peers.split(",")
+        for n in want:
+            if n not in SCHED_PEER_NAMES:
+                die("unknown scheduler peer %r (known: %s)" % (n, ", ".join(SCHED_PEER_NAMES)))
+        a.sched_peers = [n for n in SCHED_PEER_NAMES if n in want]
     return a
 
 
@@ -414,14 +684,23 @@ def main(argv):
             die("--add-workload %s: not an executable: %s" % (name, path))
         workloads.append(Workload(name, os.path.abspath(path), "user workload %s" % path))
     if a.workloads:
-        want = a.workloads.split(",")
+        is_sched = lambda w: isinstance(w, SchedWorkload)
+        groups = {"alloc": [w.name for w in workloads if not is_sched(w)],
+                  "sched": [w.name for w in workloads if is_sched(w)]}
+        want = [m for n in a.workloads.split(",") for m in groups.get(n, [n])]
         known = [w.name for w in workloads]
         for n in want:
             if n not in known:
-                die("unknown workload %r (known: %s)" % (n, ", ".join(known)))
+                die("unknown workload %r (known: %s; groups: alloc, sched)" % (n, ", ".join(known)))
         workloads = [w for w in workloads if w.name in want]
     for w in workloads:
-        if not os.path.exists(w.path):
+        if isinstance(w, SchedWorkload):
+            # A peer that was not built is reported missing, not run.
+            w.configure(a.sched_peers, a.maxprocs)
+            for peer, path, hint in w.missing:
+                print("gort bench: %s: %s peer missing: %s not found (%s)" % (w.name, peer, path, hint),
+                      file=sys.stderr)
+        elif not os.path.exists(w.path):
             die("%s is missing: run make first" % w.path)
 
     names = [n for n, _ in allocators]
@@ -433,6 +712,8 @@ def main(argv):
         print("gort bench: round %d/%d" % (r + 1, runs), file=sys.stderr)
         for w in workloads:
             peers = w.peers(allocators)
+            if not peers:
+                continue
             k = r % len(peers)
             for name, cmd, env in peers[k:] + peers[:k]:
                 try:
@@ -453,9 +734,21 @@ def main(argv):
                 series.setdefault(wname, {}).setdefault(sname, {})[peer] = runs_pts[len(runs_pts) // 2][1]
 
     kind = "quick" if a.quick else "full"
-    path, text = write_report(a.out, kind, argv, runs, names, allocators, workloads, samples, series, failures)
-    print(text)
-    print("gort bench: wrote %s" % path, file=sys.stderr)
+    alloc_wl = [w for w in workloads if not isinstance(w, SchedWorkload)]
+    sched_wl = [w for w in workloads if isinstance(w, SchedWorkload)]
+    sched_names = {w.name for w in sched_wl}
+    if alloc_wl:
+        path, text = write_report(a.out, kind, argv, runs, names, allocators, alloc_wl, samples, series,
+                                  [f for f in failures if f[0] not in sched_names])
+        print(text)
+        print("gort bench: wrote %s" % path, file=sys.stderr)
+    if sched_wl:
+        path, text = write_sched_report(a.out, kind, argv, runs, a.sched_peers, sched_wl, samples,
+                                        [f for f in failures if f[0] in sched_names])
+        if alloc_wl:
+            print()
+        print(text)
+        print("gort bench: wrote %s" % path, file=sys.stderr)
     return 1 if failures else 0
 
 

@@ -1,0 +1,3 @@
+module gort/bench/peers/go
+
+go 1.19
