@@ -17,6 +17,9 @@ struct Context::state {
   alloc::mutex lock;
   std::atomic<int> err{0};
   Chan<char> done;
+  // A child keeps its parent alive (so c = with_cancel(c) chains hold
+  // together); a parent only knows its children weakly.
+  std::shared_ptr<state> parent;
   std::vector<std::weak_ptr<state>> children;
   std::unique_ptr<AfterFunc> timer;
 
@@ -46,6 +49,7 @@ Context Context::background() {
 
 Context Context::with_cancel(const Context& parent) {
   auto child = std::make_shared<state>(false);
+  child->parent = parent.s_;
   state* ps = parent.s_.get();
   Err perr = Err::none;
   {

@@ -451,17 +451,22 @@ void prepare(g* gp) {
 }
 
 // The work a P does between two tasks without leaving the task's stack:
-// runnext and the local queue, the global queue every 61st tick, due timers.
-g* next_local(m* mp, p* pp) {
+// runnext and the local queue, and the global queue every 61st tick. Due
+// timers are not run here: the old task may still hold the lock its timer
+// callback needs (its m::after releases it only after the switch), so a due
+// timer sends the M through g0, where findrunnable runs it after m::after.
+g* next_local(p* pp) {
   pp->schedtick++;
   if (pp->schedtick % 61 == 0 && sched.runqsize.load(std::memory_order_relaxed) > 0) {
     alloc::lock_guard l(sched.lock);
     if (g* gp = globrunqget(pp, 1)) return gp;
   }
-  int64_t t0 = pp->timer0.load(std::memory_order_relaxed);
-  if (t0 != 0 && t0 <= now_ns()) timers_run(pp, now_ns());
-  (void)mp;
   return runqget(pp);
+}
+
+bool timers_due(p* pp) {
+  int64_t t0 = pp->timer0.load(std::memory_order_relaxed);
+  return t0 != 0 && t0 <= now_ns();
 }
 
 // Switches away from gp, whose status says why (waiting, runnable, dead) and
@@ -469,7 +474,7 @@ g* next_local(m* mp, p* pp) {
 void switch_out(m* mp, g* gp) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
   p* pp = mp->pp;
-  g* next = sched.shutdown.load(std::memory_order_relaxed) ? nullptr : next_local(mp, pp);
+  g* next = sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
   if (next) {
     prepare(next);
     mp->curg = next;
@@ -561,7 +566,8 @@ g* findrunnable(m* mp) {
 top:
   p* pp = mp->pp;
   if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
-  if (g* gp = next_local(mp, pp)) {
+  if (timers_due(pp)) timers_run(pp, now_ns());
+  if (g* gp = next_local(pp)) {
     if (mp->spinning) resetspinning(mp);
     return gp;
   }
