@@ -67,13 +67,20 @@ $(BUILD)/lib/libgort.a: $(LIB_OBJS)
 TEST_ALLOC_SRCS := $(wildcard test/alloc/*_test.cc)
 TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/progs/*.cc)) \
                    $(patsubst test/shims/%.cc,$(BUILD)/test/lib%.so,$(wildcard test/shims/*.cc))
-TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests
+TEST_RUNTIME_SRCS := $(wildcard test/runtime/*_test.cc)
+TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests $(BUILD)/test/runtime_tests
 
 tests: $(TEST_BINS) $(TEST_PROGS)
 
 $(BUILD)/test/alloc_tests: $(TEST_ALLOC_SRCS) test/alloc/main.cc test/alloc/helpers.h $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_ALLOC_SRCS) test/alloc/main.cc $(BUILD)/lib/libgort.a \
+	  -lboost_unit_test_framework -pthread -ldl
+
+$(BUILD)/test/runtime_tests: $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(wildcard test/runtime/*.h) \
+                             test/alloc/helpers.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(TESTFLAGS) -o $@ $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
 $(BUILD)/test/bench_tests: test/bench/harness_test.cc test/alloc/helpers.h
@@ -85,6 +92,11 @@ $(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< -pthread -ldl
 
+# Scheduler test programs link the runtime statically.
+$(BUILD)/test/sched_%: test/progs/sched_%.cc $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
+
 $(BUILD)/test/lib%.so: test/shims/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -shared -fPIC -o $@ $< -ldl
@@ -92,6 +104,9 @@ $(BUILD)/test/lib%.so: test/shims/%.cc
 test: deps build
 	@echo "== unit, conformance, stress, real programs =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/alloc_tests --log_level=test_suite --report_level=short
+	@echo "== scheduler, with GORT_MAXPROCS=1, 2 and 8 =="
+	for n in 1 2 8; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) $(BUILD)/test/runtime_tests \
+	  --log_level=test_suite --report_level=short || exit 1; done
 	@echo "== benchmark harness and gort tool =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 

@@ -354,7 +354,7 @@ int select(Cases&&... cases) {
   static_assert(ndefault <= 1, "gort::select: at most one on_default");
   constexpr int n = sizeof...(Cases) - ndefault;
   detail::scase sc[n > 0 ? n : 1];
-  int idx[n > 0 ? n : 1];  // scase index -> argument index
+  int idx[n > 0 ? n : 1] = {};  // scase index -> argument index
   int defidx = -1;
   {
     int i = 0, arg = 0;
