@@ -123,7 +123,9 @@ hchan* chan_make(const elemtype* et, size_t cap) {
   hchan* c = new hchan;
   c->et = et;
   c->dataqsiz = cap;
-  if (cap > 0) c->buf = static_cast<unsigned char*>(::operator new(cap * (et->size ? et->size : 1), std::align_val_t(buf_align(et))));
+  if (cap > 0)
+    c->buf = static_cast<unsigned char*>(
+        ::operator new(cap*(et->size ? et->size : 1), std::align_val_t(buf_align(et))));
   return c;
 }
 
@@ -264,7 +266,8 @@ constexpr int kStackCases = 16;
 int select_go(scase* cases, int ncases, bool block, bool* recv_ok) {
   *recv_ok = false;
   int stack_buf[3 * kStackCases];
-  int* mem = ncases <= kStackCases ? stack_buf : static_cast<int*>(::operator new(sizeof(int) * 3 * ncases));
+  int* mem = ncases <= kStackCases ? stack_buf
+                                   : static_cast<int*>(::operator new(sizeof(int) * 3 * ncases));
   struct freer {
     int* mem;
     int* stack;

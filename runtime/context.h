@@ -23,12 +23,12 @@ inline void* ctx_make(void* hi, void (*fn)(void*), void* arg) {
   // return address. After the ret, rsp = top - 16, 16-byte aligned, as the
   // ABI wants it before gort_ctx_start's call.
   uintptr_t* sp = reinterpret_cast<uintptr_t*>(top - 72);
-  sp[0] = 0;                                      // r15
-  sp[1] = 0;                                      // r14
-  sp[2] = reinterpret_cast<uintptr_t>(arg);       // r13
-  sp[3] = reinterpret_cast<uintptr_t>(fn);        // r12
-  sp[4] = 0;                                      // rbx
-  sp[5] = 0;                                      // rbp: ends frame-pointer walks
+  sp[0] = 0;                                 // r15
+  sp[1] = 0;                                 // r14
+  sp[2] = reinterpret_cast<uintptr_t>(arg);  // r13
+  sp[3] = reinterpret_cast<uintptr_t>(fn);   // r12
+  sp[4] = 0;                                 // rbx
+  sp[5] = 0;                                 // rbp: ends frame-pointer walks
   sp[6] = reinterpret_cast<uintptr_t>(&gort_ctx_start);
   return sp;
 }

@@ -114,7 +114,8 @@ size_t stack_size_from_env() {
     end++;
   }
   if (*end != 0 || v[0] == '-' || n < (16 << 10) || n > (size_t{1} << 30)) {
-    alloc::print_err("GORT_STACKSIZE=\"%s\" is invalid: want bytes from 16k to 1024m (suffix k or m)\n", v);
+    alloc::print_err(
+        "GORT_STACKSIZE=\"%s\" is invalid: want bytes from 16k to 1024m (suffix k or m)\n", v);
     _exit(2);
   }
   return n;

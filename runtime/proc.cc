@@ -116,7 +116,8 @@ bool runqputslow(p* pp, g* gp, uint32_t h, uint32_t t) {
   constexpr uint32_t n = kRunqSize / 2;
   g* batch[n + 1];
   if (t - h != kRunqSize) return false;
-  for (uint32_t i = 0; i < n; i++) batch[i] = pp->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < n; i++)
+    batch[i] = pp->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
   if (!pp->runqhead.compare_exchange_strong(h, h + n, std::memory_order_release)) return false;
   batch[n] = gp;
   for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
@@ -474,7 +475,8 @@ bool timers_due(p* pp) {
 void switch_out(m* mp, g* gp) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
   p* pp = mp->pp;
-  g* next = sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
+  g* next =
+      sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
   if (next) {
     prepare(next);
     mp->curg = next;

@@ -56,8 +56,8 @@ enum class gstatus : uint32_t {
 };
 
 struct g {
-  void* sp = nullptr;    // saved context while not running
-  stack stk;             // null until the first run
+  void* sp = nullptr;      // saved context while not running
+  stack stk;               // null until the first run
   g* schedlink = nullptr;  // run queue / free list link
   std::atomic<gstatus> status{gstatus::idle};
   uint64_t goid = 0;
@@ -91,10 +91,10 @@ struct m {
   p* pp = nullptr;
   p* nextp = nullptr;  // handed over by startm before the wake-up
   bool spinning = false;
-  bool on_idle = false;    // in sched.midle (sched.lock)
-  bool is_m0 = false;      // the thread that called gort::run
+  bool on_idle = false;           // in sched.midle (sched.lock)
+  bool is_m0 = false;             // the thread that called gort::run
   std::atomic<uint32_t> park{0};  // futex: 1 = woken
-  m* schedlink = nullptr;  // idle M list
+  m* schedlink = nullptr;         // idle M list
   after next_after;
   alloc::mcache* own_cache = nullptr;  // the thread's cache while it holds a P
   uint64_t fastrand = 0;

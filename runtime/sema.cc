@@ -154,11 +154,12 @@ bool can_spin(int iter) {
   // Spin only if another P is running (it may be about to unlock) and
   // nothing else waits for this P.
   if (procs <= 1 || procs <= sched.npidle.load(std::memory_order_relaxed) +
-                                  sched.nmspinning.load(std::memory_order_relaxed) + 1)
+                                 sched.nmspinning.load(std::memory_order_relaxed) + 1)
     return false;
   p* pp = mp->pp;
-  return pp && pp->runqhead.load(std::memory_order_relaxed) ==
-                   pp->runqtail.load(std::memory_order_relaxed) &&
+  return pp &&
+         pp->runqhead.load(std::memory_order_relaxed) ==
+             pp->runqtail.load(std::memory_order_relaxed) &&
          !pp->runnext.load(std::memory_order_relaxed);
 }
 
@@ -195,7 +196,7 @@ void Mutex::lock_slow() {
     }
     if (state_.compare_exchange_weak(old, next, std::memory_order_acquire)) {
       if ((old & (kLocked | kStarving)) == 0) return;  // took it
-      bool lifo = wait_start != 0;  // waited before: back to the front
+      bool lifo = wait_start != 0;                     // waited before: back to the front
       if (wait_start == 0) wait_start = now_ns();
       semacquire(&sema_, lifo, "sync.Mutex.Lock");
       starving = starving || now_ns() - wait_start > kStarvationNs;
@@ -357,7 +358,8 @@ void Cond::wait() {
 }
 
 void Cond::signal() {
-  if (wait_ticket_.load(std::memory_order_acquire) == __atomic_load_n(&notify_ticket_, __ATOMIC_ACQUIRE))
+  if (wait_ticket_.load(std::memory_order_acquire) ==
+      __atomic_load_n(&notify_ticket_, __ATOMIC_ACQUIRE))
     return;
   alloc::mutex& l = as_mutex(lock_);
   l.lock();
@@ -384,7 +386,8 @@ void Cond::signal() {
 }
 
 void Cond::broadcast() {
-  if (wait_ticket_.load(std::memory_order_acquire) == __atomic_load_n(&notify_ticket_, __ATOMIC_ACQUIRE))
+  if (wait_ticket_.load(std::memory_order_acquire) ==
+      __atomic_load_n(&notify_ticket_, __ATOMIC_ACQUIRE))
     return;
   alloc::mutex& l = as_mutex(lock_);
   l.lock();

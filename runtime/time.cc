@@ -163,7 +163,8 @@ void sleep_ns(int64_t until) {
   m* mp = getm();
   if (!mp || !mp->curg) {  // a thread outside the scheduler just sleeps
     for (int64_t left; (left = until - now_ns()) > 0;) {
-      struct timespec ts = {static_cast<time_t>(left / 1000000000), static_cast<long>(left % 1000000000)};
+      struct timespec ts = {static_cast<time_t>(left / 1000000000),
+                            static_cast<long>(left % 1000000000)};
       nanosleep(&ts, nullptr);
     }
     return;
@@ -185,7 +186,8 @@ int64_t deadline(Duration d) {
 }
 
 Clock::time_point to_time_point(int64_t ns) {
-  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+  return Clock::time_point(
+      std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
 }
 
 // Timer and after: send the time on a 1-slot channel without blocking.

@@ -21,7 +21,7 @@ namespace gort::rt {
 struct p;
 
 struct timer {
-  int64_t when = 0;                          // CLOCK_MONOTONIC ns
+  int64_t when = 0;                            // CLOCK_MONOTONIC ns
   void (*f)(timer* t, int64_t now) = nullptr;  // runs once per firing
   void* arg = nullptr;
   std::atomic<p*> pp{nullptr};  // heap it is in, or null: not pending

@@ -155,8 +155,8 @@ void go(F&& f) {
   detail::task_start(detail::make_task(std::forward<F>(f)));
 }
 
-void yield();                        // lets other tasks run (Go's Gosched)
-void sleep_for(Duration d);          // parks the task (or the thread) for d
+void yield();                // lets other tasks run (Go's Gosched)
+void sleep_for(Duration d);  // parks the task (or the thread) for d
 void sleep_until(Clock::time_point t);
 uint64_t task_id();  // the current task's id (1 is the main task), 0 outside tasks
 bool in_task();
@@ -166,11 +166,11 @@ int default_maxprocs();  // what run would use now: GORT_MAXPROCS or the CPU cou
 // Scheduler counters, cumulative over the process.
 struct SchedStats {
   uint64_t tasks_spawned, tasks_exited, tasks_live;
-  uint64_t steals;        // tasks moved by work stealing
-  uint64_t global_runq;   // tasks taken from the global run queue
-  uint64_t m_parks;       // an M went to sleep for lack of work
-  uint64_t stacks_cached; // pooled task stacks now
-  uint64_t stacks_live;   // task stacks in use now
+  uint64_t steals;         // tasks moved by work stealing
+  uint64_t global_runq;    // tasks taken from the global run queue
+  uint64_t m_parks;        // an M went to sleep for lack of work
+  uint64_t stacks_cached;  // pooled task stacks now
+  uint64_t stacks_live;    // task stacks in use now
 };
 SchedStats sched_stats();
 
@@ -546,7 +546,7 @@ class Context {
   bool cancelled() const { return err() != Err::none; }
   Err err() const;
   Chan<char> done() const;
-  void wait() const;  // blocks until cancelled
+  void wait() const;                // blocks until cancelled
   bool wait_for(Duration d) const;  // true if cancelled within d
 
   struct state;
