@@ -477,12 +477,15 @@ void switch_out(m* mp, g* gp) {
   p* pp = mp->pp;
   g* next =
       sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
-  if (next) {
-    prepare(next);
+  if (next && next->sp) {
     mp->curg = next;
     next->status.store(gstatus::running, std::memory_order_relaxed);
     gort_ctx_switch(&gp->sp, next->sp);
   } else {
+    // A task that has never run needs a stack, which may mean the mheap
+    // lock, a system call and page faults: not while gp may still hold the
+    // lock it waits under. g0 starts it after m::after.
+    mp->nextg = next;
     mp->curg = nullptr;
     gort_ctx_switch(&gp->sp, mp->g0sp);
   }
@@ -661,7 +664,9 @@ idle:
 void schedule_loop(m* mp) {
   for (;;) {
     run_after(mp);
-    g* gp = findrunnable(mp);
+    g* gp = mp->nextg;
+    mp->nextg = nullptr;
+    if (!gp) gp = findrunnable(mp);
     if (!gp) return;
     prepare(gp);
     mp->curg = gp;
