@@ -519,7 +519,14 @@ g* stealwork(m* mp, p* pp) {
 // Parks mp until startm hands it a P (returns true) or, for the timer
 // sleeper, the earliest timer is due (returns false, holding no P).
 bool stopm(m* mp) {
+  stack_pool_trim();  // idle time: the cheapest moment for system calls
   sched.lock.lock();
+  if (mp->is_m0 && sched.shutdown.load()) {
+    // The main task ended after m0 last looked: m0 must not sleep through
+    // shutdown_wake_all, which has already run.
+    sched.lock.unlock();
+    return false;
+  }
   checkdead();
   mp->schedlink = sched.midle;
   sched.midle = mp;

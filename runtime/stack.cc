@@ -3,6 +3,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 
 #include "alloc/lock.h"
@@ -124,27 +125,55 @@ stack stack_get(stackcache& c) {
 
 void stack_put(stackcache& c, stack& s) {
   if (c.n == kStackCacheSize) {
-    stack spill[kStackCacheSize / 2];
-    int nspill = 0;
-    {
-      alloc::lock_guard l(g_pool_lock);
-      while (c.n > kStackCacheSize / 2) {
-        stack& t = c.s[--c.n];
-        if (g_npool >= kStackPoolMax) {
-          spill[nspill++] = t;
-          continue;
-        }
-        stack* rec = reinterpret_cast<stack*>(t.hi - 64);
-        *rec = t;
-        pool_link(rec) = g_pool;
-        g_pool = rec;
-        g_npool++;
-      }
+    // Half the cache to the global pool. The pool is not bounded here:
+    // freeing a stack costs a system call (the guard page) and the mheap
+    // lock, too much for the moment a task exits; stack_pool_trim does it
+    // when an M is about to idle.
+    alloc::lock_guard l(g_pool_lock);
+    while (c.n > kStackCacheSize / 2) {
+      stack& t = c.s[--c.n];
+      stack* rec = reinterpret_cast<stack*>(t.hi - 64);
+      *rec = t;
+      pool_link(rec) = g_pool;
+      g_pool = rec;
+      g_npool++;
     }
-    for (int i = 0; i < nspill; i++) stack_free(spill[i]);
   }
   c.s[c.n++] = s;
   s = stack{};
+}
+
+void stack_pool_trim() {
+  constexpr int kBatch = 256;
+  while (__atomic_load_n(&g_npool, __ATOMIC_RELAXED) > kStackPoolMax) {
+    stack batch[kBatch];
+    int n = 0;
+    {
+      alloc::lock_guard l(g_pool_lock);
+      while (n < kBatch && g_npool > kStackPoolMax) {
+        stack* rec = g_pool;
+        g_pool = pool_link(rec);
+        g_npool--;
+        batch[n++] = *rec;
+      }
+    }
+    // Stacks next to each other in memory lose their guard pages in one
+    // call: MADV_GUARD_REMOVE leaves pages that are not guards alone.
+    std::sort(batch, batch + n, [](const stack& a, const stack& b) { return a.lo < b.lo; });
+    bool ranged = g_guard_mode.load(std::memory_order_relaxed) == 1;
+    for (int i = 0; i < n;) {
+      int j = i + 1;
+      if (ranged && batch[i].guarded) {
+        while (j < n && batch[j].guarded && batch[j].span->base == batch[j - 1].span->base + g_stack_size)
+          j++;
+        uintptr_t from = batch[i].span->base, to = batch[j - 1].span->base + kOsPage;
+        madvise(reinterpret_cast<void*>(from), to - from, MADV_GUARD_REMOVE);
+        for (int k = i; k < j; k++) batch[k].guarded = false;
+      }
+      for (int k = i; k < j; k++) stack_free(batch[k]);
+      i = j;
+    }
+  }
 }
 
 size_t stacks_pooled() {

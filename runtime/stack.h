@@ -35,8 +35,9 @@ struct stack {
 };
 
 // A P's cache of free stacks (owner only); the global pool behind it has
-// its own lock and keeps up to kStackPoolMax stacks, beyond which stacks go
-// back to the mheap (and from there, after a while, to the OS).
+// its own lock. An M about to idle trims the pool to kStackPoolMax stacks
+// (stack_pool_trim); the rest go back to the mheap, and from there, after
+// GORT_SCAVENGE, to the OS.
 inline constexpr int kStackCacheSize = 32;
 inline constexpr size_t kStackPoolMax = 1024;
 struct stackcache {
@@ -46,6 +47,7 @@ struct stackcache {
 stack stack_get(stackcache& c);
 void stack_put(stackcache& c, stack& s);
 size_t stacks_pooled();
+void stack_pool_trim();
 
 void stack_init(size_t size);  // rounds up to whole 8 KiB pages
 size_t stack_size();
