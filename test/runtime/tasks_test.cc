@@ -369,4 +369,28 @@ BOOST_AUTO_TEST_CASE(ping_pong) {
   BOOST_TEST(sum == long{N} * (N + 1) / 2);
 }
 
+// The main task often ends on an M other than the thread that called run
+// (it was woken there): run must still return every time, whether m0 is
+// busy, idle, or just going idle at that moment. A lost wake-up of m0 hangs
+// here (and the watchdog fails the suite).
+BOOST_AUTO_TEST_CASE(run_returns_when_main_ends_on_another_m) {
+  int ended_elsewhere = 0;
+  for (int i = 0; i < 300; i++) {
+    std::thread::id caller = std::this_thread::get_id(), last{};
+    int rc = run_checked([&] {
+      gort::Chan<int> c;
+      gort::go([c, i]() mutable {
+        std::atomic<int> spin{0};
+        while (spin.load(std::memory_order_relaxed) < (i % 7) * 200) spin.fetch_add(1);
+        c.send(i);
+      });
+      TCHECK_EQ(*c.recv(), i);
+      last = std::this_thread::get_id();
+    });
+    BOOST_TEST(rc == 0);
+    if (last != caller) ended_elsewhere++;
+  }
+  BOOST_TEST_MESSAGE("main task ended on another M in " << ended_elsewhere << " of 300 runs");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
