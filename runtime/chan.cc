@@ -247,6 +247,15 @@ void selunlock(scase* cases, const int* order, int n) {
   }
 }
 
+// Unlocks every channel but keep (which the caller hands on locked).
+void selunlock_except(scase* cases, const int* order, int n, hchan* keep) {
+  for (int i = n - 1; i >= 0; i--) {
+    hchan* c = cases[order[i]].c;
+    if (c == keep || (i > 0 && cases[order[i - 1]].c == c)) continue;
+    c->lock.unlock();
+  }
+}
+
 struct selpark {
   scase* cases;
   const int* order;
@@ -308,12 +317,7 @@ int select_go(scase* cases, int ncases, bool block, bool* recv_ok) {
         throw_chan_closed("send on closed channel");
       }
       if (sudog* sg = c->recvq.dequeue()) {
-        // send_to unlocks c; the other channels first.
-        for (int j = n - 1; j >= 0; j--) {
-          hchan* cj = cases[order[j]].c;
-          if (cj == c || (j > 0 && cases[order[j - 1]].c == cj)) continue;
-          cj->lock.unlock();
-        }
+        selunlock_except(cases, order, n, c);  // send_to unlocks c
         send_to(c, sg, cs.elem);
         return i;
       }
@@ -324,11 +328,7 @@ int select_go(scase* cases, int ncases, bool block, bool* recv_ok) {
       }
     } else {
       if (sudog* sg = c->sendq.dequeue()) {
-        for (int j = n - 1; j >= 0; j--) {
-          hchan* cj = cases[order[j]].c;
-          if (cj == c || (j > 0 && cases[order[j - 1]].c == cj)) continue;
-          cj->lock.unlock();
-        }
+        selunlock_except(cases, order, n, c);  // recv_from unlocks c
         recv_from(c, sg, cs.elem);
         *recv_ok = true;
         return i;

@@ -778,6 +778,21 @@ void abandon_leftovers() {
   }
 }
 
+// gp to this P's runnext (the running task or timer made it ready, so it
+// runs next here), or from a thread outside the scheduler to the global
+// queue; then an idle P gets an M if none is spinning.
+void make_runnable(g* gp) {
+  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  m* mp = getm();
+  if (mp && mp->pp) {
+    runqput(mp->pp, gp, true);
+  } else {
+    alloc::lock_guard l(sched.lock);
+    globrunqput(gp);
+  }
+  wakep();
+}
+
 thread_local m* tl_m0 = nullptr;
 bool g_inited = false;
 
@@ -821,15 +836,7 @@ void ready(g* gp) {
     alloc::fatal("ready of task %llu, which is not waiting",
                  static_cast<unsigned long long>(gp->goid));
   }
-  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
-  m* mp = getm();
-  if (mp && mp->pp) {
-    runqput(mp->pp, gp, true);
-  } else {
-    alloc::lock_guard l(sched.lock);
-    globrunqput(gp);
-  }
-  wakep();
+  make_runnable(gp);
 }
 
 static void yield_after(void*, g* prev) {
@@ -897,15 +904,7 @@ void task_start(g* gp) {
     alloc::fatal("gort::go: no gort::run is in progress");
   gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
   sched.spawned.fetch_add(1, std::memory_order_relaxed);
-  gp->status.store(gstatus::runnable, std::memory_order_relaxed);
-  m* mp = getm();
-  if (mp && mp->pp) {
-    runqput(mp->pp, gp, true);
-  } else {
-    alloc::lock_guard l(sched.lock);
-    globrunqput(gp);
-  }
-  wakep();
+  make_runnable(gp);
 }
 
 int run_main(g* main_task, const RunOptions& opts) {

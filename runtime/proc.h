@@ -96,7 +96,7 @@ struct m {
   std::atomic<uint32_t> park{0};  // futex: 1 = woken
   m* schedlink = nullptr;         // idle M list
   after next_after;
-  g* nextg = nullptr;  // a new task switch_out chose, for g0 to start
+  g* nextg = nullptr;                  // a new task switch_out chose, for g0 to start
   alloc::mcache* own_cache = nullptr;  // the thread's cache while it holds a P
   uint64_t fastrand = 0;
   int64_t spin_deadline = 0;

@@ -164,7 +164,8 @@ void stack_pool_trim() {
     for (int i = 0; i < n;) {
       int j = i + 1;
       if (ranged && batch[i].guarded) {
-        while (j < n && batch[j].guarded && batch[j].span->base == batch[j - 1].span->base + g_stack_size)
+        while (j < n && batch[j].guarded &&
+               batch[j].span->base == batch[j - 1].span->base + g_stack_size)
           j++;
         uintptr_t from = batch[i].span->base, to = batch[j - 1].span->base + kOsPage;
         madvise(reinterpret_cast<void*>(from), to - from, MADV_GUARD_REMOVE);
