@@ -184,19 +184,11 @@ g* runqsteal(p* pp, p* victim, bool steal_next) {
   return batch[0];
 }
 
-// The global queue; sched.lock held.
-void globrunqput(g* gp) {
-  gp->schedlink = nullptr;
-  if (sched.runq_tail)
-    sched.runq_tail->schedlink = gp;
-  else
-    sched.runq_head = gp;
-  sched.runq_tail = gp;
-  sched.runqsize.fetch_add(1, std::memory_order_relaxed);
-}
-
-void globrunqputbatch(g* head, g* tail, int32_t n) {
-  alloc::lock_guard l(sched.lock);
+// The global queue, a list of batches; sched.lock held.
+void globrunqputbatch_locked(g* head, g* tail, int32_t n) {
+  head->batchlen = n;
+  head->batchtail = tail;
+  tail->schedlink = nullptr;
   if (sched.runq_tail)
     sched.runq_tail->schedlink = head;
   else
@@ -205,26 +197,76 @@ void globrunqputbatch(g* head, g* tail, int32_t n) {
   sched.runqsize.fetch_add(n, std::memory_order_relaxed);
 }
 
-// Takes a fair share of the global queue: one task to run, up to max-1 more
-// (0: no limit but half a local queue) onto pp's local queue.
-g* globrunqget(p* pp, int32_t max) {
+void globrunqput(g* gp) {
+  globrunqputbatch_locked(gp, gp, 1);
+}
+
+void globrunqputbatch(g* head, g* tail, int32_t n) {
+  alloc::lock_guard l(sched.lock);
+  globrunqputbatch_locked(head, tail, n);
+}
+
+// Detaches whole batches from the head of the global queue up to a fair
+// share (size/GOMAXPROCS + 1, or max), at least one g; a batch longer than
+// max == 1 is split after its first g. sched.lock held. Returns the chain
+// (through schedlink) and its length in *n.
+g* globrunqtake(int32_t max, int32_t* n) {
+  *n = 0;
   int32_t size = sched.runqsize.load(std::memory_order_relaxed);
   if (size == 0) return nullptr;
-  int32_t n = size / gomaxprocs.load(std::memory_order_relaxed) + 1;
-  if (n > size) n = size;
-  if (max > 0 && n > max) n = max;
-  if (n > static_cast<int32_t>(kRunqSize / 2)) n = kRunqSize / 2;
-  sched.runqsize.fetch_sub(n, std::memory_order_relaxed);
-  sched.globalq.fetch_add(n, std::memory_order_relaxed);
-  g* gp = sched.runq_head;
-  sched.runq_head = gp->schedlink;
-  for (int32_t i = 1; i < n; i++) {
-    g* g1 = sched.runq_head;
-    sched.runq_head = g1->schedlink;
-    runqput(pp, g1, false);
+  int32_t want = size / gomaxprocs.load(std::memory_order_relaxed) + 1;
+  if (max > 0 && want > max) want = max;
+  g* head = sched.runq_head;
+  g* tail;
+  int32_t taken;
+  if (want == 1 && head->batchlen > 1) {
+    g* rest = head->schedlink;
+    rest->batchlen = head->batchlen - 1;
+    rest->batchtail = head->batchtail;
+    sched.runq_head = rest;
+    tail = head;
+    taken = 1;
+  } else {
+    tail = head->batchtail;
+    taken = head->batchlen;
+    for (g* b = tail->schedlink; b && taken + b->batchlen <= want &&
+                                 taken + b->batchlen <= static_cast<int32_t>(kRunqSize / 2);
+         b = tail->schedlink) {
+      taken += b->batchlen;
+      tail = b->batchtail;
+    }
+    sched.runq_head = tail->schedlink;
   }
+  tail->schedlink = nullptr;
   if (!sched.runq_head) sched.runq_tail = nullptr;
-  return gp;
+  sched.runqsize.fetch_sub(taken, std::memory_order_relaxed);
+  sched.globalq.fetch_add(taken, std::memory_order_relaxed);
+  *n = taken;
+  return head;
+}
+
+// Without sched.lock: the chain's first g to run, the rest to pp's queue.
+g* runqputchain(p* pp, g* chain) {
+  if (!chain) return nullptr;
+  for (g* g1 = chain->schedlink; g1;) {
+    g* next = g1->schedlink;
+    runqput(pp, g1, false);
+    g1 = next;
+  }
+  return chain;
+}
+
+// Takes a fair share of the global queue: a task to run, the rest onto
+// pp's local queue. Takes sched.lock.
+g* globrunqget(p* pp, int32_t max) {
+  if (sched.runqsize.load(std::memory_order_relaxed) == 0) return nullptr;
+  int32_t n;
+  g* chain;
+  {
+    alloc::lock_guard l(sched.lock);
+    chain = globrunqtake(max, &n);
+  }
+  return runqputchain(pp, chain);
 }
 
 // ---------------------------------------------------------------- free gs
@@ -458,10 +500,8 @@ void prepare(g* gp) {
 // timer sends the M through g0, where findrunnable runs it after m::after.
 g* next_local(p* pp) {
   pp->schedtick++;
-  if (pp->schedtick % 61 == 0 && sched.runqsize.load(std::memory_order_relaxed) > 0) {
-    alloc::lock_guard l(sched.lock);
+  if (pp->schedtick % 61 == 0)
     if (g* gp = globrunqget(pp, 1)) return gp;
-  }
   return runqget(pp);
 }
 
@@ -583,14 +623,9 @@ top:
     if (mp->spinning) resetspinning(mp);
     return gp;
   }
-  if (sched.runqsize.load(std::memory_order_relaxed) > 0) {
-    sched.lock.lock();
-    g* gp = globrunqget(pp, 0);
-    sched.lock.unlock();
-    if (gp) {
-      if (mp->spinning) resetspinning(mp);
-      return gp;
-    }
+  if (g* gp = globrunqget(pp, 0)) {
+    if (mp->spinning) resetspinning(mp);
+    return gp;
   }
   {
     int32_t busy = gomaxprocs.load() - sched.npidle.load();
@@ -608,10 +643,11 @@ top:
 idle:
   sched.lock.lock();
   if (!sched.shutdown.load() && sched.runqsize.load() > 0) {
-    g* gp = globrunqget(pp, 0);
+    int32_t n;
+    g* chain = globrunqtake(0, &n);
     sched.lock.unlock();
     if (mp->spinning) resetspinning(mp);
-    return gp;
+    return runqputchain(pp, chain);
   }
   releasep(mp);
   pidleput(pp);

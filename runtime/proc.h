@@ -59,6 +59,11 @@ struct g {
   void* sp = nullptr;      // saved context while not running
   stack stk;               // null until the first run
   g* schedlink = nullptr;  // run queue / free list link
+  // In the global run queue, the first g of a batch (put there together)
+  // records the batch's length and last g, so taking it is O(1) under
+  // sched.lock however long the batch is.
+  int32_t batchlen = 0;
+  g* batchtail = nullptr;
   std::atomic<gstatus> status{gstatus::idle};
   uint64_t goid = 0;
   const char* waitreason = nullptr;  // while waiting: "chan receive"...
