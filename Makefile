@@ -113,6 +113,8 @@ test: deps build
 # Longer runs: more threads, more iterations.
 stress: deps build
 	GORT_BUILD=$(BUILD) GORT_STRESS_SCALE=20 $(BUILD)/test/alloc_tests --run_test=stress --log_level=test_suite
+	for n in 3 4 16 64; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) $(BUILD)/test/runtime_tests \
+	  --report_level=short || exit 1; done
 
 # ---- benchmarks ----
 BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
