@@ -122,6 +122,11 @@ BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 benches: $(BENCH_BINS)
 
+# The switch benchmark calls the runtime's internal switch and Boost.Context's.
+$(BUILD)/bench/micro/switch_bench: bench/micro/switch_bench.cc $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -I. -o $@ $< $(BUILD)/lib/libgort.a -lbenchmark -lboost_context -ldl
+
 $(BUILD)/bench/micro/%: bench/micro/%.cc
 	@mkdir -p $(dir $@)
 	$(CXX) $(BENCHFLAGS) -o $@ $< -lbenchmark
