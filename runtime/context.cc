@@ -31,12 +31,15 @@ struct Context::state {
   void cancel(Err why) {
     std::vector<std::weak_ptr<state>> kids;
     {
+      // err, then done closed, under one lock, as Go does: a receiver woken
+      // by done finds err set, and err() waits for the lock, so whoever sees
+      // the error finds done closed.
       alloc::lock_guard g(lock);
       if (err.load(std::memory_order_relaxed) != 0 || done.is_nil()) return;
       err.store(static_cast<int>(why), std::memory_order_release);
+      done.close();
       kids.swap(children);
     }
-    done.close();
     for (auto& w : kids)
       if (auto k = w.lock()) k->cancel(why);
   }
@@ -80,7 +83,9 @@ void Context::cancel() const {
 }
 
 Context::Err Context::err() const {
-  return static_cast<Err>(s_->err.load(std::memory_order_acquire));
+  int e = s_->err.load(std::memory_order_acquire);
+  if (e != 0) alloc::lock_guard g(s_->lock);  // wait until cancel has closed done
+  return static_cast<Err>(e);
 }
 
 Chan<char> Context::done() const {

@@ -158,7 +158,7 @@ uint32_t runqgrab(p* victim, g** batch, bool steal_next) {
       if (!steal_next) return 0;
       g* next = victim->runnext.load(std::memory_order_acquire);
       if (!next) return 0;
-      if (victim->mp) {
+      if (victim->mp.load(std::memory_order_relaxed)) {
         struct timespec ts = {0, 3000};
         nanosleep(&ts, nullptr);
       }
@@ -318,7 +318,7 @@ g* gfget(p* pp) {
 
 void acquirep(m* mp, p* pp) {
   mp->pp = pp;
-  pp->mp = mp;
+  pp->mp.store(mp, std::memory_order_relaxed);
   mp->own_cache = alloc::tl_thread.cache;
   alloc::tl_thread.cache = pp->mcache;
 }
@@ -327,7 +327,7 @@ void releasep(m* mp) {
   p* pp = mp->pp;
   alloc::tl_thread.cache = mp->own_cache;
   mp->own_cache = nullptr;
-  pp->mp = nullptr;
+  pp->mp.store(nullptr, std::memory_order_relaxed);
   mp->pp = nullptr;
 }
 
@@ -443,7 +443,7 @@ bool foreign_threads() {
 }
 
 bool timers_pending() {
-  return timers_earliest() != 0;
+  return timers_earliest(false) != 0;
 }
 
 // Every P is idle, no task is runnable and no timer is pending: if no other
@@ -577,12 +577,23 @@ bool stopm(m* mp) {
     sched.done.store(1, std::memory_order_release);
     alloc::futex_wake(&sched.done, 1);
   }
+  // The timer sleeper watches the timers of idle Ps (busy Ps run their own).
+  // An M that sees an earlier one than the sleeper waits for takes over.
   int64_t wait = -1;
-  if (!sched.shutdown.load() && !sched.timer_sleeper) {
-    int64_t next = timers_earliest();
-    if (next != 0) {
+  if (!sched.shutdown.load()) {
+    int64_t next = timers_earliest(true);
+    int64_t until = sched.sleep_until.load(std::memory_order_seq_cst);
+    if (next != 0 && (!sched.timer_sleeper || next < until)) {
+      if (sched.timer_sleeper) notewakeup(sched.timer_sleeper);
       sched.timer_sleeper = mp;
-      sched.sleep_until.store(next, std::memory_order_relaxed);
+      sched.sleep_until.store(next, std::memory_order_seq_cst);
+      // A timer_add that read sleep_until before this store must be seen
+      // here (both sides: store, then load, sequentially consistent).
+      int64_t again = timers_earliest(true);
+      if (again != 0 && again < next) {
+        next = again;
+        sched.sleep_until.store(next, std::memory_order_seq_cst);
+      }
       wait = next - now_ns();
       if (wait < 0) wait = 0;
     }
@@ -595,20 +606,23 @@ bool stopm(m* mp) {
     }
   }
   sched.lock.lock();
-  if (sched.timer_sleeper == mp) {
+  bool was_sleeper = sched.timer_sleeper == mp;
+  if (was_sleeper) {
     sched.timer_sleeper = nullptr;
-    sched.sleep_until.store(0, std::memory_order_relaxed);
+    sched.sleep_until.store(0, std::memory_order_seq_cst);
   }
-  bool handed = !mp->on_idle;
-  if (!handed) {  // timed out or woken to recompute the sleep: leave the idle list
+  if (mp->on_idle) {  // timed out, or woken to recompute: leave the idle list
     m** pm = &sched.midle;
     while (*pm != mp) pm = &(*pm)->schedlink;
     *pm = mp->schedlink;
     sched.nmidle--;
     mp->on_idle = false;
   }
+  bool handed = mp->nextp != nullptr;
   sched.lock.unlock();
   mp->park.store(0, std::memory_order_relaxed);
+  // Handed a P while watching timers: someone else must watch them now.
+  if (was_sleeper && handed && timers_earliest(true) != 0) wakep();
   return handed;
 }
 
@@ -657,8 +671,10 @@ idle:
     // work put on a queue just now could wait with every M asleep.
     mp->spinning = false;
     sched.nmspinning.fetch_sub(1);
-    for (int32_t i = 0; i < gomaxprocs.load() && !sched.shutdown.load(); i++) {
-      if (runq_empty(allp[i])) continue;
+    for (int32_t i = -1; i < gomaxprocs.load() && !sched.shutdown.load(); i++) {
+      // i == -1: the global queue (a plain thread may have put a task there
+      // and seen this M still spinning, so it woke nobody).
+      if (i < 0 ? sched.runqsize.load() == 0 : runq_empty(allp[i])) continue;
       sched.lock.lock();
       p* p2 = pidleget();
       sched.lock.unlock();
@@ -730,9 +746,15 @@ void gfput_after(void*, g* prev) {
   gfput(getm()->pp, prev);
 }
 
+// Wakes every idle M, taking it off the idle list, so that m0's count of
+// parked Ms only counts Ms that parked after they saw shutdown.
 void shutdown_wake_all() {
   alloc::lock_guard l(sched.lock);
-  for (m* mp = sched.midle; mp; mp = mp->schedlink) notewakeup(mp);
+  while (m* mp = mget()) {
+    mp->on_idle = false;
+    mp->nextp = nullptr;
+    notewakeup(mp);
+  }
 }
 
 [[noreturn]] void goexit(g* gp) {
@@ -804,8 +826,11 @@ void abandon_leftovers() {
     pp->runnext.store(nullptr);
     timers_clear(pp);
   }
-  sched.runq_head = sched.runq_tail = nullptr;
-  sched.runqsize.store(0);
+  {
+    alloc::lock_guard l(sched.lock);
+    sched.runq_head = sched.runq_tail = nullptr;
+    sched.runqsize.store(0);
+  }
   alloc::lock_guard l(sched.allg_lock);
   for (g* gp = sched.allg; gp; gp = gp->allnext) {
     gstatus s = gp->status.load();
@@ -887,8 +912,9 @@ void goyield() {
   }
   p* pp = mp->pp;
   if (runq_empty(pp) && sched.runqsize.load(std::memory_order_relaxed) == 0 &&
-      pp->timer0.load(std::memory_order_relaxed) == 0)
-    return;  // nothing else to run here
+      pp->timer0.load(std::memory_order_relaxed) == 0 &&
+      !sched.shutdown.load(std::memory_order_relaxed))
+    return;  // nothing else to run here (at shutdown, switch: the M must stop)
   g* gp = mp->curg;
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   mp->next_after = after{yield_after, nullptr, gp};
@@ -896,12 +922,15 @@ void goyield() {
 }
 
 void wake_timer_sleeper(int64_t when) {
-  int64_t until = sched.sleep_until.load(std::memory_order_relaxed);
-  if (until == 0 || when >= until) {
-    // Nobody sleeps on a timer; if every P is idle, an M must wait for this one.
-    if (until == 0 && sched.npidle.load() == gomaxprocs.load() && getm() == nullptr) wakep();
+  int64_t until = sched.sleep_until.load(std::memory_order_seq_cst);
+  if (until == 0) {
+    // Nobody sleeps until a timer: get an M looking (as Go's wakeNetPoller
+    // does), which ends as the timer sleeper if it finds nothing to run.
+    // The timer may be on an idle P that no busy M ever looks at.
+    wakep();
     return;
   }
+  if (when >= until) return;
   alloc::lock_guard l(sched.lock);
   if (sched.timer_sleeper) notewakeup(sched.timer_sleeper);
 }
@@ -965,19 +994,22 @@ int run_main(g* main_task, const RunOptions& opts) {
       m0->is_m0 = true;
     }
     m0->id = sched.mcount++;
-    sched.shutdown.store(false);
     sched.done.store(0);
-    sched.goidgen.store(0);
+    sched.goidgen.store(1);
     sched.nmspinning.store(0);
+    // m0 holds a P and the main task is queued before anything else can
+    // see the run start: a stray M then finds no P to take and no reason
+    // to call it a deadlock.
+    alloc::tl_thread.sched_m = m0;
+    acquirep(m0, pidleget());
+    sched.main_g = main_task;
+    main_task->goid = 1;
+    main_task->status.store(gstatus::runnable, std::memory_order_relaxed);
+    runqput(m0->pp, main_task, true);
+    sched.spawned.fetch_add(1, std::memory_order_relaxed);
+    sched.shutdown.store(false);
     sched.running.store(true);
   }
-  alloc::tl_thread.sched_m = m0;
-  {
-    alloc::lock_guard l(sched.lock);
-    acquirep(m0, pidleget());
-  }
-  sched.main_g = main_task;
-  detail::task_start(main_task);
   schedule_loop(m0);
   // Every other M is parked and every P idle.
   abandon_leftovers();

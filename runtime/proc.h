@@ -111,8 +111,8 @@ inline constexpr uint32_t kRunqSize = 256;
 
 struct alignas(64) p {
   int id = 0;
-  m* mp = nullptr;    // owner, or null when idle
-  p* link = nullptr;  // idle P list
+  std::atomic<m*> mp{nullptr};  // owner, or null when idle (read racily as a hint)
+  p* link = nullptr;            // idle P list
   uint32_t schedtick = 0;
   // Local run queue: owner writes tail, anyone CASes head.
   std::atomic<uint32_t> runqhead{0};

@@ -58,7 +58,7 @@ void remove_at(p* pp, uint32_t i) {
     siftup(h, static_cast<uint32_t>(h[i]->idx));
   }
   t->idx = -1;
-  t->pp.store(nullptr, std::memory_order_relaxed);
+  t->pp.store(nullptr, std::memory_order_release);
 }
 
 }  // namespace
@@ -116,8 +116,10 @@ int64_t timers_run(p* pp, int64_t now) {
   pp->timers_lock.lock();
   while (pp->ntimers > 0 && pp->timers[0]->when <= now) {
     timer* t = pp->timers[0];
-    remove_at(pp, 0);
+    // firing before pp is cleared: whoever sees pp == null (timer_del)
+    // must see firing and wait for the callback.
     t->firing.store(1, std::memory_order_relaxed);
+    remove_at(pp, 0);
     update_timer0(pp);
     pp->timers_lock.unlock();
     t->f(t, now);  // t may be gone once f returns
@@ -128,10 +130,12 @@ int64_t timers_run(p* pp, int64_t now) {
   return next;
 }
 
-int64_t timers_earliest() {
+int64_t timers_earliest(bool idle_only) {
   int64_t best = 0;
   int32_t n = gomaxprocs.load(std::memory_order_relaxed);
   for (int32_t i = 0; i < n; i++) {
+    if (idle_only && allp[i]->mp.load(std::memory_order_relaxed))
+      continue;  // a busy P runs its own timers
     int64_t w = allp[i]->timer0.load(std::memory_order_seq_cst);
     if (w != 0 && (best == 0 || w < best)) best = w;
   }

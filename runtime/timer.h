@@ -41,8 +41,8 @@ bool timer_del(timer* t);
 void timer_wait_fired(timer* t);
 // Runs pp's timers whose when <= now. Returns pp's next when, or 0.
 int64_t timers_run(p* pp, int64_t now);
-// Earliest when over all Ps (0: no timer anywhere).
-int64_t timers_earliest();
+// Earliest when over all Ps, or only over idle ones (0: none).
+int64_t timers_earliest(bool idle_only);
 // gort::run ended: every timer still pending is dropped.
 void timers_clear(p* pp);
 
