@@ -19,6 +19,7 @@
 #include "gort/runtime.h"
 #include "runtime/context.h"
 #include "runtime/maxprocs.h"
+#include "runtime/overflow.h"
 #include "runtime/timer.h"
 
 namespace gort::rt {
@@ -360,6 +361,7 @@ void mstart(m* mp);
 void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
+  overflow_altstack();
   mstart(mp);
   return nullptr;
 }
@@ -981,10 +983,12 @@ int run_main(g* main_task, const RunOptions& opts) {
                  kMaxProcsLimit);
   if (!g_inited) {
     g_inited = true;
+    overflow_install();
     stack_init(opts.stack_size ? opts.stack_size : stack_size_from_env());
   } else if (opts.stack_size) {
     stack_init(opts.stack_size);
   }
+  overflow_altstack();
   m* m0 = tl_m0;
   {
     alloc::lock_guard l(sched.lock);

@@ -206,4 +206,21 @@ BOOST_AUTO_TEST_CASE(threads_without_run) {
   expect_ok("sched_norun", "sleep");
 }
 
+// A task that overflows its stack is reported by id with the stack size
+// (exit 2); any other segmentation fault in a task is left to the default
+// action (killed by SIGSEGV), not passed off as an overflow.
+BOOST_AUTO_TEST_CASE(stack_overflow_is_reported) {
+  result r = run_prog("sched_overflow", "task");
+  BOOST_TEST(r.status == 2, DESCRIBE(r));
+  BOOST_TEST(r.err.find("overflowed its stack") != std::string::npos, DESCRIBE(r));
+  std::string id = number_after(r.out, "task");
+  BOOST_TEST(!id.empty(), DESCRIBE(r));
+  BOOST_TEST(r.err.find("task " + id + " overflowed") != std::string::npos, DESCRIBE(r));
+
+  result n = run_prog("sched_overflow", "null");
+  BOOST_TEST(n.status != 0, DESCRIBE(n));
+  BOOST_TEST(n.status != 2, DESCRIBE(n));
+  BOOST_TEST(n.err.find("overflowed") == std::string::npos, DESCRIBE(n));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
