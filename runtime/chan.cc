@@ -91,6 +91,18 @@ void recv_from(hchan* c, sudog* sg, void* dst) {
   ready(sg->gp);
 }
 
+// Waits in q (c locked; unlocked once parked) until a counterpart completes
+// the operation on elem: true, or false if c was closed instead.
+bool wait_in(hchan* c, waitq& q, void* elem, const char* reason) {
+  sudog s;
+  s.gp = getg();
+  s.elem = elem;
+  s.c = c;
+  q.enqueue(&s);
+  goparkunlock(&c->lock, reason);
+  return s.success;
+}
+
 void buf_put(hchan* c, void* src) {
   c->et->move_construct(c->slot(c->sendx), src);
   if (++c->sendx == c->dataqsiz) c->sendx = 0;
@@ -158,13 +170,7 @@ void chan_send(hchan* c, void* elem) {
     c->lock.unlock();
     return;
   }
-  sudog s;
-  s.gp = getg();
-  s.elem = elem;
-  s.c = c;
-  c->sendq.enqueue(&s);
-  goparkunlock(&c->lock, "chan send");
-  if (!s.success) throw_chan_closed("send on closed channel");
+  if (!wait_in(c, c->sendq, elem, "chan send")) throw_chan_closed("send on closed channel");
 }
 
 bool chan_recv(hchan* c, void* elem) {
@@ -183,13 +189,7 @@ bool chan_recv(hchan* c, void* elem) {
     c->lock.unlock();
     return true;
   }
-  sudog s;
-  s.gp = getg();
-  s.elem = elem;
-  s.c = c;
-  c->recvq.enqueue(&s);
-  goparkunlock(&c->lock, "chan receive");
-  return s.success;
+  return wait_in(c, c->recvq, elem, "chan receive");
 }
 
 void chan_close(hchan* c) {
