@@ -33,8 +33,6 @@ namespace {
 int32_t g_nallp = 0;  // Ps made so far (allp's length); allp only grows
 constexpr int32_t kGfreeLocal = 64;
 
-enum : uint32_t { kAbandoned = 0x10 };  // gstatus bit: left over from an ended run
-
 // ---------------------------------------------------------------- m and g access
 
 // Threads outside the scheduler block on a pseudo-g of their own.
@@ -895,7 +893,7 @@ void ready(g* gp) {
     return;
   }
   if (gp->status.load(std::memory_order_relaxed) != gstatus::waiting) {
-    if (static_cast<uint32_t>(gp->status.load()) & kAbandoned) return;
+    if (abandoned(gp)) return;
     alloc::fatal("ready of task %llu, which is not waiting",
                  static_cast<unsigned long long>(gp->goid));
   }

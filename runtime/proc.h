@@ -55,6 +55,10 @@ enum class gstatus : uint32_t {
   dead,      // finished; its g and stack are being reused
 };
 
+// A status bit on gs left runnable or waiting when a run ended: they never
+// run again, and wait queues skip them.
+inline constexpr uint32_t kAbandoned = 0x10;
+
 struct g {
   void* sp = nullptr;      // saved context while not running
   stack stk;               // null until the first run
@@ -81,6 +85,10 @@ struct g {
   g* allnext = nullptr;  // every g ever made, for the deadlock report
   alignas(16) unsigned char inline_fn[64];
 };
+
+inline bool abandoned(const g* gp) {
+  return static_cast<uint32_t>(gp->status.load(std::memory_order_relaxed)) & kAbandoned;
+}
 
 // Things to do on the new stack right after a switch.
 struct after {

@@ -124,8 +124,12 @@ void semrelease(uint32_t* addr, bool handoff) {
     root->lock.unlock();
     return;
   }
-  sudog* s = sem_dequeue(root, addr);
-  if (s) root->nwait.fetch_sub(1, std::memory_order_relaxed);
+  // A waiter abandoned at the end of an earlier run never wakes: skip it.
+  sudog* s;
+  while ((s = sem_dequeue(root, addr)) != nullptr) {
+    root->nwait.fetch_sub(1, std::memory_order_relaxed);
+    if (!abandoned(s->gp)) break;
+  }
   root->lock.unlock();
   if (!s) return;
   bool handed = handoff && cansemacquire(addr);
@@ -363,26 +367,30 @@ void Cond::signal() {
     return;
   alloc::mutex& l = as_mutex(lock_);
   l.lock();
-  if (wait_ticket_.load(std::memory_order_relaxed) == notify_ticket_) {
-    l.unlock();
-    return;
-  }
-  uint32_t t = notify_ticket_;
-  __atomic_store_n(&notify_ticket_, t + 1, __ATOMIC_RELEASE);
-  sudog* prev = nullptr;
-  for (sudog* s = static_cast<sudog*>(head_); s; prev = s, s = s->next) {
-    if (s->ticket != t) continue;
+  // Notify the next ticket; a waiter abandoned by an earlier run does not
+  // count, the signal goes on to the ticket after it.
+  while (wait_ticket_.load(std::memory_order_relaxed) != notify_ticket_) {
+    uint32_t t = notify_ticket_;
+    __atomic_store_n(&notify_ticket_, t + 1, __ATOMIC_RELEASE);
+    sudog* prev = nullptr;
+    sudog* s = static_cast<sudog*>(head_);
+    while (s && s->ticket != t) {
+      prev = s;
+      s = s->next;
+    }
+    if (!s) break;  // the waiter holding t has not queued yet; it will see the notify
     if (prev)
       prev->next = s->next;
     else
       head_ = s->next;
     if (tail_ == s) tail_ = prev;
+    if (abandoned(s->gp)) continue;
     g* gp = s->gp;
     l.unlock();
     ready(gp);
     return;
   }
-  l.unlock();  // the waiter holding t has not queued yet; it will see the notify
+  l.unlock();
 }
 
 void Cond::broadcast() {

@@ -60,12 +60,14 @@ struct waitq {
   }
 
   // The first waiter that is still waiting (a select's sudog whose select
-  // completed elsewhere is dropped).
+  // completed elsewhere is dropped, and so is a task abandoned at the end of
+  // an earlier run: it would never take the value or the wake-up).
   sudog* dequeue() {
     for (;;) {
       sudog* s = first;
       if (!s) return nullptr;
       unlink(s);
+      if (abandoned(s->gp)) continue;
       if (s->is_select) {
         uint32_t zero = 0;
         if (!s->gp->selectdone.compare_exchange_strong(zero, 1, std::memory_order_acq_rel))

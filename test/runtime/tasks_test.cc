@@ -199,6 +199,25 @@ BOOST_AUTO_TEST_CASE(abandoned_tasks_never_run_again) {
   BOOST_TEST(woke.load() == 0);
 }
 
+// A task left parked on a channel that outlives its run is abandoned: in
+// the next run a send must go to a live receiver, not vanish into the
+// abandoned one's stack.
+BOOST_AUTO_TEST_CASE(abandoned_receiver_does_not_take_values) {
+  gort::Chan<int> ch;  // outlives both runs
+  run_checked([&] {
+    gort::go([&] { ch.recv(); });  // parks for good
+    gort::sleep_for(20ms);
+  });
+  int got = -1;
+  run_checked([&] {
+    gort::go([&] { ch.send(7); });
+    auto timeout = gort::after(kHang);
+    gort::select(gort::on_recv(ch, [&](int v, bool ok) { got = ok ? v : -2; }),
+                 gort::on_recv(timeout));
+  });
+  BOOST_TEST(got == 7);
+}
+
 BOOST_AUTO_TEST_CASE(run_returns_main_result) {
   BOOST_TEST(gort::run([] { return 7; }) == 7);
   BOOST_TEST(gort::run([] { return 0; }) == 0);
