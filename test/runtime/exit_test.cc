@@ -223,4 +223,26 @@ BOOST_AUTO_TEST_CASE(stack_overflow_is_reported) {
   BOOST_TEST(n.err.find("overflowed") == std::string::npos, DESCRIBE(n));
 }
 
+// The public headers build as C++17 and C++20 (users' projects are not all
+// on C++20), with warnings as errors. Run from the source tree, as make does.
+BOOST_AUTO_TEST_CASE(headers_build_as_cxx17_and_cxx20) {
+  // Only gort's headers: they must include what they use.
+  const std::string src =
+      "#include <gort/gort.h>\n"
+      "int main() {\n"
+      "  return gort::run([] {\n"
+      "    gort::Once once; once.call([] {});\n"
+      "    gort::Chan<int> c(1); c.send(1);\n"
+      "    gort::select(gort::on_recv(c, [](int, bool) {}), gort::on_default());\n"
+      "    gort::RWMutex rw; rw.lock_shared(); rw.unlock_shared();\n"
+      "  });\n"
+      "}\n";
+  for (const char* std : {"-std=c++17", "-std=c++20"}) {
+    result r = gort_test::run(
+        {"g++", std, "-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-Iinclude", "-x", "c++", "-"},
+        {}, src);
+    BOOST_TEST(r.status == 0, std << ": " << DESCRIBE(r));
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
