@@ -97,7 +97,6 @@ bool wait_in(hchan* c, waitq& q, void* elem, const char* reason) {
   sudog s;
   s.gp = getg();
   s.elem = elem;
-  s.c = c;
   q.enqueue(&s);
   goparkunlock(&c->lock, reason);
   return s.success;
@@ -369,7 +368,6 @@ int select_go(scase* cases, int ncases, bool block, bool* recv_ok) {
     sudog* s = &sgs[i];
     s->gp = gp;
     s->elem = cases[i].elem;
-    s->c = cases[i].c;
     s->is_select = true;
     s->case_index = i;
     s->success = false;

@@ -534,7 +534,7 @@ void switch_out(m* mp, g* gp) {
 
 // ---------------------------------------------------------------- finding work
 
-g* stealwork(m* mp, p* pp) {
+g* stealwork(p* pp) {
   int32_t n = gomaxprocs.load(std::memory_order_relaxed);
   for (int round = 0; round < 4; round++) {
     bool last = round == 3;
@@ -552,7 +552,6 @@ g* stealwork(m* mp, p* pp) {
       if (g* gp = runqsteal(pp, victim, last)) return gp;
     }
   }
-  (void)mp;
   return nullptr;
 }
 
@@ -649,7 +648,7 @@ top:
     }
   }
   if (mp->spinning) {
-    if (g* gp = stealwork(mp, pp)) {
+    if (g* gp = stealwork(pp)) {
       resetspinning(mp);
       return gp;
     }

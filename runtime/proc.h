@@ -112,7 +112,6 @@ struct m {
   g* nextg = nullptr;                  // a new task switch_out chose, for g0 to start
   alloc::mcache* own_cache = nullptr;  // the thread's cache while it holds a P
   uint64_t fastrand = 0;
-  int64_t spin_deadline = 0;
 };
 
 inline constexpr uint32_t kRunqSize = 256;
@@ -163,7 +162,6 @@ struct schedt {
   std::atomic<bool> shutdown{false};
   std::atomic<uint32_t> done{0};  // futex for m0: main task finished
   g* main_g = nullptr;
-  int32_t nm_busy = 0;  // Ms not parked in stopm, during shutdown
   std::atomic<uint64_t> goidgen{0};
   // Every g ever made (never freed: reused through the free lists).
   alloc::mutex allg_lock;

@@ -12,18 +12,13 @@
 
 #include "runtime/proc.h"
 
-namespace gort::detail {
-struct hchan;
-}
-
 namespace gort::rt {
 
 struct sudog {
   g* gp = nullptr;
   sudog* next = nullptr;
   sudog* prev = nullptr;
-  void* elem = nullptr;  // channel: the value to send, or storage to receive into
-  detail::hchan* c = nullptr;
+  void* elem = nullptr;        // channel: the value to send, or storage to receive into
   const void* addr = nullptr;  // semaphore: its address
   sudog* waitlink = nullptr;   // semaphore: more waiters on the same address
   sudog* waittail = nullptr;
