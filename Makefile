@@ -18,12 +18,13 @@ TESTFLAGS := $(CXXSTD) -O1 -g $(WARN) -Iinclude -I. -DBOOST_TEST_DYN_LINK -fno-b
 BENCHFLAGS := $(CXXSTD) -O2 -g $(WARN) -Iinclude -pthread
 
 ALLOC_SRCS   := $(wildcard alloc/*.cc)
+GC_SRCS      := $(wildcard gc/*.cc)
 RUNTIME_SRCS := $(wildcard runtime/*.cc)
 RUNTIME_ASM  := $(wildcard runtime/*.S)
-LIB_OBJS     := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o) $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o) \
+LIB_OBJS     := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o) $(GC_SRCS:%.cc=$(OBJ)/%.o) $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o) \
                 $(RUNTIME_ASM:%.S=$(OBJ)/%.o)
 
-FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
+FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h gc/*.cc gc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
                  bench/*.cc bench/*/*.cc bench/*/*.h)
 
 .PHONY: all deps build lib test run bench clean install format check-format stress
@@ -47,7 +48,7 @@ lib: $(BUILD)/lib/libgort.so $(BUILD)/lib/libgort.a
 $(OBJ)/alloc/new.o: LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
 $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o): LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
 
-$(OBJ)/%.o: %.cc $(wildcard alloc/*.h runtime/*.h include/gort/*.h) Makefile
+$(OBJ)/%.o: %.cc $(wildcard alloc/*.h gc/*.h runtime/*.h include/gort/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(LIBFLAGS) -c $< -o $@
 
@@ -68,7 +69,9 @@ TEST_ALLOC_SRCS := $(wildcard test/alloc/*_test.cc)
 TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/progs/*.cc)) \
                    $(patsubst test/shims/%.cc,$(BUILD)/test/lib%.so,$(wildcard test/shims/*.cc))
 TEST_RUNTIME_SRCS := $(wildcard test/runtime/*_test.cc)
-TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests $(BUILD)/test/runtime_tests
+TEST_GC_SRCS    := $(wildcard test/gc/*_test.cc)
+TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests $(BUILD)/test/runtime_tests \
+                   $(BUILD)/test/gc_tests
 
 tests: $(TEST_BINS) $(TEST_PROGS)
 
@@ -83,6 +86,12 @@ $(BUILD)/test/runtime_tests: $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(wildcar
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
+$(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/alloc/helpers.h \
+                        $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(TESTFLAGS) -o $@ $(TEST_GC_SRCS) test/gc/main.cc $(BUILD)/lib/libgort.a \
+	  -lboost_unit_test_framework -pthread -ldl
+
 $(BUILD)/test/bench_tests: test/bench/harness_test.cc test/alloc/helpers.h
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ test/bench/harness_test.cc -lboost_unit_test_framework -pthread
@@ -92,7 +101,11 @@ $(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< -pthread -ldl
 
-# Scheduler test programs link the runtime statically.
+# Scheduler and collector test programs link the runtime statically.
+$(BUILD)/test/gc_%: test/progs/gc_%.cc $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
+
 $(BUILD)/test/sched_%: test/progs/sched_%.cc $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
@@ -107,6 +120,8 @@ test: deps build
 	@echo "== scheduler, with GORT_MAXPROCS=1, 2 and 8 =="
 	for n in 1 2 8; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) $(BUILD)/test/runtime_tests \
 	  --log_level=test_suite --report_level=short || exit 1; done
+	@echo "== collector, with GORT_MAXPROCS=2 =="
+	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests --log_level=test_suite --report_level=short
 	@echo "== benchmark harness and gort tool =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 

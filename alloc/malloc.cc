@@ -62,6 +62,8 @@ void* large_alloc(size_t size, size_t align) {
     fatal("%s(): double free of %p (a block that was freed already)", fn, p);
   if (s->state == spanState::small)
     fatal("%s(): invalid pointer %p (inside a %u-byte block)", fn, p, s->elemsize);
+  if (s->state == spanState::gc || s->state == spanState::gclarge)
+    fatal("%s(): %p is a garbage-collected object (gort_gc_alloc): the collector frees it", fn, p);
   if (s->state == spanState::stack) fatal("%s(): invalid pointer %p (inside a task stack)", fn, p);
   fatal("%s(): invalid pointer %p (inside a block of %zu pages)", fn, p,
         static_cast<size_t>(s->npages));

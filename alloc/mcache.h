@@ -69,6 +69,9 @@ struct alignas(64) mcache {
   mcache* prev_all;
   int64_t pooled_at;    // pooled caches: when the thread exited (coarse ns)
   bool slots_resident;  // pooled caches: slot pages not yet given back
+  // The collector's part (gc/heap.h: a gcCache), made on the first GC
+  // allocation through this cache and kept with it for its next owner.
+  void* gc;
   // One guard slot, so cur[-1] is always readable, then each class's slots.
   void* slots[1 + total_cache_slots()];
 };

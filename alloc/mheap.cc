@@ -282,9 +282,41 @@ mspan* mheap::alloc_small_span(uint32_t cls) {
   return s;
 }
 
+mspan* mheap::alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t size) {
+  mspan* s =
+      alloc_span(cls ? class_to_npages[cls] : npages, cls ? spanState::gc : spanState::gclarge);
+  if (!s) return nullptr;
+  lock_guard g(lock_);
+  uint32_t nelems = 1;
+  if (cls) {
+    s->elemsize = class_to_size[cls];
+    s->div_mul = div_mul_for(s->elemsize);
+    nelems = static_cast<uint32_t>(s->npages * kPageSize / s->elemsize);
+  } else {
+    s->elemsize = static_cast<uint32_t>(size > 0xffffffffu ? 0 : size);  // 0: the whole span
+    s->div_mul = 0;  // objindex() is 0 everywhere in the span
+  }
+  s->nelems = static_cast<uint16_t>(nelems);
+  s->spanclass = make_span_class(cls, kind == gcKind::noscan);
+  s->gckind = kind;
+  s->alloc_count = 0;
+  s->freeindex = 0;
+  s->allocCache = 0;
+  s->incache = false;
+  s->allocBits = gcbits_.alloc(nelems);
+  s->gcmarkBits = gcbits_.alloc(nelems);
+  return s;
+}
+
 void mheap::free_span(mspan* s, int64_t freed_at) {
   {
     lock_guard g(lock_);
+    if (s->state == spanState::gc || s->state == spanState::gclarge) {
+      gcbits_.free(s->allocBits, s->nelems);
+      gcbits_.free(s->gcmarkBits, s->nelems);
+      s->allocBits = s->gcmarkBits = nullptr;
+      s->gckind = gcKind::noscan;
+    }
     if (s->state == spanState::small) {
       set_page_class(s->base, s->npages, 0);
       gcbits_.free(s->allocBits, s->nelems);

@@ -134,6 +134,11 @@ class mheap {
   mspan* alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages = 1);
   // A span of class cls for an mcentral: alloc_span + init_small + pageclass.
   mspan* alloc_small_span(uint32_t cls);
+  // A span for the collector (gc/heap.h): cls > 0 is a span of that size
+  // class holding kind objects; cls == 0 is a large object of npages pages
+  // and size bytes. Bitmaps are zero; the class window is not set, so free()
+  // of a GC object takes the slow path and is refused. nullptr: out of memory.
+  mspan* alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t size);
   // Returns an in-use span's pages to the free lists (coalescing). freed_at
   // (coarse ns) backdates the pages' age when they were idle before this call
   // (a drained transfer cache); -1 means now.

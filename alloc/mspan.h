@@ -38,7 +38,18 @@ enum class spanState : uint8_t {
   cached,      // a freed large span kept in a thread's mcache for reuse
   scavenging,  // taken out of the free lists by the scavenger, being released
   stack,       // a task stack (runtime/stack.h), never a malloc block
+  gc,          // GC objects of one size class (gc/heap.h); never in the class window
+  gclarge,     // one GC object of its own pages
 };
+
+// What a GC span's objects hold, which decides how the collector scans them
+// (gc/heap.h). Malloc spans have gckind noscan.
+enum class gcKind : uint8_t {
+  noscan = 0,    // no pointers: never scanned
+  conservative,  // every aligned word may be a pointer
+  typed,         // a 16-byte header holds the gort_gc_type (pointer map or trace)
+};
+inline constexpr int kNumGCKinds = 3;
 
 inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B
 
@@ -62,6 +73,16 @@ struct mspan {
   uintptr_t nbacked = 0;          // free spans: pages still backed by memory (not released)
   uint64_t* allocBits = nullptr;  // small spans: nelems bits each (gcbits.h)
   uint64_t* gcmarkBits = nullptr;
+  // --- GC spans only (gc/heap.h, gc/sweep.cc) ---
+  // allocCache: the complement of allocBits from freeindex on (Go's), so the
+  // owning cache finds the next free object with one ctz. freeindex and
+  // alloc_count above are read racily by markers (an object below freeindex
+  // is allocated); only the cache that owns the span writes them.
+  uint64_t allocCache = 0;
+  uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle (gc/sweep.cc)
+  gcKind gckind = gcKind::noscan;
+  bool incache = false;      // owned by a gcCache; the sweeper leaves it alone
+  void* specials = nullptr;  // finalizers and weak references of its objects (gc/final.h)
 
   uintptr_t limit() const { return base + npages * kPageSize; }
   // Small spans: whether off starts one of the span's objects (the check free()

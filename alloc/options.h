@@ -21,6 +21,8 @@ struct options {
   int mstats_fd = 2;
   // GORT_DEBUG=scavtrace=1: print one line per scavenger pass that released memory.
   bool scavtrace = false;
+  // GORT_DEBUG=gctrace=1: one line per GC cycle on stderr (gc/cycle.cc).
+  bool gctrace = false;
 };
 
 extern options g_options;

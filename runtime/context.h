@@ -11,6 +11,11 @@
 #include <cstdint>
 
 extern "C" void gort_ctx_switch(void** save_sp, void* new_sp);
+// The same, to a task: takes the new stack pointer from *load_sp and clears
+// it, so that a running task's saved sp reads null (the collector relies on
+// it: gc/roots.h). Both switches lie between gort_ctx_switch_region_start
+// and _end, where the collector does not stop a thread.
+extern "C" void gort_ctx_switch_to(void** save_sp, void** load_sp);
 extern "C" void gort_ctx_start();
 
 namespace gort::rt {

@@ -16,6 +16,7 @@
 
 #include "alloc/scavenger.h"
 #include "alloc/sys.h"
+#include "gc/roots.h"
 #include "gort/runtime.h"
 #include "runtime/context.h"
 #include "runtime/maxprocs.h"
@@ -359,6 +360,8 @@ void mstart(m* mp);
 void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
+  // Every M is a root of the collector: its stacks are those of its tasks.
+  gc::register_current_thread(false);
   overflow_altstack();
   mstart(mp);
   return nullptr;
@@ -510,6 +513,15 @@ bool timers_due(p* pp) {
   return t0 != 0 && t0 <= now_ns();
 }
 
+// A task about to run on this M: if the collector has not scanned its stack
+// this cycle, scan it now, before it can change (gc/roots.h). After mp->curg
+// is set: a stop of the world from here on finds the task through its M.
+inline void gc_before_run(g* gp) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(gp->gcscan.load(std::memory_order_relaxed) != gc::task_scan_gen(), 0))
+    gc::scan_task_before_run(gp);
+}
+
 // Switches away from gp, whose status says why (waiting, runnable, dead) and
 // whose m::after is set. Returns when gp runs again, on whatever M.
 void switch_out(m* mp, g* gp) {
@@ -520,7 +532,8 @@ void switch_out(m* mp, g* gp) {
   if (next && next->sp) {
     mp->curg = next;
     next->status.store(gstatus::running, std::memory_order_relaxed);
-    gort_ctx_switch(&gp->sp, next->sp);
+    gc_before_run(next);
+    gort_ctx_switch_to(&gp->sp, &next->sp);
   } else {
     // A task that has never run needs a stack, which may mean the mheap
     // lock, a system call and page faults: not while gp may still hold the
@@ -729,7 +742,8 @@ void schedule_loop(m* mp) {
     prepare(gp);
     mp->curg = gp;
     gp->status.store(gstatus::running, std::memory_order_relaxed);
-    gort_ctx_switch(&mp->g0sp, gp->sp);
+    gc_before_run(gp);
+    gort_ctx_switch_to(&mp->g0sp, &gp->sp);
   }
 }
 
@@ -950,8 +964,10 @@ g* task_alloc(size_t size, size_t align, void** storage) {
     gp = new g;
     alloc::lock_guard l(sched.allg_lock);
     gp->allnext = sched.allg;
-    sched.allg = gp;
+    // Published with release: the collector walks allg without the lock.
+    __atomic_store_n(&sched.allg, gp, __ATOMIC_RELEASE);
   }
+  gp->gcscan.store(gc::task_scan_gen(), std::memory_order_relaxed);  // born scanned
   if (size <= sizeof gp->inline_fn && align <= 16) {
     gp->fn = gp->inline_fn;
     gp->fn_heap = false;
@@ -986,6 +1002,7 @@ int run_main(g* main_task, const RunOptions& opts) {
     stack_init(opts.stack_size);
   }
   overflow_altstack();
+  gc::register_current_thread(false);  // a root of the collector, like every M
   m* m0 = tl_m0;
   {
     alloc::lock_guard l(sched.lock);

@@ -83,6 +83,9 @@ struct g {
   void* fn = nullptr;
   bool fn_heap = false;
   g* allnext = nullptr;  // every g ever made, for the deadlock report
+  // The collector's task generation (gc/roots.h): == gc::g_scangen when this
+  // task's stack was scanned in the current cycle; kScanBusy while claimed.
+  std::atomic<uint32_t> gcscan{0};
   alignas(16) unsigned char inline_fn[64];
 };
 

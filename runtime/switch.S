@@ -17,6 +17,10 @@
 
 	.text
 
+	.globl	gort_ctx_switch_region_start
+	.hidden	gort_ctx_switch_region_start
+gort_ctx_switch_region_start:
+
 // void gort_ctx_switch(void** save_sp, void* new_sp)
 	.globl	gort_ctx_switch
 	.hidden	gort_ctx_switch
@@ -41,6 +45,37 @@ gort_ctx_switch:
 	ret
 	.cfi_endproc
 	.size	gort_ctx_switch, .-gort_ctx_switch
+
+// void gort_ctx_switch_to(void** save_sp, void** load_sp): the same switch,
+// loading the new stack pointer from *load_sp and clearing *load_sp.
+	.globl	gort_ctx_switch_to
+	.hidden	gort_ctx_switch_to
+	.type	gort_ctx_switch_to, @function
+	.p2align 4
+gort_ctx_switch_to:
+	.cfi_startproc
+	pushq	%rbp
+	pushq	%rbx
+	pushq	%r12
+	pushq	%r13
+	pushq	%r14
+	pushq	%r15
+	movq	%rsp, (%rdi)
+	movq	(%rsi), %rsp
+	movq	$0, (%rsi)
+	popq	%r15
+	popq	%r14
+	popq	%r13
+	popq	%r12
+	popq	%rbx
+	popq	%rbp
+	ret
+	.cfi_endproc
+	.size	gort_ctx_switch_to, .-gort_ctx_switch_to
+
+	.globl	gort_ctx_switch_region_end
+	.hidden	gort_ctx_switch_region_end
+gort_ctx_switch_region_end:
 
 // The first frame of a new context (gort_ctx_make): the switch's ret lands
 // here with the entry function in r12 and its argument in r13. The entry

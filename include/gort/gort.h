@@ -2,6 +2,7 @@
 #ifndef GORT_GORT_H
 #define GORT_GORT_H
 
+#include <gort/gc.h>
 #include <gort/malloc.h>
 
 #ifdef __cplusplus

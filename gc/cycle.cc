@@ -1,0 +1,303 @@
+// The collector's cycle, pacing, statistics and gctrace; see cycle.h.
+#include "gc/cycle.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "alloc/init.h"
+#include "alloc/options.h"
+#include "alloc/sys.h"
+#include "gc/final.h"
+#include "gc/heap.h"
+#include "gc/mark.h"
+#include "gc/roots.h"
+#include "gc/sweep.h"
+
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace gort::gc {
+
+std::atomic<uint64_t> g_large_marked_bytes{0};
+uint64_t g_cache_marked_bytes = 0;
+
+namespace {
+
+constexpr int64_t kMinGoal = 4 << 20;
+// Work mark termination may do in the stop before it gives up, starts the
+// world and marks concurrently again (objects scanned; ~0.3 ms here).
+constexpr uint64_t kTermBudget = 8000;
+constexpr int kMaxRestarts = 2;
+
+std::atomic<int> g_percent{100};
+std::atomic<int64_t> g_trigger{kMinGoal * 7 / 10};
+std::atomic<int64_t> g_goal{kMinGoal};
+std::atomic<bool> g_pending{false};
+std::atomic<uint32_t> g_want{0};  // cycles asked for (futex: the collector waits on it)
+std::atomic<uint32_t> g_done{0};  // cycles finished, sweep included (futex: collect waits)
+std::atomic<bool> g_started{false};
+constinit alloc::mutex g_start_lock;
+int64_t g_start_ns = 0;
+
+// Statistics: written by the collector's thread under g_stats_lock, read by
+// program threads in busy regions.
+constinit alloc::mutex g_stats_lock;
+constexpr size_t kPauseRing = 1024;
+struct {
+  uint64_t cycles, live, pause_total, pause_max, pause_last[2], mark_ns;
+  uint64_t pauses[kPauseRing];
+  uint64_t npauses;
+} g_st;
+
+gcWork g_work;  // the collector thread's own
+
+void record_pause(int64_t ns, int which) {
+  alloc::lock_guard g(g_stats_lock);
+  uint64_t p = static_cast<uint64_t>(ns);
+  g_st.pause_total += p;
+  if (p > g_st.pause_max) g_st.pause_max = p;
+  g_st.pause_last[which] = p;
+  g_st.pauses[g_st.npauses++ % kPauseRing] = p;
+}
+
+int64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void sweep_all() {
+  while (sweep_one()) {
+  }
+  free_empty_spans();
+}
+
+void set_goal(uint64_t live) {
+  int pct = g_percent.load(std::memory_order_relaxed);
+  int64_t goal =
+      static_cast<int64_t>(live) + static_cast<int64_t>(live) * (pct < 0 ? 100 : pct) / 100;
+  if (goal < kMinGoal) goal = kMinGoal;
+  int64_t trigger = static_cast<int64_t>(live) + (goal - static_cast<int64_t>(live)) * 7 / 10;
+  g_goal.store(goal, std::memory_order_relaxed);
+  g_trigger.store(trigger, std::memory_order_relaxed);
+}
+
+void run_cycle() {
+  int64_t t_begin = alloc::nanotime();
+  int64_t cpu0 = thread_cpu_ns();
+  sweep_all();
+  int64_t heap0 = g_heap_alloc.load(std::memory_order_relaxed);
+
+  // 1. Sweep termination.
+  int64_t s1 = alloc::nanotime();
+  stop_the_world();
+  while (sweep_one()) {
+  }
+  flush_all_caches();
+  g_cache_marked_bytes = 0;
+  g_large_marked_bytes.store(0, std::memory_order_relaxed);
+  take_thread_marked();
+  uint32_t gen = g_scangen.load(std::memory_order_relaxed) + 1;
+  if (gen == kScanBusy || gen == 0) gen = 1;
+  g_scangen.store(gen, std::memory_order_release);
+  g_marking.store(1, std::memory_order_release);
+  g_work.bytes_marked = 0;
+  scan_stopped_threads(g_work);
+  g_pending.store(false, std::memory_order_relaxed);
+  start_the_world();
+  int64_t p1 = alloc::nanotime() - s1;
+  record_pause(p1, 0);
+
+  // 2. Concurrent mark.
+  int64_t t_mark = alloc::nanotime();
+  scan_root_ranges(g_work);
+  scan_handles(g_work);
+  scan_finalizer_roots(g_work);
+  scan_tasks(g_work);
+  int restarts = 0;
+  int64_t p2 = 0, s2 = 0;
+  for (;;) {
+    while (!drain(g_work, 1 << 16)) {
+    }
+    s2 = alloc::nanotime();
+    stop_the_world();
+    // 3. Mark termination.
+    flush_thread_work();
+    scan_leftover_tasks(g_work);
+    scan_root_ranges(g_work);
+    if (drain(g_work, restarts < kMaxRestarts ? kTermBudget : ~uint64_t{0})) break;
+    while (restarts >= kMaxRestarts && !drain(g_work, ~uint64_t{0})) {
+    }
+    if (restarts >= kMaxRestarts) break;
+    g_work.flush();
+    start_the_world();
+    int64_t p = alloc::nanotime() - s2;
+    record_pause(p, 1);
+    restarts++;
+  }
+  int64_t mark_ns = s2 - t_mark;
+  int64_t heap_term = g_heap_alloc.load(std::memory_order_relaxed);
+  flush_all_caches();
+  uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
+                  take_thread_marked();
+  g_marking.store(0, std::memory_order_release);
+  prepare_sweep();
+  g_sweepgen.fetch_add(2, std::memory_order_release);
+  set_goal(live);
+  start_the_world();
+  p2 = alloc::nanotime() - s2;
+  record_pause(p2, 1);
+  {
+    alloc::lock_guard g(g_stats_lock);
+    g_st.cycles++;
+    g_st.live = live;
+    g_st.mark_ns = static_cast<uint64_t>(mark_ns);
+  }
+
+  // 4. Sweep (the rest happens lazily as well).
+  sweep_all();
+  int64_t cpu = thread_cpu_ns() - cpu0;
+  if (alloc::g_options.gctrace) {
+    double mb = 1.0 / (1 << 20);
+    dprintf(
+        2,
+        "gc %llu @%.3fs: %.3f+%.3f+%.3f ms clock, %.3f ms cpu, %.1f->%.1f->%.1f MB, %.1f MB goal, "
+        "%zu threads%s\n",
+        static_cast<unsigned long long>(g_st.cycles), (t_begin - g_start_ns) / 1e9, p1 / 1e6,
+        mark_ns / 1e6, p2 / 1e6, cpu / 1e6, heap0 * mb, heap_term * mb, live * mb,
+        g_goal.load() * mb, nthreads(), restarts ? " (mark restarted)" : "");
+  }
+}
+
+void* controller_main(void*) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, nullptr);
+  uint32_t served = 0;
+  for (;;) {
+    uint32_t want = g_want.load(std::memory_order_acquire);
+    if (want == served) {
+      alloc::futex_wait(&g_want, want, -1);
+      continue;
+    }
+    served = want;
+    run_cycle();
+    g_done.store(served, std::memory_order_release);
+    alloc::futex_wake(&g_done, 1 << 30);
+  }
+  return nullptr;
+}
+
+void parse_env() {
+  const char* v = getenv("GORT_GC");
+  if (!v) return;
+  if (strcmp(v, "off") == 0) {
+    g_percent.store(-1);
+    return;
+  }
+  char* end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || errno || n < 0 || n > 1000000) {
+    alloc::print_err(
+        "GORT_GC=%s: expected 'off' or a percent from 0 to 1000000; using the default (100)", v);
+    return;
+  }
+  g_percent.store(static_cast<int>(n));
+}
+
+void request_cycle() {
+  g_want.fetch_add(1, std::memory_order_acq_rel);
+  alloc::futex_wake(&g_want, 1);
+}
+
+}  // namespace
+
+void ensure_started() {
+  if (__builtin_expect(g_started.load(std::memory_order_acquire), 1)) return;
+  alloc::ensure_init();
+  alloc::lock_guard g(g_start_lock);
+  if (g_started.load(std::memory_order_relaxed)) return;
+  g_start_ns = alloc::nanotime();
+  parse_env();
+  roots_init();
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_t t;
+  int err = pthread_create(&t, &attr, controller_main, nullptr);
+  pthread_attr_destroy(&attr);
+  if (err) alloc::fatal("gc: cannot start the collector's thread: %s", strerror(err));
+  g_started.store(true, std::memory_order_release);
+}
+
+void note_alloc_slow() {
+  if (g_heap_alloc.load(std::memory_order_relaxed) < g_trigger.load(std::memory_order_relaxed))
+    return;
+  if (g_percent.load(std::memory_order_relaxed) < 0) return;
+  if (g_pending.exchange(true, std::memory_order_acq_rel)) return;
+  request_cycle();
+}
+
+}  // namespace gort::gc
+
+using namespace gort::gc;
+namespace alloc = gort::alloc;
+
+GORT_EXPORT void gort_gc_collect(void) {
+  ensure_started();
+  uint32_t target = g_want.fetch_add(1, std::memory_order_acq_rel) + 1;
+  alloc::futex_wake(&g_want, 1);
+  for (;;) {
+    uint32_t d = g_done.load(std::memory_order_acquire);
+    if (static_cast<int32_t>(d - target) >= 0) return;
+    alloc::futex_wait(&g_done, d, -1);
+  }
+}
+
+GORT_EXPORT int gort_gc_set_percent(int percent) {
+  ensure_started();
+  if (percent < -1) percent = -1;
+  int old = g_percent.exchange(percent);
+  uint64_t live;
+  {
+    busy_lock g(g_stats_lock);
+    live = g_st.live;
+  }
+  set_goal(live);
+  return old;
+}
+
+GORT_EXPORT void gort_gc_stats(gort_gc_stats_t* out) {
+  memset(out, 0, sizeof *out);
+  {
+    busy_lock g(g_stats_lock);
+    out->cycles = g_st.cycles;
+    out->heap_live = g_st.live;
+    out->pause_total_ns = g_st.pause_total;
+    out->pause_max_ns = g_st.pause_max;
+    out->pause_last_ns[0] = g_st.pause_last[0];
+    out->pause_last_ns[1] = g_st.pause_last[1];
+    out->mark_ns = g_st.mark_ns;
+  }
+  int64_t h = g_heap_alloc.load(std::memory_order_relaxed);
+  out->heap_alloc = h > 0 ? static_cast<uint64_t>(h) : 0;
+  out->heap_goal = static_cast<uint64_t>(g_goal.load(std::memory_order_relaxed));
+  out->total_alloc = g_total_alloc.load(std::memory_order_relaxed);
+  out->total_freed = g_total_freed.load(std::memory_order_relaxed);
+  out->finalizers_run = finalizers_run_count();
+  out->threads = nthreads();
+  out->percent = g_percent.load(std::memory_order_relaxed);
+}
+
+GORT_EXPORT size_t gort_gc_pauses(uint64_t* out, size_t n) {
+  busy_lock g(g_stats_lock);
+  uint64_t have = g_st.npauses < kPauseRing ? g_st.npauses : kPauseRing;
+  if (n > have) n = have;
+  for (size_t i = 0; i < n; i++) out[i] = g_st.pauses[(g_st.npauses - n + i) % kPauseRing];
+  return n;
+}

@@ -1,0 +1,44 @@
+// The collector's cycle (Go's mgc.go): when a cycle starts, its phases, the
+// heap goal, statistics and gctrace.
+//
+// One thread of the collector's own (not registered, never stopped, the
+// stop signal blocked) runs every cycle and sweeps in the background
+// between them. A cycle:
+//   1. sweep termination: finish sweeping; stop the world; flush every
+//      cache; start a task generation; set g_marking (barriers on, black
+//      allocation); scan the stopped threads' stacks and registers; start
+//      the world.
+//   2. concurrent mark: root ranges, handles, what finalizable objects
+//      reach, parked tasks; then drain grey objects with this thread as the
+//      background mark worker, beside the program.
+//   3. mark termination: stop the world; take every thread's barrier work,
+//      scan tasks not scanned yet, rescan root ranges (a backstop for
+//      stores into them without the barrier); drain. If more than a small
+//      budget of work turns up, start the world and go back to 2 (at most
+//      twice; then finish in the stop). Flush every cache, clear g_marking,
+//      make every span unswept, set the next goal; start the world.
+//   4. sweep, lazily by allocating caches and in the background here.
+// Trigger: the heap (g_heap_alloc) reaching the trigger, computed at mark
+// termination from the marked (live) heap: goal = live * (1 + GORT_GC/100),
+// at least 4 MiB, and the trigger is 70% of the way from live to goal, so
+// that marking, which runs without mark assists (a later step), usually ends
+// before the goal.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace gort::gc {
+
+// Starts the collector's thread (and the stop signal) once.
+void ensure_started();
+// From allocation slow paths, outside busy regions: starts a cycle when the
+// heap reached the trigger.
+void note_alloc_slow();
+
+// Black allocation's share of the live heap (large objects; cache objects
+// are counted per gcCache and summed by flush_all_caches).
+extern std::atomic<uint64_t> g_large_marked_bytes;
+extern uint64_t g_cache_marked_bytes;
+
+}  // namespace gort::gc

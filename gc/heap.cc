@@ -1,0 +1,404 @@
+// GC allocation: caches, centrals, large objects, the tiny tier; see heap.h.
+#include "gc/heap.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "alloc/init.h"
+#include "alloc/sys.h"
+#include "gc/cycle.h"
+#include "gc/mark.h"
+#include "gc/roots.h"
+#include "gc/sweep.h"
+
+namespace gort::gc {
+
+using alloc::kMaxSmallSize;
+using alloc::kPageSize;
+using alloc::spanState;
+
+std::atomic<uint32_t> g_marking{0};
+std::atomic<uint32_t> g_sweepgen{2};
+__thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
+
+constinit gcCentral g_central[kNumGCSpanClasses];
+constinit gcCentral g_large;
+constinit alloc::mutex g_empty_lock;
+spanList g_empty;
+std::atomic<gcCache*> g_allcaches{nullptr};
+std::atomic<int64_t> g_heap_alloc{0};
+std::atomic<uint64_t> g_total_alloc{0}, g_total_freed{0};
+std::atomic<uintptr_t> g_heap_lo{~uintptr_t{0}}, g_heap_hi{0};
+
+namespace {
+
+constinit alloc::mutex g_cachealloc_lock;
+constinit alloc::fixalloc<gcCache, size_t{1} << 30> g_cachealloc;
+
+// The gcCache of this thread's mcache (per P for tasks), made on first use.
+// Outside a busy region: making one may take the mcache registry's lock.
+gcCache* my_cache() {
+  alloc::mcache* mc = alloc::tl_thread.cache;
+  if (!mc) mc = alloc::cache_for_thread();
+  if (!mc) return nullptr;  // the thread is exiting
+  if (mc->gc) return static_cast<gcCache*>(mc->gc);
+  gcCache* c;
+  {
+    busy_lock g(g_cachealloc_lock);
+    c = g_cachealloc.alloc();
+    memset(c, 0, sizeof *c);
+  }
+  gcCache* head = g_allcaches.load(std::memory_order_relaxed);
+  do c->allnext = head;
+  while (!g_allcaches.compare_exchange_weak(head, c, std::memory_order_release));
+  mc->gc = c;
+  return c;
+}
+
+void note_heap_range(const mspan* s) {
+  uintptr_t lo = s->base, hi = s->limit();
+  uintptr_t cur = g_heap_lo.load(std::memory_order_relaxed);
+  while (lo < cur && !g_heap_lo.compare_exchange_weak(cur, lo)) {
+  }
+  cur = g_heap_hi.load(std::memory_order_relaxed);
+  while (hi > cur && !g_heap_hi.compare_exchange_weak(cur, hi)) {
+  }
+}
+
+// The index of the span's next free object, or nelems: Go's nextFreeFast
+// and refillAllocCache in one. Only the owning cache calls it.
+uint32_t next_free(mspan* s) {
+  for (;;) {
+    uint64_t c = s->allocCache;
+    uint32_t fi = s->freeindex;
+    if (c) {
+      uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(c));
+      uint32_t idx = fi + bit;
+      if (idx >= s->nelems) break;
+      s->allocCache = bit == 63 ? 0 : c >> (bit + 1);
+      __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
+      s->alloc_count++;
+      return idx;
+    }
+    // The window is used up: the next one starts at the next whole word
+    // (freeindex itself when it is on a word boundary) with a free object.
+    uint32_t word = (fi + 63) / 64;
+    uint64_t free = 0;
+    while (word * 64 < s->nelems && (free = ~s->allocBits[word]) == 0) word++;
+    if (word * 64 >= s->nelems) break;
+    __atomic_store_n(&s->freeindex, static_cast<uint16_t>(word * 64), __ATOMIC_RELAXED);
+    s->allocCache = free;
+  }
+  __atomic_store_n(&s->freeindex, s->nelems, __ATOMIC_RELAXED);
+  s->allocCache = 0;
+  return s->nelems;
+}
+
+// The first call on a span fresh from a sweep or the mheap sets up the
+// window at freeindex 0 (allocCache 0 and freeindex 0 make next_free load
+// word 0).
+
+void install(gcCache* c, uint32_t sc, mspan* s) {
+  s->incache = true;
+  c->alloc[sc] = s;
+  g_heap_alloc.fetch_add(int64_t{s->nelems - s->alloc_count} * s->elemsize,
+                         std::memory_order_relaxed);
+}
+
+void uninstall(gcCache* c, uint32_t sc) {
+  mspan* s = c->alloc[sc];
+  c->alloc[sc] = nullptr;
+  s->incache = false;
+  g_heap_alloc.fetch_sub(int64_t{s->nelems - s->alloc_count} * s->elemsize,
+                         std::memory_order_relaxed);
+  gcCentral& cen = g_central[sc];
+  alloc::lock_guard g(cen.lock);
+  if (s->alloc_count == s->nelems)
+    cen.full.push_front(s);
+  else
+    cen.partial.push_front(s);
+}
+
+// A swept span of class sc with a free object, from the central: partial
+// first, else sweep unswept spans until one has room. Busy region.
+mspan* central_take(uint32_t sc) {
+  gcCentral& cen = g_central[sc];
+  alloc::lock_guard g(cen.lock);
+  if (mspan* s = cen.partial.first) {
+    cen.partial.remove(s);
+    return s;
+  }
+  while (mspan* s = cen.unswept.first) {
+    cen.unswept.remove(s);
+    sweepResult r = sweep_span(s);
+    if (r == sweepResult::empty) {
+      alloc::lock_guard e(g_empty_lock);
+      g_empty.push_front(s);
+    } else if (s->alloc_count < s->nelems) {
+      return s;
+    } else {
+      cen.full.push_front(s);
+    }
+  }
+  return nullptr;
+}
+
+// Out of line: the cache's span of class sc is full or absent.
+void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
+  for (;;) {
+    busy_enter();
+    if (mspan* s = c->alloc[sc]) {
+      uint32_t idx = next_free(s);
+      if (idx < s->nelems) {
+        if (g_marking.load(std::memory_order_relaxed)) {
+          mark_new(s, idx);
+          c->marked_bytes += s->elemsize;
+        }
+        return reinterpret_cast<void*>(object_base(s, idx));  // still busy: the caller ends it
+      }
+      uninstall(c, sc);
+    }
+    if (mspan* s = central_take(sc)) {
+      install(c, sc, s);
+      busy_exit();
+      note_alloc_slow();
+      continue;
+    }
+    busy_exit();
+    // A fresh span: the mheap's lock, outside the busy region.
+    note_alloc_slow();
+    mspan* s = alloc::g_heap.alloc_gc_span(cls, kind, 0, 0);
+    if (!s) return nullptr;
+    note_heap_range(s);
+    busy_enter();
+    s->sweepgen = g_sweepgen.load(std::memory_order_relaxed);
+    if (c->alloc[sc]) {
+      // A stop flushed the cache meanwhile and someone refilled it? Only
+      // this thread fills it; a flush only empties it. Keep the new span
+      // in the central for later.
+      alloc::lock_guard g(g_central[sc].lock);
+      g_central[sc].partial.push_front(s);
+    } else {
+      install(c, sc, s);
+    }
+    busy_exit();
+  }
+}
+
+// Busy region on return (when the result is not null).
+inline void* alloc_small(gcCache* c, uint32_t cls, gcKind kind) {
+  uint32_t sc = gc_span_class(cls, kind);
+  busy_enter();
+  mspan* s = c->alloc[sc];
+  if (__builtin_expect(s != nullptr, 1)) {
+    uint32_t idx = next_free(s);
+    if (__builtin_expect(idx < s->nelems, 1)) {
+      if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
+        mark_new(s, idx);
+        c->marked_bytes += s->elemsize;
+      }
+      return reinterpret_cast<void*>(object_base(s, idx));
+    }
+  }
+  busy_exit();
+  return alloc_small_slow(c, sc, cls, kind);
+}
+
+// Tiny objects: noscan and under 16 bytes, packed into 16-byte noscan
+// blocks (Go's tiny allocator). The block lives as long as any of its
+// objects is reachable. Busy region on return.
+void* alloc_tiny(gcCache* c, size_t size) {
+  busy_enter();
+  size_t off = c->tinyoffset;
+  if (size & 7) {
+    off = size & 1 ? off : size & 2 ? (off + 1) & ~size_t{1} : (off + 3) & ~size_t{3};
+  } else {
+    off = (off + 7) & ~size_t{7};
+  }
+  if (c->tiny && off + size <= kTinySize) {
+    c->tinyoffset = off + size;
+    return reinterpret_cast<void*>(c->tiny + off);
+  }
+  busy_exit();
+  void* p = alloc_small(c, alloc::size_to_class(kTinySize), gcKind::noscan);
+  if (!p) return nullptr;
+  memset(p, 0, kTinySize);
+  // A new block replaces the old one only if it leaves more room.
+  if (!c->tiny || size < c->tinyoffset) {
+    c->tiny = reinterpret_cast<uintptr_t>(p);
+    c->tinyoffset = size;
+  }
+  return p;
+}
+
+void* alloc_large(size_t size, gcKind kind) {
+  uintptr_t npages = (size + kPageSize - 1) / kPageSize;
+  if (size > (size_t{1} << 46)) return nullptr;
+  note_alloc_slow();
+  mspan* s = alloc::g_heap.alloc_gc_span(0, kind, npages, size);
+  if (!s) return nullptr;
+  note_heap_range(s);
+  if (s->needzero) memset(reinterpret_cast<void*>(s->base), 0, npages * kPageSize);
+  busy_enter();
+  s->state = spanState::gclarge;
+  s->sweepgen = g_sweepgen.load(std::memory_order_relaxed);
+  __atomic_store_n(&s->freeindex, 1, __ATOMIC_RELAXED);
+  s->alloc_count = 1;
+  if (g_marking.load(std::memory_order_relaxed)) {
+    mark_new(s, 0);
+    g_large_marked_bytes.fetch_add(size, std::memory_order_relaxed);
+  }
+  {
+    alloc::lock_guard g(g_large.lock);
+    g_large.full.push_front(s);
+  }
+  g_heap_alloc.fetch_add(static_cast<int64_t>(object_size(s)), std::memory_order_relaxed);
+  return reinterpret_cast<void*>(s->base);  // still busy
+}
+
+}  // namespace
+
+void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
+  alloc::ensure_init();
+  ensure_started();
+  if (!tl_gc.rec && !register_current_thread(false)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  gcCache* c = my_cache();
+  if (!c) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t full = size;
+  if (kind == gcKind::typed && __builtin_add_overflow(size, kTypedHeader, &full)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Scanned objects are at least 16 bytes: the 8-byte class would make
+  // them 8-byte aligned (only noscan objects use the tiny tier below 16).
+  if (full < kTinySize && kind != gcKind::noscan) full = kTinySize;
+  if (kind == gcKind::typed && full == kTypedHeader) full++;  // the object must follow its header
+  if (full == 0) full = 1;
+  void* p;
+  size_t zero;
+  if (kind == gcKind::noscan && full < kTinySize) {
+    p = alloc_tiny(c, full);
+    zero = 0;  // tiny blocks are zeroed whole when made
+  } else if (full <= kMaxSmallSize) {
+    uint32_t cls = alloc::size_to_class(full);
+    p = alloc_small(c, cls, kind);
+    zero = alloc::class_to_size[cls];
+  } else {
+    p = alloc_large(full, kind);
+    zero = 0;  // zeroed by alloc_large
+  }
+  if (!p) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  // Still in the busy region: the object is not visible to the collector
+  // as garbage-filled or headerless at a stop.
+  if (zero) memset(p, 0, zero);
+  if (kind == gcKind::typed) {
+    uintptr_t* h = static_cast<uintptr_t*>(p);
+    h[0] = reinterpret_cast<uintptr_t>(type);
+    h[1] = size;
+    p = static_cast<char*>(p) + kTypedHeader;
+  }
+  busy_exit();
+  g_total_alloc.fetch_add(full, std::memory_order_relaxed);
+  return p;
+}
+
+void flush_cache(gcCache* c) {
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++)
+    if (c->alloc[sc]) uninstall(c, sc);
+  c->tiny = 0;
+  c->tinyoffset = 0;
+}
+
+void flush_all_caches() {
+  for (gcCache* c = g_allcaches.load(std::memory_order_acquire); c; c = c->allnext) {
+    flush_cache(c);
+    g_cache_marked_bytes += c->marked_bytes;
+    c->marked_bytes = 0;
+  }
+}
+
+void prepare_sweep() {
+  auto splice = [](spanList& from, spanList& to) {
+    while (mspan* s = from.first) {
+      from.remove(s);
+      to.push_front(s);
+    }
+  };
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
+    gcCentral& cen = g_central[sc];
+    alloc::lock_guard g(cen.lock);
+    splice(cen.partial, cen.unswept);
+    splice(cen.full, cen.unswept);
+  }
+  alloc::lock_guard g(g_large.lock);
+  splice(g_large.full, g_large.unswept);
+  splice(g_large.partial, g_large.unswept);
+}
+
+mspan* find_object(uintptr_t p, uint32_t* idx) {
+  if (p < g_heap_lo.load(std::memory_order_relaxed) ||
+      p >= g_heap_hi.load(std::memory_order_relaxed))
+    return nullptr;
+  alloc::heapArena* a = alloc::g_arenas[p >> alloc::kArenaShift];
+  if (!a) return nullptr;
+  mspan* s = __atomic_load_n(&a->spans[(p >> alloc::kPageShift) % alloc::kPagesPerArena],
+                             __ATOMIC_ACQUIRE);
+  if (!s) return nullptr;
+  spanState st = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+  if (st != spanState::gc && st != spanState::gclarge) return nullptr;
+  if (p < s->base || p >= s->limit() || !s->allocBits) return nullptr;
+  uint32_t i = s->objindex(p);
+  if (i >= s->nelems) return nullptr;
+  if (!object_allocated(s, i)) return nullptr;
+  *idx = i;
+  return s;
+}
+
+}  // namespace gort::gc
+
+using namespace gort::gc;
+
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+GORT_EXPORT void* gort_gc_alloc(size_t size, const gort_gc_type* type) {
+  if (type && !type->trace && !type->ptrmap) return alloc_object(size, gcKind::noscan, nullptr);
+  return alloc_object(size, type ? gcKind::typed : gcKind::conservative, type);
+}
+
+GORT_EXPORT void* gort_gc_alloc_noscan(size_t size) {
+  return alloc_object(size, gcKind::noscan, nullptr);
+}
+
+GORT_EXPORT void* gort_gc_base(const void* p) {
+  uint32_t idx;
+  mspan* s = find_object(reinterpret_cast<uintptr_t>(p), &idx);
+  if (!s) return nullptr;
+  uintptr_t base = object_base(s, idx);
+  if (s->gckind == gcKind::typed) {
+    base += kTypedHeader;
+    if (reinterpret_cast<uintptr_t>(p) < base) return nullptr;  // inside the header
+  }
+  return reinterpret_cast<void*>(base);
+}
+
+GORT_EXPORT size_t gort_gc_size(const void* p) {
+  uint32_t idx;
+  mspan* s = find_object(reinterpret_cast<uintptr_t>(p), &idx);
+  if (!s) return 0;
+  uintptr_t base = object_base(s, idx);
+  if (s->gckind == gcKind::typed) {
+    if (reinterpret_cast<uintptr_t>(p) != base + kTypedHeader) return 0;
+    return reinterpret_cast<const uintptr_t*>(base)[1];
+  }
+  if (reinterpret_cast<uintptr_t>(p) != base) return 0;
+  return object_size(s);
+}

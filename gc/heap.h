@@ -1,0 +1,178 @@
+// The GC heap: how GC objects are allocated from the same mheap as malloc's.
+//
+// A GC span class is a size class times a gcKind (noscan, conservative,
+// typed), so the collector knows from the span alone whether and how to scan
+// an object. Typed objects start with a 16-byte header (the gort_gc_type and
+// the requested size); the program sees the object after it, 16-byte aligned.
+// Objects over 32 KiB (with the header) get a gclarge span of their own.
+//
+// Allocation is Go's: a gcCache (one per mcache, so one per thread, or per P
+// for tasks) owns at most one span per GC span class and takes the next free
+// object of it with the span's allocCache (a ctz over the complement of
+// allocBits). Allocation does not set allocBits: an object below the span's
+// freeindex is allocated, and sweeping makes the mark bits the next
+// allocBits. Objects allocated while the collector marks are marked at once
+// (allocated black).
+//
+// Spans wait in their class's gcCentral, in one of three lists:
+//   partial  swept this cycle, with free objects;
+//   full     swept this cycle, no free object;
+//   unswept  not yet swept since the last mark termination.
+// Mark termination flushes every cache and moves partial and full to unswept;
+// a cache that needs a span takes a partial one, or sweeps unswept ones until
+// one has room (lazy sweep), or gets a fresh span from the mheap. The
+// collector's thread sweeps the rest in the background, and sweep termination
+// (the next cycle's first stop) finds every list swept. A span that sweeping
+// empties waits on the empty list until the collector's thread gives it back
+// to the mheap outside the mark phase (markers look spans up without locks,
+// so a span's record must not be reused while they may hold it).
+//
+// Stop-the-world safety (see gc/roots.h): the collector stops registered
+// threads with a signal at any instruction, then flushes their caches. A
+// thread in the middle of a GC operation (tl_gc.busy != 0) defers the stop:
+// it notes it (tl_gc.pending) and stops itself when the operation ends. So every use of a gcCache,
+// of a gcCentral lock and of the collector's other locks by a program thread is inside a busy
+// region, and a busy region never waits for anything a stopped thread may hold: never an allocator
+// lock (mheap, mcentral), never malloc. Getting a fresh span from the mheap is done outside the
+// busy region.
+//
+// Lock order: gcCentral.lock, then g_empty_lock. No allocator lock is taken
+// while one of these is held.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "alloc/lock.h"
+#include "alloc/mcache.h"
+#include "alloc/mheap.h"
+#include "alloc/mspan.h"
+#include "gort/gc.h"
+
+namespace gort::gc {
+
+using alloc::gcKind;
+using alloc::mspan;
+using alloc::spanList;
+
+inline constexpr int kNumGCSpanClasses = alloc::kNumSizeClasses * alloc::kNumGCKinds;
+inline constexpr size_t kTypedHeader = 16;  // gort_gc_type*, requested size
+inline constexpr size_t kTinySize = 16;
+
+inline uint32_t gc_span_class(uint32_t cls, gcKind k) {
+  return cls * alloc::kNumGCKinds + static_cast<uint32_t>(k);
+}
+
+// ---- the collector's phase (written only while the world is stopped) ----
+
+// 1 from sweep termination to mark termination: barriers shade, new objects
+// are allocated black.
+extern std::atomic<uint32_t> g_marking;
+// +2 at every mark termination; a span with sweepgen == g_sweepgen is swept.
+extern std::atomic<uint32_t> g_sweepgen;
+
+// ---- per-thread state ----
+
+struct gcThread;  // gc/roots.h
+struct tlsGC {
+  gcThread* rec;     // this thread's registration, or null
+  uint32_t busy;     // > 0: inside a GC operation; stop requests wait
+  uint32_t pending;  // a stop request arrived while busy (gc/roots.cc)
+};
+extern __thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
+
+// A stop that was asked for while busy: the thread stops itself (roots.cc).
+void stop_deferred();
+
+inline void busy_enter() {
+  tl_gc.busy++;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+inline void busy_exit() {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (--tl_gc.busy == 0) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (__builtin_expect(tl_gc.pending != 0, 0)) stop_deferred();
+  }
+}
+// A collector lock taken by a program thread: inside a busy region.
+class busy_lock {
+ public:
+  explicit busy_lock(alloc::mutex& m) : m_(m) {
+    busy_enter();
+    m_.lock();
+  }
+  ~busy_lock() {
+    m_.unlock();
+    busy_exit();
+  }
+  busy_lock(const busy_lock&) = delete;
+  busy_lock& operator=(const busy_lock&) = delete;
+
+ private:
+  alloc::mutex& m_;
+};
+
+// ---- caches and centrals ----
+
+struct gcCache {
+  mspan* alloc[kNumGCSpanClasses];
+  uintptr_t tiny;  // current 16-byte tiny block, or 0
+  uintptr_t tinyoffset;
+  uint64_t marked_bytes;  // allocated black this cycle (summed at mark termination)
+  gcCache* allnext;       // every gcCache ever made (never freed)
+};
+
+struct alignas(64) gcCentral {
+  alloc::mutex lock;
+  spanList partial, full, unswept;
+};
+extern gcCentral g_central[kNumGCSpanClasses];
+// Large objects: the same three states, one lock.
+extern gcCentral g_large;
+// Spans emptied by sweeping, waiting to go back to the mheap.
+extern alloc::mutex g_empty_lock;
+extern spanList g_empty;
+
+// Every gcCache, for the stop-the-world flush.
+extern std::atomic<gcCache*> g_allcaches;
+
+// Bytes in GC objects allocated and not swept free (objects in a cache's
+// span count from the moment the cache takes the span).
+extern std::atomic<int64_t> g_heap_alloc;
+extern std::atomic<uint64_t> g_total_alloc, g_total_freed;
+// Lowest and highest address of any GC span ever: a quick filter for
+// conservative scanning.
+extern std::atomic<uintptr_t> g_heap_lo, g_heap_hi;
+
+// ---- allocation ----
+
+void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type);
+// Gives every span of c back to its central (stop-the-world or owner in a
+// busy region).
+void flush_cache(gcCache* c);
+void flush_all_caches();  // the world is stopped
+// Mark termination: every swept span becomes unswept (the world is stopped).
+void prepare_sweep();
+
+// The GC object containing p: its span and object index, or nullptr.
+// Lock-free; tolerates any value of p (conservative scanning).
+mspan* find_object(uintptr_t p, uint32_t* idx);
+// Whether object idx of s is allocated (below freeindex, or its alloc bit).
+inline bool object_allocated(const mspan* s, uint32_t idx) {
+  if (idx < __atomic_load_n(&s->freeindex, __ATOMIC_RELAXED)) return true;
+  return s->allocBits[idx / 64] >> (idx % 64) & 1;
+}
+inline uintptr_t object_base(const mspan* s, uint32_t idx) {
+  return s->base + uintptr_t{idx} * s->elemsize;
+}
+// The bytes of the object at idx (the span's pages for a large object of
+// unrecorded size).
+inline size_t object_size(const mspan* s) {
+  if (s->state == alloc::spanState::gclarge && s->elemsize == 0)
+    return s->npages * alloc::kPageSize;
+  return s->elemsize;
+}
+
+}  // namespace gort::gc

@@ -1,0 +1,206 @@
+// Marking, scanning and the write barrier; see mark.h.
+#include "gc/mark.h"
+
+#include "alloc/sys.h"
+#include "gc/roots.h"
+
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+struct gort_gc_tracer {
+  gort::gc::gcWork* w;
+};
+
+namespace gort::gc {
+
+namespace {
+
+// g_work_lock guards the global lists of full and empty work buffers. Taken
+// by markers and, in busy regions, by write barriers; a leaf.
+constinit alloc::mutex g_work_lock;
+workbuf* g_full = nullptr;
+workbuf* g_free = nullptr;
+std::atomic<uint32_t> g_nfull{0};
+size_t g_work_mapped = 0;
+
+constexpr size_t kWorkChunk = 64 * sizeof(workbuf);
+
+workbuf* getempty() {
+  alloc::lock_guard g(g_work_lock);
+  if (!g_free) {
+    auto* b = static_cast<workbuf*>(alloc::sys_map(kWorkChunk, 4096));
+    if (!b) alloc::fatal("out of memory mapping GC work buffers");
+    g_work_mapped += kWorkChunk;
+    for (size_t i = 0; i < kWorkChunk / sizeof(workbuf); i++) {
+      b[i].next = g_free;
+      g_free = &b[i];
+    }
+  }
+  workbuf* b = g_free;
+  g_free = b->next;
+  b->n = 0;
+  return b;
+}
+
+void putempty(workbuf* b) {
+  alloc::lock_guard g(g_work_lock);
+  b->next = g_free;
+  g_free = b;
+}
+
+void putfull(workbuf* b) {
+  alloc::lock_guard g(g_work_lock);
+  b->next = g_full;
+  g_full = b;
+  g_nfull.fetch_add(1, std::memory_order_release);
+}
+
+workbuf* getfull() {
+  if (g_nfull.load(std::memory_order_acquire) == 0) return nullptr;
+  alloc::lock_guard g(g_work_lock);
+  workbuf* b = g_full;
+  if (b) {
+    g_full = b->next;
+    g_nfull.fetch_sub(1, std::memory_order_relaxed);
+  }
+  return b;
+}
+
+inline bool set_mark(mspan* s, uint32_t idx) {
+  uint64_t bit = uint64_t{1} << (idx % 64);
+  uint64_t* word = &s->gcmarkBits[idx / 64];
+  if (__atomic_load_n(word, __ATOMIC_RELAXED) & bit) return false;
+  return !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
+}
+
+void scan_typed(uintptr_t base, gcWork& w) {
+  const uintptr_t* h = reinterpret_cast<const uintptr_t*>(base);
+  auto* type = reinterpret_cast<const gort_gc_type*>(__atomic_load_n(&h[0], __ATOMIC_RELAXED));
+  if (!type) return;  // not initialised: allocated during this very stop
+  size_t size = h[1];
+  uintptr_t obj = base + kTypedHeader;
+  if (type->trace) {
+    gort_gc_tracer t{&w};
+    type->trace(reinterpret_cast<void*>(obj), size, &t);
+    return;
+  }
+  if (!type->ptrmap) return;
+  size_t elem_words = type->elem_size / sizeof(uintptr_t);
+  size_t nwords = size / sizeof(uintptr_t);
+  if (elem_words == 0) elem_words = nwords;
+  const uintptr_t* words = reinterpret_cast<const uintptr_t*>(obj);
+  for (size_t i = 0, j = 0; i < nwords; i++, j++) {
+    if (j == elem_words) j = 0;
+    if (type->ptrmap[j / 64] >> (j % 64) & 1)
+      shade(__atomic_load_n(&words[i], __ATOMIC_RELAXED), w);
+  }
+}
+
+}  // namespace
+
+void gcWork::refill_push() {
+  if (cur_) putfull(cur_);
+  cur_ = getempty();
+}
+
+bool gcWork::refill_pop() {
+  workbuf* b = getfull();
+  if (!b) return false;
+  if (cur_) putempty(cur_);
+  cur_ = b;
+  return true;
+}
+
+void gcWork::flush() {
+  if (!cur_) return;
+  if (cur_->n)
+    putfull(cur_);
+  else
+    putempty(cur_);
+  cur_ = nullptr;
+}
+
+bool work_available() {
+  return g_nfull.load(std::memory_order_acquire) != 0;
+}
+
+void work_reset() {}
+
+void shade(uintptr_t p, gcWork& w) {
+  uint32_t idx;
+  mspan* s = find_object(p, &idx);
+  if (!s || !set_mark(s, idx)) return;
+  w.bytes_marked += object_size(s);
+  if (s->gckind != gcKind::noscan) w.push(object_base(s, idx));
+}
+
+void mark_new(mspan* s, uint32_t idx) {
+  __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+}
+
+void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
+  lo = (lo + 7) & ~uintptr_t{7};
+  for (uintptr_t a = lo; a + 8 <= hi; a += 8)
+    shade(__atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED), w);
+}
+
+void scan_object(uintptr_t base, mspan* s, gcWork& w) {
+  switch (s->gckind) {
+    case gcKind::noscan:
+      return;
+    case gcKind::conservative:
+      scan_range(base, base + object_size(s), w);
+      return;
+    case gcKind::typed:
+      scan_typed(base, w);
+      return;
+  }
+}
+
+void scan_object_children(uintptr_t obj, gcWork& w) {
+  uint32_t idx;
+  mspan* s = find_object(obj, &idx);
+  if (s) scan_object(object_base(s, idx), s, w);
+}
+
+bool drain(gcWork& w, uint64_t budget) {
+  uintptr_t obj;
+  for (uint64_t n = 0; n < budget; n++) {
+    if (!w.pop(&obj)) return true;
+    mspan* s = alloc::span_of(reinterpret_cast<void*>(obj));
+    scan_object(obj, s, w);
+  }
+  return w.empty() && !work_available();
+}
+
+bool is_marked(uintptr_t p) {
+  uint32_t idx;
+  mspan* s = find_object(p, &idx);
+  if (!s) return false;
+  return __atomic_load_n(&s->gcmarkBits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64) & 1;
+}
+
+// The barrier's slow half: the collector is marking.
+__attribute__((noinline)) void barrier_slow(void* old, void* v) {
+  if (!tl_gc.rec && !register_current_thread(false)) return;
+  busy_enter();
+  gcWork& w = tl_gc.rec->work;
+  shade(reinterpret_cast<uintptr_t>(old), w);
+  shade(reinterpret_cast<uintptr_t>(v), w);
+  busy_exit();
+}
+
+}  // namespace gort::gc
+
+using namespace gort::gc;
+
+GORT_EXPORT void gort_gc_trace(gort_gc_tracer* t, const void* p) {
+  shade(reinterpret_cast<uintptr_t>(p), *t->w);
+}
+
+GORT_EXPORT void gort_gc_write(void** slot, void* value) {
+  // Store first, then look at the phase: see mark.h.
+  void* old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) barrier_slow(old, value);
+}

@@ -1,0 +1,86 @@
+// Marking: tri-colour over the spans' gcmarkBits.
+//
+// White: mark bit clear. Grey: mark bit set, object in some gcWork (or a
+// work buffer on the global list), not yet scanned. Black: marked and
+// scanned (or noscan, or allocated during the mark phase: black at once).
+// Setting a mark bit is an atomic OR, so several markers and the program's
+// write barriers may shade the same object; only the one that flips the bit
+// pushes it.
+//
+// gcWork is Go's: a marker's private stack of grey objects in 4 KiB work
+// buffers; full buffers go to a global list (g_work_lock) where idle markers
+// take them, so the lock is taken once per ~500 objects. Each registered
+// thread has its own gcWork for what its write barriers shade (used in busy
+// regions only); mark termination collects them while the world is stopped.
+//
+// The hybrid write barrier (Go's, Yuasa deletion plus Dijkstra insertion,
+// both always shaded): gort_gc_write(slot, v) stores first and then, if the
+// collector is marking, shades the old and the new value. Storing first is
+// what makes the barrier safe against a stop at any instruction: a store
+// that happened before the world stopped needs no barrier (marking had not
+// begun), and one after it sees g_marking set.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "gc/heap.h"
+
+namespace gort::gc {
+
+struct workbuf {
+  static constexpr uint32_t kCap = 510;
+  workbuf* next;
+  uint32_t n;
+  uintptr_t obj[kCap];
+};
+
+class gcWork {
+ public:
+  void push(uintptr_t obj) {
+    if (!cur_ || cur_->n == workbuf::kCap) refill_push();
+    cur_->obj[cur_->n++] = obj;
+  }
+  bool pop(uintptr_t* obj) {
+    if (!cur_ || cur_->n == 0) {
+      if (!refill_pop()) return false;
+    }
+    *obj = cur_->obj[--cur_->n];
+    return true;
+  }
+  // Gives the grey objects held here to the global list.
+  void flush();
+  bool empty() const { return !cur_ || cur_->n == 0; }
+  uint64_t bytes_marked = 0;  // summed into the cycle's live heap
+
+ private:
+  void refill_push();
+  bool refill_pop();
+  workbuf* cur_ = nullptr;
+};
+
+// Whether the global list has grey objects.
+bool work_available();
+// Frees every buffer (after mark termination, all are empty).
+void work_reset();
+
+// p is any word: if it points into an allocated GC object, mark it and, if
+// it was white and has pointers, push it on w.
+void shade(uintptr_t p, gcWork& w);
+// Allocated black: object idx of s (the world cannot stop: busy region).
+void mark_new(mspan* s, uint32_t idx);
+// Scans [lo, hi) conservatively (stacks, registers, root ranges).
+void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w);
+// Scans the object of s at idx: its kind's way.
+void scan_object(uintptr_t base, mspan* s, gcWork& w);
+// Like scan_object, but without marking the object itself: what objects
+// with finalizers reach stays alive (gc/final.cc).
+void scan_object_children(uintptr_t obj, gcWork& w);
+// Scans grey objects until w and the global list are empty (returns true)
+// or budget objects were scanned (returns false).
+bool drain(gcWork& w, uint64_t budget);
+
+// Whether the object containing p is marked (p is the start of a GC object).
+bool is_marked(uintptr_t p);
+
+}  // namespace gort::gc

@@ -1,0 +1,566 @@
+// Registered threads, stopping the world, task stacks, root ranges and
+// handles; see roots.h.
+#include "gc/roots.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "alloc/fixalloc.h"
+#include "alloc/mcache.h"
+#include "alloc/sys.h"
+#include "gc/cycle.h"
+#include "gort/gc.h"
+#include "runtime/proc.h"
+
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+extern "C" void gort_ctx_switch_region_start();
+extern "C" void gort_ctx_switch_region_end();
+
+namespace gort::gc {
+
+std::atomic<uint32_t> g_scangen{1};
+
+namespace {
+
+constexpr int kStopSignal = SIGPWR;
+
+constinit alloc::mutex g_reg_lock;
+gcThread* g_threads = nullptr;
+size_t g_nthreads = 0;
+constinit alloc::fixalloc<gcThread, size_t{1} << 28> g_threadalloc;
+pthread_key_t g_thread_key;
+std::atomic<bool> g_key_made{false};
+constinit alloc::mutex g_key_lock;
+
+std::atomic<uint32_t> g_stw_epoch{0};
+std::atomic<uint32_t> g_stw_release{0};
+std::atomic<uint32_t> g_nacked{0};
+
+void thread_exit(void*) {
+  unregister_current_thread();
+}
+
+void make_key() {
+  if (g_key_made.load(std::memory_order_acquire)) return;
+  alloc::lock_guard g(g_key_lock);
+  if (g_key_made.load(std::memory_order_relaxed)) return;
+  pthread_key_create(&g_thread_key, thread_exit);
+  g_key_made.store(true, std::memory_order_release);
+}
+
+// The top of the stack that sp is on: the thread's own, or a task's (a
+// stack span of the heap); 0 if neither (an alternate signal stack).
+uintptr_t stack_top_for(const gcThread* t, uintptr_t sp, bool* on_task) {
+  *on_task = false;
+  if (sp >= t->stack_lo && sp < t->stack_hi) return t->stack_hi;
+  alloc::mspan* s = alloc::span_of(reinterpret_cast<void*>(sp));
+  if (s && s->state == alloc::spanState::stack) {
+    *on_task = true;
+    return s->limit();
+  }
+  return 0;
+}
+
+// Records the live part of the stack (from lo, which covers the saved
+// registers, up; rsp tells which stack it is), counts the thread stopped
+// and waits for the world to start.
+void park_stopped(gcThread* t, uint32_t e, uintptr_t lo, uintptr_t rsp) {
+  bool on_task;
+  uintptr_t hi = stack_top_for(t, rsp, &on_task);
+  t->stop_lo = hi && lo <= rsp && lo + 65536 > rsp ? lo : rsp;
+  t->stop_hi = hi;
+  t->stop_on_task = on_task;
+  t->stop_curg = nullptr;
+  if (auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m)) t->stop_curg = mp->curg;
+  t->acked.store(e, std::memory_order_release);
+  g_nacked.fetch_add(1, std::memory_order_acq_rel);
+  alloc::futex_wake(&g_nacked, 1);
+  // Until the world started again after stop e (or a later one: a signal for
+  // the next stop can nest in here before this thread got to run).
+  uint32_t r;
+  while (static_cast<int32_t>((r = g_stw_release.load(std::memory_order_acquire)) - e) < 0)
+    alloc::futex_wait(&g_stw_release, r, -1);
+}
+
+void stop_handler(int, siginfo_t*, void* ucv) {
+  gcThread* t = tl_gc.rec;
+  if (!t) return;
+  uint32_t e = g_stw_epoch.load(std::memory_order_acquire);
+  if (t->acked.load(std::memory_order_relaxed) == e) return;  // a repeated signal
+  if (tl_gc.busy) {
+    tl_gc.pending = 1;  // busy_exit stops the thread
+    return;
+  }
+  auto* uc = static_cast<ucontext_t*>(ucv);
+  uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+  if (pc >= reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_start) &&
+      pc < reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_end))
+    return;  // half way between two stacks: asked again later
+  int saved = errno;
+  // From this frame up: the kernel's signal frame (the interrupted
+  // registers), the red zone, then the interrupted frames.
+  uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  park_stopped(t, e, here, static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]));
+  errno = saved;
+}
+
+__attribute__((noinline)) void park_deferred(gcThread* t, uint32_t e) {
+  // This frame lies below stop_deferred's, which holds the caller's
+  // callee-saved registers (__builtin_unwind_init).
+  uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  park_stopped(t, e, here, here);
+}
+
+void tgkill_thread(pid_t tid) {
+  syscall(SYS_tgkill, getpid(), tid, kStopSignal);
+}
+
+// ---- tasks ----
+
+// Tasks found running by the worker's pass: looked at again at mark
+// termination. Beyond the array's room, mark termination walks every task.
+constexpr size_t kSkippedMax = 4096;
+rt::g* g_skipped[kSkippedMax];
+size_t g_nskipped = 0;
+bool g_skipped_overflow = false;
+
+void scan_closure(rt::g* gp, gcWork& w) {
+  void* fn = gp->fn;
+  if (!fn) return;
+  if (!gp->fn_heap) {
+    scan_range(reinterpret_cast<uintptr_t>(gp->inline_fn),
+               reinterpret_cast<uintptr_t>(gp->inline_fn) + sizeof gp->inline_fn, w);
+  } else {
+    size_t n = alloc::usable_size(fn);
+    scan_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
+  }
+}
+
+// Scans a task that is not running, from its saved context. Claimed.
+void scan_parked(rt::g* gp, gcWork& w) {
+  void* sp = __atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE);
+  if (sp && gp->stk.span) scan_range(reinterpret_cast<uintptr_t>(sp), gp->stk.hi, w);
+  scan_closure(gp, w);
+}
+
+enum class claim { done, skipped };
+
+// Claims and scans gp if it is unscanned and not running. With wait, a
+// claim held by someone else is waited for (the scheduler must not run a
+// task being scanned).
+claim try_scan(rt::g* gp, gcWork& w, bool wait) {
+  uint32_t gen = g_scangen.load(std::memory_order_acquire);
+  for (;;) {
+    uint32_t cur = gp->gcscan.load(std::memory_order_acquire);
+    if (cur == gen) return claim::done;
+    if (cur == kScanBusy) {
+      if (!wait) return claim::done;  // someone else is scanning it
+      __builtin_ia32_pause();
+      continue;
+    }
+    if (!gp->gcscan.compare_exchange_weak(cur, kScanBusy, std::memory_order_acq_rel)) continue;
+    if (gp->is_thread || gp->status.load(std::memory_order_relaxed) == rt::gstatus::dead) {
+      gp->gcscan.store(gen, std::memory_order_release);
+      return claim::done;
+    }
+    if (!wait && !__atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE) && gp->stk.span) {
+      gp->gcscan.store(cur, std::memory_order_release);  // running: later
+      return claim::skipped;
+    }
+    scan_parked(gp, w);
+    gp->gcscan.store(gen, std::memory_order_release);
+    return claim::done;
+  }
+}
+
+// With the world stopped: a thread's current task (the owner of the stack it
+// was stopped on) was scanned with the thread; its curg, if that is another
+// task (about to be switched to), is scanned from its saved context.
+void mark_thread_tasks(gcThread* t, gcWork& w) {
+  uint32_t gen = g_scangen.load(std::memory_order_relaxed);
+  rt::g* cg = t->stop_curg;
+  if (!cg) return;
+  bool owner =
+      t->stop_on_task && cg->stk.span && t->stop_lo >= cg->stk.lo && t->stop_lo < cg->stk.hi;
+  if (cg->gcscan.load(std::memory_order_relaxed) == gen) return;
+  if (!owner)
+    scan_parked(cg, w);
+  else
+    scan_closure(cg, w);
+  cg->gcscan.store(gen, std::memory_order_relaxed);
+}
+
+// ---- root ranges ----
+
+struct rootRange {
+  uintptr_t lo, hi;
+};
+constinit alloc::mutex g_roots_lock;  // mutators: busy regions only
+rootRange* g_roots = nullptr;
+size_t g_nroots = 0, g_roots_cap = 0;
+
+// ---- handles ----
+
+struct handleChunk {
+  static constexpr size_t kN = 4094;
+  handleChunk* next;
+  size_t used;
+  void* slot[kN];
+};
+constinit alloc::mutex g_handles_lock;  // mutators: busy regions only
+handleChunk* g_handle_chunks = nullptr;
+void** g_handle_free = nullptr;  // free slots, linked through themselves (tagged)
+
+// A free slot holds the next free slot with the low bit set, so a scan does
+// not take it for a pointer to a GC object (objects are 16-byte aligned,
+// and find_object rejects the odd address anyway when it is not inside one).
+inline bool slot_free(void* v) {
+  return reinterpret_cast<uintptr_t>(v) & 1;
+}
+
+}  // namespace
+
+void stop_deferred() {
+  tl_gc.pending = 0;
+  gcThread* t = tl_gc.rec;
+  if (!t) return;
+  uint32_t e = g_stw_epoch.load(std::memory_order_acquire);
+  if (t->acked.load(std::memory_order_relaxed) == e) return;
+  __builtin_unwind_init();
+  int saved = errno;
+  park_deferred(t, e);
+  errno = saved;
+}
+
+// ---- registration ----
+
+bool register_current_thread(bool explicit_reg) {
+  if (gcThread* t = tl_gc.rec) {
+    if (explicit_reg) t->explicit_reg = true;
+    return true;
+  }
+  make_key();
+  pthread_attr_t attr;
+  if (pthread_getattr_np(pthread_self(), &attr) != 0) return false;
+  void* addr = nullptr;
+  size_t size = 0;
+  pthread_attr_getstack(&attr, &addr, &size);
+  pthread_attr_destroy(&attr);
+  if (!addr || !size) return false;
+  gcThread* t;
+  {
+    alloc::lock_guard g(g_reg_lock);
+    t = g_threadalloc.alloc();
+    new (t) gcThread();
+    t->tid = static_cast<pid_t>(syscall(SYS_gettid));
+    t->stack_lo = reinterpret_cast<uintptr_t>(addr);
+    t->stack_hi = t->stack_lo + size;
+    t->explicit_reg = explicit_reg;
+    t->acked.store(g_stw_epoch.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    t->next = g_threads;
+    g_threads = t;
+    g_nthreads++;
+    tl_gc.rec = t;
+    // Joining while the collector marks: this stack was no root when the
+    // cycle began, so it is scanned now (it is black from here on).
+    if (g_marking.load(std::memory_order_relaxed)) {
+      busy_enter();
+      uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+      bool on_task;
+      uintptr_t hi = stack_top_for(t, here, &on_task);
+      if (hi) scan_range(here, hi, t->work);
+      busy_exit();
+    }
+  }
+  pthread_setspecific(g_thread_key, t);
+  return true;
+}
+
+void unregister_current_thread() {
+  gcThread* t = tl_gc.rec;
+  if (!t) return;
+  alloc::lock_guard g(g_reg_lock);
+  busy_enter();
+  t->work.flush();
+  busy_exit();
+  gcThread** pp = &g_threads;
+  while (*pp != t) pp = &(*pp)->next;
+  *pp = t->next;
+  g_nthreads--;
+  tl_gc.rec = nullptr;
+  t->~gcThread();
+  g_threadalloc.free(t, alloc::coarse_nanotime());
+}
+
+size_t nthreads() {
+  return __atomic_load_n(&g_nthreads, __ATOMIC_RELAXED);
+}
+
+void roots_init() {
+  make_key();
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = stop_handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigfillset(&sa.sa_mask);
+  sigaction(kStopSignal, &sa, nullptr);
+}
+
+// ---- stopping the world ----
+
+int64_t stop_the_world() {
+  int64_t t0 = alloc::nanotime();
+  g_reg_lock.lock();
+  uint32_t e = g_stw_epoch.load(std::memory_order_relaxed) + 1;
+  g_nacked.store(0, std::memory_order_relaxed);
+  g_stw_epoch.store(e, std::memory_order_release);
+  uint32_t want = 0;
+  for (gcThread* t = g_threads; t; t = t->next) {
+    tgkill_thread(t->tid);
+    want++;
+  }
+  int64_t last_signal = alloc::nanotime();
+  for (;;) {
+    uint32_t n = g_nacked.load(std::memory_order_acquire);
+    if (n >= want) break;
+    alloc::futex_wait(&g_nacked, n, 20000);
+    int64_t now = alloc::nanotime();
+    if (now - last_signal < 20000) continue;
+    // Threads that were busy or switching stacks: ask again.
+    for (gcThread* t = g_threads; t; t = t->next)
+      if (t->acked.load(std::memory_order_acquire) != e) tgkill_thread(t->tid);
+    last_signal = now;
+    if (now - t0 > 20LL * 1000000000) {
+      for (gcThread* t = g_threads; t; t = t->next)
+        if (t->acked.load(std::memory_order_acquire) != e)
+          alloc::fatal("gc: thread %d did not stop for the collector in 20 s",
+                       static_cast<int>(t->tid));
+    }
+  }
+  return alloc::nanotime() - t0;
+}
+
+void start_the_world() {
+  g_stw_release.store(g_stw_epoch.load(std::memory_order_relaxed), std::memory_order_release);
+  alloc::futex_wake(&g_stw_release, 1 << 30);
+  g_reg_lock.unlock();
+}
+
+void scan_stopped_threads(gcWork& w) {
+  g_nskipped = 0;
+  g_skipped_overflow = false;
+  for (gcThread* t = g_threads; t; t = t->next) {
+    if (t->stop_hi) scan_range(t->stop_lo, t->stop_hi, w);
+    mark_thread_tasks(t, w);
+  }
+}
+
+void scan_leftover_tasks(gcWork& w) {
+  // Tasks on a thread's current stack now: that stack, live part.
+  uint32_t gen = g_scangen.load(std::memory_order_relaxed);
+  for (gcThread* t = g_threads; t; t = t->next) {
+    rt::g* cg = t->stop_curg;
+    if (!cg || cg->gcscan.load(std::memory_order_relaxed) == gen) continue;
+    if (t->stop_hi && t->stop_on_task) scan_range(t->stop_lo, t->stop_hi, w);
+    mark_thread_tasks(t, w);
+  }
+  auto finish = [&](rt::g* gp) {
+    if (gp->gcscan.load(std::memory_order_relaxed) == gen) return;
+    if (!gp->is_thread && gp->status.load(std::memory_order_relaxed) != rt::gstatus::dead) {
+      // Not on any stopped thread's stack (those were done above), so its
+      // saved context, if any, is complete.
+      for (gcThread* t = g_threads; t; t = t->next)
+        if (t->stop_on_task && gp->stk.span && t->stop_lo >= gp->stk.lo &&
+            t->stop_lo < gp->stk.hi) {
+          scan_range(t->stop_lo, t->stop_hi, w);
+          scan_closure(gp, w);
+          gp->gcscan.store(gen, std::memory_order_relaxed);
+          return;
+        }
+      scan_parked(gp, w);
+    }
+    gp->gcscan.store(gen, std::memory_order_relaxed);
+  };
+  if (g_skipped_overflow) {
+    for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext)
+      finish(gp);
+  } else {
+    for (size_t i = 0; i < g_nskipped; i++) finish(g_skipped[i]);
+  }
+  g_nskipped = 0;
+}
+
+void flush_thread_work() {
+  for (gcThread* t = g_threads; t; t = t->next) t->work.flush();
+}
+
+uint64_t take_thread_marked() {
+  uint64_t n = 0;
+  for (gcThread* t = g_threads; t; t = t->next) {
+    n += t->work.bytes_marked;
+    t->work.bytes_marked = 0;
+  }
+  return n;
+}
+
+// ---- concurrent roots ----
+
+void scan_tasks(gcWork& w) {
+  for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext) {
+    if (try_scan(gp, w, false) == claim::skipped) {
+      if (g_nskipped < kSkippedMax)
+        g_skipped[g_nskipped++] = gp;
+      else
+        g_skipped_overflow = true;
+    }
+  }
+}
+
+void scan_task_before_run(rt::g* gp) {
+  gcThread* t = tl_gc.rec;
+  if (!t) {
+    // An M that is not registered (cannot happen: Ms register at start)
+    // would have nowhere to put grey objects.
+    alloc::fatal("gc: an unregistered thread runs tasks");
+  }
+  busy_enter();
+  try_scan(gp, t->work, true);
+  busy_exit();
+}
+
+uint32_t task_scan_gen() {
+  return g_scangen.load(std::memory_order_relaxed);
+}
+
+void scan_root_ranges(gcWork& w) {
+  // The world may be running: the lock keeps the table still. The collector
+  // is not in a busy region but is not stoppable either.
+  alloc::lock_guard g(g_roots_lock);
+  for (size_t i = 0; i < g_nroots; i++) scan_range(g_roots[i].lo, g_roots[i].hi, w);
+}
+
+void scan_handles(gcWork& w) {
+  alloc::lock_guard g(g_handles_lock);
+  for (handleChunk* c = g_handle_chunks; c; c = c->next)
+    for (size_t i = 0; i < c->used; i++) {
+      void* v = __atomic_load_n(&c->slot[i], __ATOMIC_RELAXED);
+      if (!slot_free(v)) shade(reinterpret_cast<uintptr_t>(v), w);
+    }
+}
+
+}  // namespace gort::gc
+
+using namespace gort::gc;
+namespace alloc = gort::alloc;
+
+GORT_EXPORT int gort_gc_register_thread(void) {
+  ensure_started();
+  return register_current_thread(true) ? 0 : -1;
+}
+
+GORT_EXPORT void gort_gc_unregister_thread(void) {
+  unregister_current_thread();
+}
+
+GORT_EXPORT int gort_gc_add_roots(const void* lo, size_t len) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(lo);
+  if (!lo || a + len < a) {
+    errno = EINVAL;
+    return -1;
+  }
+  ensure_started();
+  busy_lock g(g_roots_lock);
+  if (g_nroots == g_roots_cap) {
+    size_t cap = g_roots_cap ? g_roots_cap * 2 : 256;
+    auto* n = static_cast<rootRange*>(alloc::sys_map(cap * sizeof(rootRange), 4096));
+    if (!n) {
+      errno = ENOMEM;
+      return -1;
+    }
+    if (g_roots) {
+      memcpy(n, g_roots, g_nroots * sizeof(rootRange));
+      alloc::sys_unmap(g_roots, g_roots_cap * sizeof(rootRange));
+    }
+    g_roots = n;
+    g_roots_cap = cap;
+  }
+  g_roots[g_nroots++] = rootRange{a, a + len};
+  // Added while marking: scanned now (its contents are this thread's).
+  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec)
+    scan_range(a, a + len, tl_gc.rec->work);
+  return 0;
+}
+
+GORT_EXPORT int gort_gc_remove_roots(const void* lo) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(lo);
+  busy_lock g(g_roots_lock);
+  for (size_t i = 0; i < g_nroots; i++) {
+    if (g_roots[i].lo == a) {
+      // Removing a root deletes its pointers: shade them while marking.
+      if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec)
+        scan_range(g_roots[i].lo, g_roots[i].hi, tl_gc.rec->work);
+      g_roots[i] = g_roots[--g_nroots];
+      return 0;
+    }
+  }
+  errno = ENOENT;
+  return -1;
+}
+
+GORT_EXPORT gort_gc_handle* gort_gc_handle_new(void* obj) {
+  ensure_started();
+  if (!tl_gc.rec && !register_current_thread(false)) return nullptr;
+  void** slot;
+  {
+    busy_lock g(g_handles_lock);
+    if (!g_handle_free) {
+      if (!g_handle_chunks || g_handle_chunks->used == handleChunk::kN) {
+        auto* c = static_cast<handleChunk*>(alloc::sys_map(sizeof(handleChunk), 4096));
+        if (!c) return nullptr;
+        c->next = g_handle_chunks;
+        c->used = 0;
+        g_handle_chunks = c;
+      }
+      slot = &g_handle_chunks->slot[g_handle_chunks->used];
+      *slot = nullptr;
+      __atomic_store_n(&g_handle_chunks->used, g_handle_chunks->used + 1, __ATOMIC_RELEASE);
+    } else {
+      slot = g_handle_free;
+      g_handle_free = reinterpret_cast<void**>(reinterpret_cast<uintptr_t>(*slot) & ~uintptr_t{1});
+      *slot = nullptr;
+    }
+    __atomic_store_n(slot, obj, __ATOMIC_RELAXED);
+    if (g_marking.load(std::memory_order_relaxed))
+      shade(reinterpret_cast<uintptr_t>(obj), tl_gc.rec->work);
+  }
+  return reinterpret_cast<gort_gc_handle*>(slot);
+}
+
+GORT_EXPORT void gort_gc_handle_set(gort_gc_handle* h, void* obj) {
+  gort_gc_write(reinterpret_cast<void**>(h), obj);
+}
+
+GORT_EXPORT void* gort_gc_handle_get(const gort_gc_handle* h) {
+  return __atomic_load_n(reinterpret_cast<void* const*>(h), __ATOMIC_RELAXED);
+}
+
+GORT_EXPORT void gort_gc_handle_free(gort_gc_handle* h) {
+  if (!h) return;
+  void** slot = reinterpret_cast<void**>(h);
+  if (!tl_gc.rec) register_current_thread(false);
+  busy_lock g(g_handles_lock);
+  void* old = *slot;
+  if (slot_free(old))
+    alloc::fatal("gort_gc_handle_free(%p): the handle was freed already", static_cast<void*>(h));
+  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec)
+    shade(reinterpret_cast<uintptr_t>(old), tl_gc.rec->work);
+  __atomic_store_n(slot, reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(g_handle_free) | 1),
+                   __ATOMIC_RELAXED);
+  g_handle_free = slot;
+}

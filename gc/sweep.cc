@@ -1,0 +1,67 @@
+// Sweeping; see sweep.h.
+#include "gc/sweep.h"
+
+#include "gc/final.h"
+
+namespace gort::gc {
+
+sweepResult sweep_span(mspan* s) {
+  if (s->specials) sweep_specials(s);
+  uint32_t words = (s->nelems + 63u) / 64u;
+  uint32_t marked = 0;
+  for (uint32_t w = 0; w < words; w++)
+    marked += static_cast<uint32_t>(__builtin_popcountll(s->gcmarkBits[w]));
+  size_t size = object_size(s);
+  uint32_t before = s->alloc_count;
+  uint64_t* old = s->allocBits;
+  s->allocBits = s->gcmarkBits;
+  for (uint32_t w = 0; w < words; w++) old[w] = 0;
+  s->gcmarkBits = old;
+  s->alloc_count = static_cast<uint16_t>(marked);
+  __atomic_store_n(&s->freeindex, 0, __ATOMIC_RELAXED);
+  s->allocCache = 0;
+  s->needzero = true;
+  __atomic_store_n(&s->sweepgen, g_sweepgen.load(std::memory_order_relaxed), __ATOMIC_RELEASE);
+  if (before > marked) {
+    uint64_t freed = uint64_t{before - marked} * size;
+    g_heap_alloc.fetch_sub(static_cast<int64_t>(freed), std::memory_order_relaxed);
+    g_total_freed.fetch_add(freed, std::memory_order_relaxed);
+  }
+  return marked == 0 ? sweepResult::empty : sweepResult::kept;
+}
+
+bool sweep_one() {
+  for (uint32_t sc = 0; sc <= kNumGCSpanClasses; sc++) {
+    gcCentral& cen = sc == kNumGCSpanClasses ? g_large : g_central[sc];
+    if (!__atomic_load_n(&cen.unswept.first, __ATOMIC_RELAXED)) continue;
+    alloc::lock_guard g(cen.lock);
+    mspan* s = cen.unswept.first;
+    if (!s) continue;
+    cen.unswept.remove(s);
+    if (sweep_span(s) == sweepResult::empty) {
+      alloc::lock_guard e(g_empty_lock);
+      g_empty.push_front(s);
+    } else if (s->alloc_count < s->nelems) {
+      cen.partial.push_front(s);
+    } else {
+      cen.full.push_front(s);
+    }
+    return true;
+  }
+  return false;
+}
+
+void free_empty_spans() {
+  for (;;) {
+    mspan* s;
+    {
+      alloc::lock_guard e(g_empty_lock);
+      s = g_empty.first;
+      if (!s) return;
+      g_empty.remove(s);
+    }
+    alloc::g_heap.free_span(s);
+  }
+}
+
+}  // namespace gort::gc
