@@ -132,7 +132,7 @@ stress: deps build
 	  --report_level=short || exit 1; done
 
 # ---- benchmarks ----
-BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
+BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
 BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 benches: $(BENCH_BINS)
@@ -192,10 +192,36 @@ $(BUILD)/bench/peers/fiber/%: bench/peers/fiber/%.cc bench/peers/fiber/fiber_com
 	  echo "peers: no Boost.Fiber headers: skipping the Boost.Fiber peer $* (make deps installs libboost-fiber-dev)"; \
 	fi
 
-run: deps build sched-benches
+# ---- collector benchmarks (issue 5): gort vs Go vs Boehm GC ----
+# bench/workloads/gc_*.cc are gort programs (libgort.a); each has a Go peer
+# (bench/peers/go/NAME.go) and a Boehm GC peer (bench/peers/boehm/NAME.c,
+# libgc-dev). A missing toolchain skips its peer with a message.
+GC_NAMES       := binarytrees livechurn
+GC_BINS        := $(GC_NAMES:%=$(BUILD)/bench/workloads/gc_%)
+GC_GO_PEERS    := $(GC_NAMES:%=$(BUILD)/bench/peers/go/%)
+GC_BOEHM_PEERS := $(GC_NAMES:%=$(BUILD)/bench/peers/boehm/%)
+
+.PHONY: gc-benches
+gc-benches: $(GC_BINS) $(GC_GO_PEERS) $(GC_BOEHM_PEERS)
+
+$(BUILD)/bench/workloads/gc_%: bench/workloads/gc_%.cc bench/workloads/gc_common.h include/gort/gc.h \
+                               $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
+
+$(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
+	@mkdir -p $(dir $@)
+	@if echo '#include <gc.h>' | $(CC) -x c -E -o /dev/null - 2>/dev/null; then \
+	  echo "$(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lgc -lm"; \
+	  $(CC) -O2 -g -Wall -Wextra -Werror -o $@ $< -lgc -lm; \
+	else \
+	  echo "peers: no Boehm GC headers: skipping the Boehm peer $* (make deps installs libgc-dev)"; \
+	fi
+
+run: deps build sched-benches gc-benches
 	$(BUILD)/bin/gort bench --quick
 
-bench: deps build sched-benches
+bench: deps build sched-benches gc-benches
 	$(BUILD)/bin/gort bench
 
 # ---- install ----

@@ -84,6 +84,7 @@ void release_cache(mcache* c) {
 void thread_exit(void* arg) {
   mcache* c = static_cast<mcache*>(arg);
   tl_thread.cache = nullptr;
+  tl_thread.gccache = nullptr;
   tl_thread.exited = 1;
   release_cache(c);
   scavenger_poll();
@@ -122,6 +123,7 @@ mcache* cache_for_thread() {
   mcache* c = cache_create();
   pthread_setspecific(g_key, c);
   tl_thread.cache = c;
+  tl_thread.gccache = nullptr;
   tl_thread.creating = 0;
   return c;
 }

@@ -82,6 +82,10 @@ struct threadState {
   void* sched_m;     // the scheduler's m when this thread is one (runtime/proc.h)
   uint8_t exited;    // the key destructor ran: no cache any more
   uint8_t creating;  // making the cache (pthread_setspecific may call malloc)
+  // cache's gcCache (gc/heap.h) once this thread may allocate GC objects
+  // through it; null otherwise, and reset whenever cache changes, so GC
+  // allocation's fast path needs this one load (gc/heap.cc refills it).
+  void* gccache;
 };
 extern __thread threadState tl_thread __attribute__((tls_model("initial-exec")));
 

@@ -3,8 +3,10 @@
 //   gort run [--stats] -- CMD [ARGS...]   run CMD with libgort.so preloaded;
 //                                         --stats prints allocator statistics
 //                                         (GORT_DEBUG=mstats=1) when it exits
-//   gort bench [OPTIONS]                  compare allocators (bench/run.py;
-//                                         `gort bench --help` lists the options)
+//   gort bench [OPTIONS]                  compare allocators, and the scheduler
+//                                         and the collector with their peers
+//                                         (bench/run.py; `gort bench --help`
+//                                         lists the options)
 //   gort version | help
 //
 // It lives with the benchmarks because its main job is `gort bench`; `gort
@@ -32,7 +34,7 @@ const char kUsage[] =
     "usage: gort run [--stats] -- CMD [ARGS...]\n"
     "       gort bench [--quick] [--runs N] [--workloads a,b] [--allocators a,b]\n"
     "                  [--allocator NAME=/path/lib.so ...] [--add-workload NAME=/path ...]\n"
-    "                  [--out DIR]\n"
+    "                  [--sched-peers a,b] [--gc-peers a,b] [--maxprocs 1,2] [--out DIR]\n"
     "       gort version\n";
 
 std::string self_dir() {

@@ -3,7 +3,7 @@
 
     bench/run.py [--quick] [--runs N] [--workloads a,b] [--allocators a,b]
                  [--allocator NAME=/path/lib.so ...] [--add-workload NAME=/path/prog ...]
-                 [--sched-peers a,b] [--maxprocs 1,2] [--out DIR]
+                 [--sched-peers a,b] [--gc-peers a,b] [--maxprocs 1,2] [--out DIR]
 
 A workload is a program that does one kind of work, checks its own results
 and prints its figures on stdout, one per line (bench/workloads/*.cc):
@@ -27,6 +27,16 @@ value (default 1 and 2). A peer program that was not built (no Go toolchain,
 say) is reported missing, not run. They get their own report, sched-KIND.md:
 each figure per MAXPROCS, the speed-up from 1 to 2 for skynet and sieve, and
 gort's ratio to Go and to Boost.Fiber against the target (gort at or below Go).
+
+The garbage collector workloads (GcWorkload: binarytrees, livechurn) work
+the same way, with Boehm GC in Boost.Fiber's place: gort's
+(build/bench/workloads/gc_NAME), Go's (build/bench/peers/go/NAME) and Boehm
+GC's (build/bench/peers/boehm/NAME, GC_MARKERS), run at MAXPROCS 2 unless
+--maxprocs is given (--gc-peers picks the peers). Their report, gc-KIND.md,
+gives each figure against the best peer and judges gort's medians against
+its targets: binarytrees' time at or below Boehm's and within 1.5x of Go's
+(peak RSS beside them), livechurn's longest stop-the-world pause at most
+1 ms, and its pauses and slowest mutator operation at or below Go's.
 
 Method: every round runs every workload on every peer back to back, the peer
 order rotating from round to round, so that a shared machine's drift hits all
@@ -196,7 +206,51 @@ def builtin_workloads():
         Workload("fragmentation", w("fragmentation"), "free 90% of small objects at random, then allocate large blocks"),
         Workload("churn_then_free", w("rss_after_free"), "4 threads churn ~256 MiB, free it all, RSS 1 s later"),
         MicroWorkload(os.path.join(BUILD, "bench", "micro", "malloc_bench")),
-    ] + sched_workloads()
+    ] + sched_workloads() + gc_workloads()
+
+
+# ---- peer workloads: the scheduler's and the collector's ----------------
+
+def peer_label(peer, procs):
+    return "%s P=%d" % (peer, procs)
+
+
+class PeerWorkload(Workload):
+    """The same work written once per peer (gort's program, Go's, ...), each
+    program run once per MAXPROCS value. Peer labels are "PEER P=N". PEERS is
+    the subclass's peer table: (name, path of a workload's program, the
+    environment variable that sets its number of Ps, hint when not built)."""
+
+    PEERS = []
+    PROCS = [1, 2]  # the default MAXPROCS values
+
+    def __init__(self, name, about, quick_scale=1.0, speedup=None):
+        super().__init__(name, self.PEERS[0][1](name), about)
+        self.quick_scale = quick_scale  # GORT_BENCH_SCALE in --quick mode (a full run: 4)
+        self.speedup = speedup          # the time metric whose 1 -> N speed-up the report gives
+        self.peer_names = [n for n, _, _, _ in self.PEERS]
+        self.procs = list(self.PROCS)
+        self.missing = []               # (peer, path, hint) of programs that were not built
+
+    def configure(self, peer_names, procs):
+        self.peer_names, self.procs = peer_names, procs
+        self.missing = []
+        for peer, path_of, _, hint in self.PEERS:
+            if peer in peer_names and not os.access(path_of(self.name), os.X_OK):
+                self.missing.append((peer, path_of(self.name), hint))
+
+    def peers(self, allocators):
+        out = []
+        gone = {m[0] for m in self.missing}
+        for procs in self.procs:
+            for peer, path_of, var, _ in self.PEERS:
+                if peer in self.peer_names and peer not in gone:
+                    out.append((peer_label(peer, procs), [path_of(self.name)], {var: str(procs)}))
+        return out
+
+    def run(self, cmd, env, scale):
+        # scale is 1 in --quick mode, 4 in a full run; quick_scale trims --quick only.
+        return super().run(cmd, env, self.quick_scale * scale if scale <= 1 else scale)
 
 
 # ---- scheduler workloads -------------------------------------------------
@@ -214,41 +268,11 @@ SCHED_PEERS = [
 SCHED_PEER_NAMES = [n for n, _, _, _ in SCHED_PEERS]
 
 
-def sched_label(peer, procs):
-    return "%s P=%d" % (peer, procs)
-
-
-class SchedWorkload(Workload):
+class SchedWorkload(PeerWorkload):
     """A scheduler workload: the same work as a gort, a Go and a Boost.Fiber
-    program, each run once per MAXPROCS value. Peer labels are "PEER P=N"."""
+    program, each run once per MAXPROCS value (default 1 and 2)."""
 
-    def __init__(self, name, about, quick_scale=1.0, speedup=None):
-        super().__init__(name, SCHED_PEERS[0][1](name), about)
-        self.quick_scale = quick_scale  # GORT_BENCH_SCALE in --quick mode (a full run: 4)
-        self.speedup = speedup          # the time metric whose 1 -> N speed-up the report gives
-        self.peer_names = SCHED_PEER_NAMES
-        self.procs = [1, 2]
-        self.missing = []               # (peer, path, hint) of programs that were not built
-
-    def configure(self, peer_names, procs):
-        self.peer_names, self.procs = peer_names, procs
-        self.missing = []
-        for peer, path_of, _, hint in SCHED_PEERS:
-            if peer in peer_names and not os.access(path_of(self.name), os.X_OK):
-                self.missing.append((peer, path_of(self.name), hint))
-
-    def peers(self, allocators):
-        out = []
-        gone = {m[0] for m in self.missing}
-        for procs in self.procs:
-            for peer, path_of, var, _ in SCHED_PEERS:
-                if peer in self.peer_names and peer not in gone:
-                    out.append((sched_label(peer, procs), [path_of(self.name)], {var: str(procs)}))
-        return out
-
-    def run(self, cmd, env, scale):
-        # scale is 1 in --quick mode, 4 in a full run; quick_scale trims --quick only.
-        return super().run(cmd, env, self.quick_scale * scale if scale <= 1 else scale)
+    PEERS = SCHED_PEERS
 
 
 def sched_workloads():
@@ -265,6 +289,65 @@ def sched_workloads():
                       "its leaves over unbuffered channels", speedup="time"),
         SchedWorkload("sieve", "concurrent prime sieve, a chain of filter tasks joined by unbuffered "
                       "channels: the first 1000 x scale primes", speedup="time"),
+    ]
+
+
+# ---- collector workloads -------------------------------------------------
+
+# The collector peers, as SCHED_PEERS: Boehm GC's number of Ps is its number
+# of parallel mark threads.
+GC_PEERS = [
+    ("gort", lambda w: os.path.join(BUILD, "bench", "workloads", "gc_" + w), "GORT_MAXPROCS",
+     "`make gc-benches` builds it"),
+    ("go", lambda w: os.path.join(BUILD, "bench", "peers", "go", w), "GOMAXPROCS",
+     "`make gc-benches` builds it; it needs `go`: `make deps` installs golang-go"),
+    ("boehm", lambda w: os.path.join(BUILD, "bench", "peers", "boehm", w), "GC_MARKERS",
+     "`make gc-benches` builds it; it needs Boehm GC: `make deps` installs libgc-dev"),
+]
+GC_PEER_NAMES = [n for n, _, _, _ in GC_PEERS]
+
+
+class Target:
+    """A goal for gort's median of one metric, judged in the GC report: with
+    vs=None, at most `limit` (in `unit`); else gort's cost relative to peer
+    vs at most `limit` (1: at or below it). limit=None: reported, not judged."""
+
+    def __init__(self, metric, vs=None, limit=None, unit=""):
+        self.metric, self.vs, self.limit, self.unit = metric, vs, limit, unit
+
+    def text(self):
+        if self.vs is None:
+            return "%s at most %s %s" % (self.metric, fmt_num(self.limit), self.unit)
+        if self.limit is None:
+            return "%s vs %s's" % (self.metric, self.vs)
+        if self.limit == 1:
+            return "%s at or below %s's" % (self.metric, self.vs)
+        return "%s within %gx of %s's" % (self.metric, self.limit, self.vs)
+
+
+class GcWorkload(PeerWorkload):
+    """A collector workload: the same work as a gort, a Go and a Boehm GC
+    program, each run once per MAXPROCS value (default 2 only); targets are
+    the Targets the report judges it by."""
+
+    PEERS = GC_PEERS
+    PROCS = [2]
+
+    def __init__(self, name, about, targets=()):
+        super().__init__(name, about)
+        self.targets = list(targets)
+
+
+def gc_workloads():
+    return [
+        GcWorkload("binarytrees", "binary-trees (the Benchmarks Game, single-threaded): depth 21 in a "
+                   "full run, 17 in --quick; allocation-bound GC throughput and peak RSS",
+                   [Target("time_ms", "boehm", 1.0), Target("time_ms", "go", 1.5),
+                    Target("peak_rss_wait4", "boehm"), Target("peak_rss_wait4", "go")]),
+        GcWorkload("livechurn", "a live set of 1 KiB objects (200 MiB in a full run, 50 MiB in --quick) "
+                   "under churn: stop-the-world pauses and the worst latency a mutator operation sees",
+                   [Target("pause_max_us", None, 1000.0, "us"), Target("pause_max_us", "go", 1.0),
+                    Target("pause_p99_us", "go", 1.0), Target("op_max_us", "go", 1.0)]),
     ]
 
 
@@ -436,7 +519,7 @@ def chart_lines(path, title, sname, per, names):
     return path
 
 
-# ---- the scheduler report -----------------------------------------------
+# ---- the scheduler and collector reports --------------------------------
 
 def _out(cmd):
     try:
@@ -445,12 +528,20 @@ def _out(cmd):
         return ""
 
 
+def _gort_rev():
+    return _out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) or "?"
+
+
+def _compiler():
+    gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return "compiler: " + gxx
+
+
 def sched_versions(peers):
     lines = []
     for peer in peers:
         if peer == "gort":
-            rev = _out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-            lines.append("gort %s (this tree): bench/workloads/sched_*.cc, GORT_MAXPROCS" % (rev or "?"))
+            lines.append("gort %s (this tree): bench/workloads/sched_*.cc, GORT_MAXPROCS" % _gort_rev())
         elif peer == "go":
             v = _out(["go", "version"])
             lines.append("go: %s: bench/peers/go, GOMAXPROCS" % (v or "no go command"))
@@ -461,8 +552,25 @@ def sched_versions(peers):
             lines.append("fiber: Boost.Fiber %s (Debian package libboost-fiber-dev): bench/peers/fiber, "
                          "FIBER_THREADS (1: round_robin; N > 1: work_stealing on N threads, idle threads "
                          "%s), 8 KiB fixedsize stacks" % (v or "?", idle))
-    gxx = subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
-    lines.append("compiler: " + gxx)
+    lines.append(_compiler())
+    return lines
+
+
+def gc_versions(peers):
+    lines = []
+    for peer in peers:
+        if peer == "gort":
+            lines.append("gort %s (this tree): bench/workloads/gc_*.cc, GORT_MAXPROCS, GORT_GC=%s"
+                         % (_gort_rev(), os.environ.get("GORT_GC") or "unset (100)"))
+        elif peer == "go":
+            v = _out(["go", "version"])
+            lines.append("go: %s: bench/peers/go, GOMAXPROCS, GOGC=%s"
+                         % (v or "no go command", os.environ.get("GOGC") or "unset (100)"))
+        elif peer == "boehm":
+            v = _out(["dpkg-query", "-W", "-f=${Version}", "libgc-dev"])
+            lines.append("boehm: Boehm GC %s (Debian package libgc-dev): bench/peers/boehm, GC_MARKERS "
+                         "(parallel mark threads), default settings otherwise" % (v or "?"))
+    lines.append(_compiler())
     return lines
 
 
@@ -475,15 +583,15 @@ def fmt_num(v):
     return "%.3g" % v
 
 
-def sched_rows(w, samples, peers):
-    """Rows of one scheduler workload: (figure, P, unit, better, {peer: [values]},
+def peer_rows(w, samples, peers):
+    """Rows of one peer workload: (figure, P, unit, better, {peer: [values]},
     {peer: median}), one per figure and MAXPROCS, then the speed-ups."""
     rows = []
     per_metric = samples.get(w.name, {})
     procs = sorted(w.procs)
     for metric, (unit, better, per) in per_metric.items():
         for p in procs:
-            vals = {peer: per[sched_label(peer, p)] for peer in peers if per.get(sched_label(peer, p))}
+            vals = {peer: per[peer_label(peer, p)] for peer in peers if per.get(peer_label(peer, p))}
             if vals:
                 rows.append((metric, str(p), unit, better, vals,
                              {peer: statistics.median(v) for peer, v in vals.items()}))
@@ -492,7 +600,7 @@ def sched_rows(w, samples, peers):
         for p in procs[1:]:
             med = {}
             for peer in peers:
-                a, b = per.get(sched_label(peer, procs[0])), per.get(sched_label(peer, p))
+                a, b = per.get(peer_label(peer, procs[0])), per.get(peer_label(peer, p))
                 if a and b and statistics.median(b) > 0:
                     med[peer] = statistics.median(a) / statistics.median(b)
             if med:
@@ -507,23 +615,27 @@ def cost_ratio(a, b, better):
     return b / a if a else float("inf")
 
 
-def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, failures):
-    os.makedirs(out_dir, exist_ok=True)
-    charts = os.path.join(out_dir, "charts-%s" % kind)
-    os.makedirs(charts, exist_ok=True)
+def peer_report_head(title, args, runs, workloads, maxprocs_is, version_lines):
+    """The top of a peer report: date, machine, method, command, versions."""
     procs = sorted({p for w in workloads for p in w.procs})
-    L = ["# Scheduler benchmarks (%s): gort vs Go vs Boost.Fiber" % kind, "",
+    speedups = any(w.speedup for w in workloads)
+    L = [title, "",
          "- date: %s" % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
          "- machine: %s" % machine(),
          "- method: %d rounds; in each round every workload runs every peer at every MAXPROCS (%s) "
-         "back to back, the order rotating each round. MAXPROCS is GORT_MAXPROCS for gort, "
-         "GOMAXPROCS for Go and FIBER_THREADS for Boost.Fiber. Cells: median (min-max) and the ratio "
-         "to the best median at the same MAXPROCS (x1.00 = best). Speed-ups are the ratio of the "
-         "medians. `wall` and `peak_rss_wait4` are measured by the harness (wait4), the rest are the "
-         "programs' own figures, each program checks its own result."
-         % (runs, ", ".join(str(p) for p in procs)),
+         "back to back, the order rotating each round. MAXPROCS is %s. Cells: median (min-max) and "
+         "the ratio to the best median at the same MAXPROCS (x1.00 = best).%s `wall` and "
+         "`peak_rss_wait4` are measured by the harness (wait4), the rest are the programs' own "
+         "figures, each program checks its own result."
+         % (runs, ", ".join(str(p) for p in procs), maxprocs_is,
+            " Speed-ups are the ratio of the medians." if speedups else ""),
          "- command: `gort bench %s`" % " ".join(args), "", "Versions:", ""]
-    L += ["- " + v for v in sched_versions(peers)] + [""]
+    return L + ["- " + v for v in version_lines] + [""]
+
+
+def peer_report_problems(workloads, failures):
+    """The peers that were not built and the runs that failed."""
+    L = []
     missing = {}  # peer -> ([workloads], hint, a path)
     for w in workloads:
         for peer, path, hint in w.missing:
@@ -535,19 +647,21 @@ def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, fai
     if failures:
         L += ["## Failures", "", "These runs failed (a failed self-check is not a number):", ""]
         L += ["- **FAILED** %s on %s, round %d: %s" % f for f in failures] + [""]
+    return L
+
+
+def peer_summary(workloads, samples, peers, target):
+    """The summary table: each figure's medians and gort's cost relative to
+    every other peer; with target, each row judged against Go (gort at or
+    below it). Returns (lines, rows per workload, rows met, rows judged)."""
     others = [p for p in peers if p != "gort"]
     with_gort = "gort" in peers
     ratio_cols = ["gort / %s" % p for p in others] if with_gort else []
-    target = with_gort and "go" in peers
-    L += ["## Summary", ""]
-    if with_gort:
-        L += ["`gort / X`: gort's cost relative to X (its value over X's, inverted for speed-ups): "
-              "below 1.00 gort is better. Target: gort at or below Go in every row.", ""]
     head = ["workload: figure", "P", "unit"] + peers + ratio_cols + (["target"] if target else [])
-    L += ["| " + " | ".join(head) + " |", "|---|---|---|" + "---|" * (len(head) - 3)]
+    L = ["| " + " | ".join(head) + " |", "|---|---|---|" + "---|" * (len(head) - 3)]
     per_workload, met, total = {}, 0, 0
     for w in workloads:
-        rows = sched_rows(w, samples, peers)
+        rows = peer_rows(w, samples, peers)
         per_workload[w.name] = rows
         gone = {m[0] for m in w.missing}
         absent = lambda peer: "missing" if peer in gone else "FAILED"
@@ -568,9 +682,13 @@ def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, fai
                     cells.append("-")
             L.append("| %s: %s | %s | %s | %s |" % (w.name, metric, p, unit, " | ".join(cells)))
     L.append("")
-    if target:
-        L += ["Target (gort at or below Go): met in %d of %d rows." % (met, total) if total else
-              "Target (gort at or below Go): no row has figures from both gort and Go.", ""]
+    return L, per_workload, met, total
+
+
+def peer_sections(out_dir, charts, prefix, subsystem, workloads, per_workload, peers):
+    """One section per workload: every figure with its spread and ratio to
+    the best, and a chart of the ratios (charts/PREFIX-NAME.png)."""
+    L = []
     for w in workloads:
         rows = per_workload[w.name]
         L += ["## %s" % w.name, "", w.about, ""]
@@ -597,15 +715,127 @@ def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, fai
                 metric, p, unit, "lower" if better == "low" else "higher", " | ".join(cells)))
             chart_rows.append(("%s P=%s" % (metric, p), unit, better, cells, ratios))
         L.append("")
-        png = chart_bars(os.path.join(charts, "sched-%s.png" % w.name), "scheduler: " + w.name,
-                         chart_rows, peers, "ratio to the best at the same MAXPROCS "
+        png = chart_bars(os.path.join(charts, "%s-%s.png" % (prefix, w.name)),
+                         "%s: %s" % (subsystem, w.name), chart_rows, peers, "ratio to the best at the same MAXPROCS "
                          "(1 = best; lower is better; log scale)")
         if png:
             L += ["![%s](%s)" % (w.name, os.path.relpath(png, out_dir)), ""]
-    path = os.path.join(out_dir, "sched-%s.md" % kind)
+    return L
+
+
+def write_peer_report(out_dir, kind, prefix, L):
+    path = os.path.join(out_dir, "%s-%s.md" % (prefix, kind))
     with open(path, "w") as f:
         f.write("\n".join(L))
     return path, "\n".join(L)
+
+
+def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, failures):
+    os.makedirs(out_dir, exist_ok=True)
+    charts = os.path.join(out_dir, "charts-%s" % kind)
+    os.makedirs(charts, exist_ok=True)
+    L = peer_report_head("# Scheduler benchmarks (%s): gort vs Go vs Boost.Fiber" % kind, args, runs,
+                         workloads, "GORT_MAXPROCS for gort, GOMAXPROCS for Go and FIBER_THREADS for "
+                         "Boost.Fiber", sched_versions(peers))
+    L += peer_report_problems(workloads, failures)
+    target = "gort" in peers and "go" in peers
+    L += ["## Summary", ""]
+    if "gort" in peers:
+        L += ["`gort / X`: gort's cost relative to X (its value over X's, inverted for speed-ups): "
+              "below 1.00 gort is better. Target: gort at or below Go in every row.", ""]
+    table, per_workload, met, total = peer_summary(workloads, samples, peers, target)
+    L += table
+    if target:
+        L += ["Target (gort at or below Go): met in %d of %d rows." % (met, total) if total else
+              "Target (gort at or below Go): no row has figures from both gort and Go.", ""]
+    L += peer_sections(out_dir, charts, "sched", "scheduler", workloads, per_workload, peers)
+    return write_peer_report(out_dir, kind, "sched", L)
+
+
+def gc_targets(workloads, samples):
+    """The Targets section: every target of every workload at each MAXPROCS,
+    judged from the medians."""
+    L = ["| workload | target | P | gort | peer | gort / peer | result |", "|---|---|---|---|---|---|---|"]
+    met = judged = unjudged = 0
+    reported = set()
+    for w in workloads:
+        per_metric = samples.get(w.name, {})
+        ran = per_metric.get("wall", ("", "", {}))[2]  # labels with a successful run
+        gone = {m[0] for m in w.missing}
+
+        def absent(peer, p):
+            if peer in gone:
+                return "missing"
+            if peer not in w.peer_names:
+                return "not run"
+            return "no figure" if ran.get(peer_label(peer, p)) else "FAILED"
+
+        for t in w.targets:
+            unit, better, per = per_metric.get(t.metric, (t.unit, "low", {}))
+            for p in sorted(w.procs):
+                med = {peer: statistics.median(per[peer_label(peer, p)])
+                       for peer in ("gort", t.vs) if peer and per.get(peer_label(peer, p))}
+                g = med.get("gort")
+                gort_cell = "%s %s" % (fmt_num(g), unit) if g is not None else absent("gort", p)
+                if t.vs is None:
+                    peer_cell = ratio_cell = "-"
+                    ok = None if g is None else cost_ratio(g, t.limit, better) <= 1.0
+                else:
+                    o = med.get(t.vs)
+                    peer_cell = "%s: %s" % (t.vs, "%s %s" % (fmt_num(o), unit) if o is not None
+                                            else absent(t.vs, p))
+                    r = cost_ratio(g, o, better) if g is not None and o is not None else None
+                    ratio_cell = "%.2f" % r if r is not None else "-"
+                    ok = None if r is None or t.limit is None else r <= t.limit
+                if t.limit is None:
+                    result = "reported" if ratio_cell != "-" else "-"
+                    reported.add(t.metric)
+                elif ok is None:
+                    result = "-"
+                    unjudged += 1
+                else:
+                    met += ok
+                    judged += 1
+                    result = "met" if ok else "**missed**"
+                L.append("| %s | %s | %s | %s | %s | %s | %s |"
+                         % (w.name, t.text(), p, gort_cell, peer_cell, ratio_cell, result))
+    L.append("")
+    why = "a program missing, failed, not run or without that figure"
+    if not judged:
+        tally = "No target could be judged (%s)." % why
+    else:
+        tally = "Targets met: %d of %d." % (met, judged)
+        if unjudged:
+            tally += " %d more could not be judged (%s)." % (unjudged, why)
+    L += [tally, ""]
+    if reported:
+        note = "Rows marked `reported` have no target."
+        if "peak_rss_wait4" in reported:
+            note += (" `peak_rss_wait4` is the harness's wait4 figure; it has a floor of about 15 MiB "
+                     "(Linux carries the forked python harness's RSS into each child's max-RSS figure).")
+        L += [note, ""]
+    return L
+
+
+def write_gc_report(out_dir, kind, args, runs, peers, workloads, samples, failures):
+    os.makedirs(out_dir, exist_ok=True)
+    charts = os.path.join(out_dir, "charts-%s" % kind)
+    os.makedirs(charts, exist_ok=True)
+    L = peer_report_head("# Garbage collector benchmarks (%s): gort vs Go vs Boehm GC" % kind, args, runs,
+                         workloads, "GORT_MAXPROCS for gort, GOMAXPROCS for Go and GC_MARKERS (its "
+                         "parallel mark threads) for Boehm GC", gc_versions(peers))
+    L += peer_report_problems(workloads, failures)
+    L += ["## Summary", ""]
+    if "gort" in peers:
+        L += ["`gort / X`: gort's cost relative to X (its value over X's): below 1.00 gort is better. "
+              "The goals are judged under [Targets](#targets).", ""]
+    table, per_workload, _, _ = peer_summary(workloads, samples, peers, False)
+    L += table
+    L += ["## Targets", "", "gort's medians against the goals; `gort / peer` is gort's cost relative "
+          "to that peer (below 1.00 gort is better).", ""]
+    L += gc_targets(workloads, samples)
+    L += peer_sections(out_dir, charts, "gc", "garbage collector", workloads, per_workload, peers)
+    return write_peer_report(out_dir, kind, "gc", L)
 
 
 # ---- main ----------------------------------------------------------------
@@ -613,8 +843,9 @@ def write_sched_report(out_dir, kind, args, runs, peers, workloads, samples, fai
 def parse_args(argv):
     ap = argparse.ArgumentParser(
         prog="gort bench",
-        description="Compare allocators side by side, and gort's scheduler with Go and Boost.Fiber.",
-        epilog="--workloads also takes the groups alloc and sched.")
+        description="Compare allocators side by side, gort's scheduler with Go and Boost.Fiber, "
+                    "and gort's garbage collector with Go and Boehm GC.",
+        epilog="--workloads also takes the groups alloc, sched and gc.")
     ap.add_argument("--quick", action="store_true", help="3 rounds at scale 1 (default: 5 rounds at scale 4)")
     ap.add_argument("--runs", help="rounds (a positive integer)")
     ap.add_argument("--workloads", help="comma-separated workload names (default: all)")
@@ -625,24 +856,33 @@ def parse_args(argv):
                     help="add a workload program that follows the output protocol (repeatable)")
     ap.add_argument("--sched-peers", metavar="a,b",
                     help="scheduler peers to run (default: %s)" % ",".join(SCHED_PEER_NAMES))
-    ap.add_argument("--maxprocs", default="1,2", metavar="1,2",
-                    help="MAXPROCS values the scheduler workloads run with (default: 1,2)")
+    ap.add_argument("--gc-peers", metavar="a,b",
+                    help="garbage collector peers to run (default: %s)" % ",".join(GC_PEER_NAMES))
+    ap.add_argument("--maxprocs", metavar="1,2",
+                    help="MAXPROCS values the scheduler and GC workloads run with "
+                    "(default: 1,2 for the scheduler workloads, 2 for the GC ones)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="report directory")
     a = ap.parse_args(argv)
     if a.runs is not None and not re.fullmatch(r"[1-9][0-9]{0,3}", a.runs):
         die("--runs wants a positive integer, got %r" % a.runs)
-    if not re.fullmatch(r"[1-9][0-9]{0,2}(,[1-9][0-9]{0,2})*", a.maxprocs):
-        die("--maxprocs wants positive integers separated by commas, got %r" % a.maxprocs)
-    a.maxprocs = sorted(set(int(p) for p in a.maxprocs.split(",")))
-    if a.sched_peers is None:
-        a.sched_peers = list(SCHED_PEER_NAMES)
-    else:
-        want = a.sched_peers.split(",")
-        for n in want:
-            if n not in SCHED_PEER_NAMES:
-                die("unknown scheduler peer %r (known: %s)" % (n, ", ".join(SCHED_PEER_NAMES)))
-        a.sched_peers = [n for n in SCHED_PEER_NAMES if n in want]
+    if a.maxprocs is not None:
+        if not re.fullmatch(r"[1-9][0-9]{0,2}(,[1-9][0-9]{0,2})*", a.maxprocs):
+            die("--maxprocs wants positive integers separated by commas, got %r" % a.maxprocs)
+        a.maxprocs = sorted(set(int(p) for p in a.maxprocs.split(",")))
+    a.sched_peers = pick_peers(a.sched_peers, SCHED_PEER_NAMES, "scheduler")
+    a.gc_peers = pick_peers(a.gc_peers, GC_PEER_NAMES, "GC")
     return a
+
+
+def pick_peers(spec, known, what):
+    """The peers named in spec (a,b; None: all), in the order of known."""
+    if spec is None:
+        return list(known)
+    want = spec.split(",")
+    for n in want:
+        if n not in known:
+            die("unknown %s peer %r (known: %s)" % (what, n, ", ".join(known)))
+    return [n for n in known if n in want]
 
 
 def main(argv):
@@ -684,19 +924,19 @@ def main(argv):
             die("--add-workload %s: not an executable: %s" % (name, path))
         workloads.append(Workload(name, os.path.abspath(path), "user workload %s" % path))
     if a.workloads:
-        is_sched = lambda w: isinstance(w, SchedWorkload)
-        groups = {"alloc": [w.name for w in workloads if not is_sched(w)],
-                  "sched": [w.name for w in workloads if is_sched(w)]}
+        groups = {"alloc": [w.name for w in workloads if not isinstance(w, PeerWorkload)],
+                  "sched": [w.name for w in workloads if isinstance(w, SchedWorkload)],
+                  "gc": [w.name for w in workloads if isinstance(w, GcWorkload)]}
         want = [m for n in a.workloads.split(",") for m in groups.get(n, [n])]
         known = [w.name for w in workloads]
         for n in want:
             if n not in known:
-                die("unknown workload %r (known: %s; groups: alloc, sched)" % (n, ", ".join(known)))
+                die("unknown workload %r (known: %s; groups: alloc, sched, gc)" % (n, ", ".join(known)))
         workloads = [w for w in workloads if w.name in want]
     for w in workloads:
-        if isinstance(w, SchedWorkload):
+        if isinstance(w, PeerWorkload):
             # A peer that was not built is reported missing, not run.
-            w.configure(a.sched_peers, a.maxprocs)
+            w.configure(a.gc_peers if isinstance(w, GcWorkload) else a.sched_peers, a.maxprocs or w.PROCS)
             for peer, path, hint in w.missing:
                 print("gort bench: %s: %s peer missing: %s not found (%s)" % (w.name, peer, path, hint),
                       file=sys.stderr)
@@ -734,21 +974,25 @@ def main(argv):
                 series.setdefault(wname, {}).setdefault(sname, {})[peer] = runs_pts[len(runs_pts) // 2][1]
 
     kind = "quick" if a.quick else "full"
-    alloc_wl = [w for w in workloads if not isinstance(w, SchedWorkload)]
+    alloc_wl = [w for w in workloads if not isinstance(w, PeerWorkload)]
     sched_wl = [w for w in workloads if isinstance(w, SchedWorkload)]
-    sched_names = {w.name for w in sched_wl}
-    if alloc_wl:
-        path, text = write_report(a.out, kind, argv, runs, names, allocators, alloc_wl, samples, series,
-                                  [f for f in failures if f[0] not in sched_names])
-        print(text)
-        print("gort bench: wrote %s" % path, file=sys.stderr)
-    if sched_wl:
-        path, text = write_sched_report(a.out, kind, argv, runs, a.sched_peers, sched_wl, samples,
-                                        [f for f in failures if f[0] in sched_names])
-        if alloc_wl:
+    gc_wl = [w for w in workloads if isinstance(w, GcWorkload)]
+    printed = False
+    for wl, write in ((alloc_wl, lambda f: write_report(a.out, kind, argv, runs, names, allocators,
+                                                         alloc_wl, samples, series, f)),
+                      (sched_wl, lambda f: write_sched_report(a.out, kind, argv, runs, a.sched_peers,
+                                                               sched_wl, samples, f)),
+                      (gc_wl, lambda f: write_gc_report(a.out, kind, argv, runs, a.gc_peers,
+                                                         gc_wl, samples, f))):
+        if not wl:
+            continue
+        group = {w.name for w in wl}
+        path, text = write([f for f in failures if f[0] in group])
+        if printed:
             print()
         print(text)
         print("gort bench: wrote %s" % path, file=sys.stderr)
+        printed = True
     return 1 if failures else 0
 
 

@@ -283,6 +283,7 @@ GORT_EXPORT void gort_gc_stats(gort_gc_stats_t* out) {
     out->pause_last_ns[0] = g_st.pause_last[0];
     out->pause_last_ns[1] = g_st.pause_last[1];
     out->mark_ns = g_st.mark_ns;
+    out->npauses = g_st.npauses;
   }
   int64_t h = g_heap_alloc.load(std::memory_order_relaxed);
   out->heap_alloc = h > 0 ? static_cast<uint64_t>(h) : 0;

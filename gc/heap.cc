@@ -11,13 +11,18 @@
 #include "gc/roots.h"
 #include "gc/sweep.h"
 
+#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+
+extern "C" {
+__attribute__((visibility("default"))) uint32_t gort_gc_marking = 0;
+}
+
 namespace gort::gc {
 
 using alloc::kMaxSmallSize;
 using alloc::kPageSize;
 using alloc::spanState;
 
-std::atomic<uint32_t> g_marking{0};
 std::atomic<uint32_t> g_sweepgen{2};
 __thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
 
@@ -98,19 +103,23 @@ uint32_t next_free(mspan* s) {
 // window at freeindex 0 (allocCache 0 and freeindex 0 make next_free load
 // word 0).
 
+// A cache's span counts as allocated whole while the cache holds it (Go's
+// heapLive does the same): the fast path touches no shared counter.
 void install(gcCache* c, uint32_t sc, mspan* s) {
   s->incache = true;
   c->alloc[sc] = s;
-  g_heap_alloc.fetch_add(int64_t{s->nelems - s->alloc_count} * s->elemsize,
-                         std::memory_order_relaxed);
+  int64_t free_bytes = int64_t{s->nelems - s->alloc_count} * s->elemsize;
+  g_heap_alloc.fetch_add(free_bytes, std::memory_order_relaxed);
+  g_total_alloc.fetch_add(static_cast<uint64_t>(free_bytes), std::memory_order_relaxed);
 }
 
 void uninstall(gcCache* c, uint32_t sc) {
   mspan* s = c->alloc[sc];
   c->alloc[sc] = nullptr;
   s->incache = false;
-  g_heap_alloc.fetch_sub(int64_t{s->nelems - s->alloc_count} * s->elemsize,
-                         std::memory_order_relaxed);
+  int64_t unused = int64_t{s->nelems - s->alloc_count} * s->elemsize;
+  g_heap_alloc.fetch_sub(unused, std::memory_order_relaxed);
+  g_total_alloc.fetch_sub(static_cast<uint64_t>(unused), std::memory_order_relaxed);
   gcCentral& cen = g_central[sc];
   alloc::lock_guard g(cen.lock);
   if (s->alloc_count == s->nelems)
@@ -185,13 +194,23 @@ void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
   }
 }
 
-// Busy region on return (when the result is not null).
+// Busy region on return (when the result is not null). The fast path is
+// Go's nextFreeFast: one ctz in the span's allocCache.
 inline void* alloc_small(gcCache* c, uint32_t cls, gcKind kind) {
   uint32_t sc = gc_span_class(cls, kind);
   busy_enter();
   mspan* s = c->alloc[sc];
   if (__builtin_expect(s != nullptr, 1)) {
-    uint32_t idx = next_free(s);
+    uint64_t cache = s->allocCache;
+    uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(cache | (uint64_t{1} << 63)));
+    uint32_t idx = s->freeindex + bit;
+    if (__builtin_expect(cache != 0 && idx < s->nelems, 1)) {
+      s->allocCache = (cache >> bit) >> 1;
+      __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
+      s->alloc_count++;
+    } else {
+      idx = next_free(s);
+    }
     if (__builtin_expect(idx < s->nelems, 1)) {
       if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
         mark_new(s, idx);
@@ -253,53 +272,66 @@ void* alloc_large(size_t size, gcKind kind) {
     g_large.full.push_front(s);
   }
   g_heap_alloc.fetch_add(static_cast<int64_t>(object_size(s)), std::memory_order_relaxed);
+  g_total_alloc.fetch_add(object_size(s), std::memory_order_relaxed);
   return reinterpret_cast<void*>(s->base);  // still busy
+}
+
+// No cache for the fast path: the thread's first GC allocation (start the
+// collector, register the thread) or its current mcache changed (a new P).
+__attribute__((noinline)) gcCache* cache_slow() {
+  if (!tl_gc.ready) {
+    alloc::ensure_init();
+    ensure_started();
+    if (!tl_gc.rec && !register_current_thread(false)) return nullptr;
+    tl_gc.ready = 1;
+  }
+  gcCache* c = my_cache();
+  alloc::tl_thread.gccache = c;
+  return c;
+}
+
+inline gcCache* cache() {
+  void* c = alloc::tl_thread.gccache;
+  if (__builtin_expect(c != nullptr, 1)) return static_cast<gcCache*>(c);
+  return cache_slow();
+}
+
+// Zeroes a small object (16-byte multiples); most are a few words.
+inline void zero_small(void* p, size_t n) {
+  if (n <= 128) {
+    for (char *q = static_cast<char*>(p), *e = q + n; q < e; q += 16) {
+      reinterpret_cast<uint64_t*>(q)[0] = 0;
+      reinterpret_cast<uint64_t*>(q)[1] = 0;
+    }
+  } else {
+    memset(p, 0, n);
+  }
 }
 
 }  // namespace
 
 void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
-  alloc::ensure_init();
-  ensure_started();
-  if (!tl_gc.rec && !register_current_thread(false)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  gcCache* c = my_cache();
-  if (!c) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  gcCache* c = cache();
+  if (!c) return errno = ENOMEM, nullptr;
   size_t full = size;
-  if (kind == gcKind::typed && __builtin_add_overflow(size, kTypedHeader, &full)) {
-    errno = ENOMEM;
-    return nullptr;
-  }
+  if (kind == gcKind::typed && __builtin_add_overflow(size, kTypedHeader, &full)) return errno = ENOMEM, nullptr;
   // Scanned objects are at least 16 bytes: the 8-byte class would make
   // them 8-byte aligned (only noscan objects use the tiny tier below 16).
   if (full < kTinySize && kind != gcKind::noscan) full = kTinySize;
   if (kind == gcKind::typed && full == kTypedHeader) full++;  // the object must follow its header
-  if (full == 0) full = 1;
   void* p;
-  size_t zero;
-  if (kind == gcKind::noscan && full < kTinySize) {
-    p = alloc_tiny(c, full);
-    zero = 0;  // tiny blocks are zeroed whole when made
-  } else if (full <= kMaxSmallSize) {
+  if (full <= kMaxSmallSize && (full >= kTinySize || kind != gcKind::noscan)) {
     uint32_t cls = alloc::size_to_class(full);
     p = alloc_small(c, cls, kind);
-    zero = alloc::class_to_size[cls];
+    if (__builtin_expect(p == nullptr, 0)) return errno = ENOMEM, nullptr;
+    // Still in the busy region: a stop never sees the object half made.
+    zero_small(p, alloc::class_to_size[cls]);
+  } else if (full <= kMaxSmallSize) {
+    p = alloc_tiny(c, full == 0 ? 1 : full);  // zeroed whole when its block was made
   } else {
-    p = alloc_large(full, kind);
-    zero = 0;  // zeroed by alloc_large
+    p = alloc_large(full, kind);  // zeroed
   }
-  if (!p) {
-    errno = ENOMEM;
-    return nullptr;
-  }
-  // Still in the busy region: the object is not visible to the collector
-  // as garbage-filled or headerless at a stop.
-  if (zero) memset(p, 0, zero);
+  if (__builtin_expect(p == nullptr, 0)) return errno = ENOMEM, nullptr;
   if (kind == gcKind::typed) {
     uintptr_t* h = static_cast<uintptr_t*>(p);
     h[0] = reinterpret_cast<uintptr_t>(type);
@@ -307,7 +339,6 @@ void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
     p = static_cast<char*>(p) + kTypedHeader;
   }
   busy_exit();
-  g_total_alloc.fetch_add(full, std::memory_order_relaxed);
   return p;
 }
 
@@ -367,15 +398,50 @@ mspan* find_object(uintptr_t p, uint32_t* idx) {
 
 using namespace gort::gc;
 
-#define GORT_EXPORT extern "C" __attribute__((visibility("default")))
+namespace gort::gc {
+namespace {
+// The fast path of untyped objects of 16 B to 32 KiB: a leaf function (no
+// call but tail calls, so no register saves); everything else, and any
+// miss here, goes to alloc_object.
+inline void* alloc_untyped(size_t size, gcKind kind) {
+  auto* c = static_cast<gcCache*>(alloc::tl_thread.gccache);
+  if (__builtin_expect(c != nullptr && size - kTinySize <= kMaxSmallSize - kTinySize, 1)) {
+    uint32_t cls = alloc::size_to_class(size);
+    busy_enter();
+    mspan* s = c->alloc[gc_span_class(cls, kind)];
+    if (__builtin_expect(s != nullptr, 1)) {
+      uint64_t cache = s->allocCache;
+      uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(cache | (uint64_t{1} << 63)));
+      uint32_t idx = s->freeindex + bit;
+      if (__builtin_expect(cache != 0 && idx < s->nelems, 1)) {
+        s->allocCache = (cache >> bit) >> 1;
+        __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
+        s->alloc_count++;
+        uint32_t n = s->elemsize;
+        void* p = reinterpret_cast<void*>(s->base + uintptr_t{idx} * n);
+        if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
+          __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+          c->marked_bytes += n;
+        }
+        zero_small(p, n);
+        return busy_exit_ret(p);
+      }
+    }
+    busy_exit_quiet();
+  }
+  return alloc_object(size, kind, nullptr);
+}
+}  // namespace
+}  // namespace gort::gc
 
 GORT_EXPORT void* gort_gc_alloc(size_t size, const gort_gc_type* type) {
-  if (type && !type->trace && !type->ptrmap) return alloc_object(size, gcKind::noscan, nullptr);
-  return alloc_object(size, type ? gcKind::typed : gcKind::conservative, type);
+  if (!type) return alloc_untyped(size < kTinySize ? kTinySize : size, gcKind::conservative);
+  if (!type->trace && !type->ptrmap) return alloc_object(size, gcKind::noscan, nullptr);
+  return alloc_object(size, gcKind::typed, type);
 }
 
 GORT_EXPORT void* gort_gc_alloc_noscan(size_t size) {
-  return alloc_object(size, gcKind::noscan, nullptr);
+  return alloc_untyped(size, gcKind::noscan);
 }
 
 GORT_EXPORT void* gort_gc_base(const void* p) {

@@ -67,8 +67,13 @@ inline uint32_t gc_span_class(uint32_t cls, gcKind k) {
 // ---- the collector's phase (written only while the world is stopped) ----
 
 // 1 from sweep termination to mark termination: barriers shade, new objects
-// are allocated black.
-extern std::atomic<uint32_t> g_marking;
+// are allocated black. The word is gort_gc_marking, exported for the inline
+// barrier of gort/gc.h; g_marking gives it the std::atomic interface.
+struct markingFlag {
+  uint32_t load(std::memory_order) const { return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE); }
+  void store(uint32_t v, std::memory_order) { __atomic_store_n(&gort_gc_marking, v, __ATOMIC_RELEASE); }
+};
+inline markingFlag g_marking;
 // +2 at every mark termination; a span with sweepgen == g_sweepgen is swept.
 extern std::atomic<uint32_t> g_sweepgen;
 
@@ -77,6 +82,7 @@ extern std::atomic<uint32_t> g_sweepgen;
 struct gcThread;  // gc/roots.h
 struct tlsGC {
   gcThread* rec;     // this thread's registration, or null
+  uint32_t ready;    // registered, and the collector started: the fast path may run
   uint32_t busy;     // > 0: inside a GC operation; stop requests wait
   uint32_t pending;  // a stop request arrived while busy (gc/roots.cc)
 };
@@ -96,6 +102,24 @@ inline void busy_exit() {
     if (__builtin_expect(tl_gc.pending != 0, 0)) stop_deferred();
   }
 }
+// busy_exit for a fast path's last statement: the deferred stop (rare) is a
+// tail call, so the fast path keeps no register live across a call.
+void* stop_deferred_ret(void* p);
+inline void* busy_exit_ret(void* p) {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (--tl_gc.busy == 0) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    if (__builtin_expect(tl_gc.pending != 0, 0)) return stop_deferred_ret(p);
+  }
+  return p;
+}
+// Leaves a busy region on the way to a slow path, which enters and leaves
+// one again and honours a pending stop then.
+inline void busy_exit_quiet() {
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  tl_gc.busy--;
+}
+
 // A collector lock taken by a program thread: inside a busy region.
 class busy_lock {
  public:

@@ -197,10 +197,7 @@ GORT_EXPORT void gort_gc_trace(gort_gc_tracer* t, const void* p) {
   shade(reinterpret_cast<uintptr_t>(p), *t->w);
 }
 
-GORT_EXPORT void gort_gc_write(void** slot, void* value) {
-  // Store first, then look at the phase: see mark.h.
-  void* old = __atomic_load_n(slot, __ATOMIC_RELAXED);
-  __atomic_store_n(slot, value, __ATOMIC_RELAXED);
-  std::atomic_signal_fence(std::memory_order_seq_cst);
-  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) barrier_slow(old, value);
+// The slow half of the inline barrier (gort/gc.h): the collector is marking.
+GORT_EXPORT void gort_gc_write_slow(void* old, void* value) {
+  barrier_slow(old, value);
 }

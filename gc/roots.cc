@@ -238,6 +238,11 @@ void stop_deferred() {
   errno = saved;
 }
 
+void* stop_deferred_ret(void* p) {
+  stop_deferred();
+  return p;
+}
+
 // ---- registration ----
 
 bool register_current_thread(bool explicit_reg) {
@@ -294,6 +299,7 @@ void unregister_current_thread() {
   *pp = t->next;
   g_nthreads--;
   tl_gc.rec = nullptr;
+  tl_gc.ready = 0;
   t->~gcThread();
   g_threadalloc.free(t, alloc::coarse_nanotime());
 }

@@ -321,11 +321,13 @@ void acquirep(m* mp, p* pp) {
   pp->mp.store(mp, std::memory_order_relaxed);
   mp->own_cache = alloc::tl_thread.cache;
   alloc::tl_thread.cache = pp->mcache;
+  alloc::tl_thread.gccache = nullptr;  // the GC's fast path refills it for this P
 }
 
 void releasep(m* mp) {
   p* pp = mp->pp;
   alloc::tl_thread.cache = mp->own_cache;
+  alloc::tl_thread.gccache = nullptr;
   mp->own_cache = nullptr;
   pp->mp.store(nullptr, std::memory_order_relaxed);
   mp->pp = nullptr;

@@ -66,8 +66,20 @@ void* gort_gc_alloc(size_t size, const gort_gc_type* type);
 void* gort_gc_alloc_noscan(size_t size);
 
 /* The write barrier: *slot = value, where slot is in a GC object or a root
- * range (or anywhere: it is always correct, just not needed for stacks). */
-void gort_gc_write(void** slot, void* value);
+ * range (or anywhere: it is always correct, just not needed for stacks).
+ * Inline: a store, a compiler barrier and a load of the collector's phase;
+ * only while the collector marks does it call into the library. It stores
+ * before it looks at the phase, which is what makes it safe against the
+ * collector stopping the thread at any instruction (docs/gc.md). */
+extern uint32_t gort_gc_marking;
+void gort_gc_write_slow(void* old_value, void* new_value);
+static inline void gort_gc_write(void** slot, void* value) {
+  void* old = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  __atomic_store_n(slot, value, __ATOMIC_RELAXED);
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) != 0, 0))
+    gort_gc_write_slow(old, value);
+}
 
 /* Root ranges: [lo, lo+len) is scanned conservatively at every cycle until
  * removed. Ranges may overlap; remove takes the lo given to add. */
@@ -126,6 +138,7 @@ typedef struct gort_gc_stats_t {
   uint64_t pause_total_ns;   /* all stop-the-world pauses */
   uint64_t pause_max_ns;     /* the longest one */
   uint64_t pause_last_ns[2]; /* the last cycle's sweep- and mark-termination pauses */
+  uint64_t npauses;        /* stop-the-world pauses so far */
   uint64_t mark_ns;          /* wall time of the last concurrent mark */
   uint64_t finalizers_run;
   uint64_t threads; /* registered threads */

@@ -1,7 +1,8 @@
 // The benchmark harness and the gort tool, tested: argument errors, an
 // allocator that fails to load, a workload that fails its self-check
 // (reported as FAILED, not as a number), and a report generated from a tiny
-// run; `gort run` with statistics and exit codes.
+// run; the garbage collector group's report from stand-in peer programs;
+// `gort run` with statistics and exit codes.
 #define BOOST_TEST_MODULE gort_bench
 #include <boost/test/unit_test.hpp>
 #include <fstream>
@@ -47,6 +48,8 @@ BOOST_AUTO_TEST_CASE(argument_errors) {
   expect_usage_error({"--allocator", "x=/nonexistent/libx.so"}, "--allocator x: no such file");
   expect_usage_error({"--add-workload", "w=/nonexistent/prog"},
                      "--add-workload w: not an executable");
+  expect_usage_error({"--gc-peers", "gort,nosuch"},
+                     "unknown GC peer 'nosuch' (known: gort, go, boehm)");
   result r = run({gort(), "bench", "--no-such-option"});
   BOOST_TEST(r.status == 2);
   BOOST_TEST(r.err.find("unrecognized arguments") != std::string::npos, r.err);
@@ -113,6 +116,40 @@ BOOST_AUTO_TEST_CASE(extra_allocator_joins_the_comparison) {
   std::string report = slurp(d.path + "/alloc-full.md");
   BOOST_TEST(report.find("| figure | unit | gort | mine |") != std::string::npos, report);
   BOOST_TEST(report.find("mine /usr/lib/x86_64-linux-gnu/libjemalloc.so.2") != std::string::npos);
+}
+
+// The gc group against a build tree of stand-ins: gort's binarytrees runs,
+// Go's fails its self-check, Boehm GC's and all of livechurn were not built.
+// bench/run.py runs directly: `gort bench` points it at the real build tree.
+BOOST_AUTO_TEST_CASE(gc_report_with_a_failed_and_a_missing_peer) {
+  tmpdir d;
+  std::string b = d.path + "/build", gort_prog = b + "/bench/workloads/gc_binarytrees",
+              go_prog = b + "/bench/peers/go/binarytrees";
+  run({"mkdir", "-p", b + "/bench/workloads", b + "/bench/peers/go"});
+  std::ofstream(gort_prog) << "#!/bin/sh\necho 'result time_ms 120 ms lower'\n"
+                              "echo \"result maxprocs $GORT_MAXPROCS n lower\"\n"
+                              "echo \"result scale $GORT_BENCH_SCALE x lower\"\n";
+  std::ofstream(go_prog) << "#!/bin/sh\necho 'binarytrees: check failed' >&2\nexit 1\n";
+  run({"chmod", "+x", gort_prog, go_prog});
+  result r = run({"/usr/bin/python3", build_dir() + "/../bench/run.py", "--quick", "--runs", "1",
+                  "--workloads", "gc", "--out", d.path + "/out"},
+                 {"GORT_BUILD_DIR=" + b}, "", 120);
+  BOOST_TEST(r.status == 1, r.err);
+  std::string report = slurp(d.path + "/out/gc-quick.md");
+  for (const char* want :
+       {"# Garbage collector benchmarks (quick): gort vs Go vs Boehm GC", "- method: 1 rounds",
+        "(Debian package libgc-dev)", "**missing** gort for livechurn",
+        "**missing** boehm for binarytrees, livechurn",
+        "**FAILED** binarytrees on go P=2, round 1: exit 1: binarytrees: check failed",
+        "| binarytrees: time_ms | 2 | ms | 120.0 | FAILED | missing |",
+        "| maxprocs | 2 | n, lower is better | 2 (2-2) x1.00 **best** | FAILED | missing |",
+        "| scale | 2 | x, lower is better | 1 (1-1) x1.00 **best** | FAILED | missing |",
+        "| binarytrees | time_ms within 1.5x of go's | 2 | 120.0 ms | go: FAILED | - | - |",
+        "| livechurn | pause_max_us at most 1000 us | 2 | missing | - | - | - |",
+        "No target could be judged", "No successful runs.",
+        "![binarytrees](charts-quick/gc-binarytrees.png)"})
+    BOOST_TEST(report.find(want) != std::string::npos, "missing: " << want);
+  BOOST_TEST(slurp(d.path + "/out/charts-quick/gc-binarytrees.png").substr(0, 4) == "\x89PNG");
 }
 
 BOOST_AUTO_TEST_SUITE_END()
