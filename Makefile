@@ -67,6 +67,7 @@ $(BUILD)/lib/libgort.a: $(LIB_OBJS)
 # ---- tests ----
 TEST_ALLOC_SRCS := $(wildcard test/alloc/*_test.cc)
 TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/progs/*.cc)) \
+                   $(BUILD)/test/gc_example \
                    $(patsubst test/shims/%.cc,$(BUILD)/test/lib%.so,$(wildcard test/shims/*.cc))
 TEST_RUNTIME_SRCS := $(wildcard test/runtime/*_test.cc)
 TEST_GC_SRCS    := $(wildcard test/gc/*_test.cc)
@@ -106,6 +107,11 @@ $(BUILD)/test/gc_%: test/progs/gc_%.cc $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
 
+# The C example of docs/gc.md.
+$(BUILD)/test/gc_example: test/progs/gc_example.c include/gort/gc.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -lstdc++ -pthread -ldl
+
 $(BUILD)/test/sched_%: test/progs/sched_%.cc $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
@@ -130,6 +136,8 @@ stress: deps build
 	GORT_BUILD=$(BUILD) GORT_STRESS_SCALE=20 $(BUILD)/test/alloc_tests --run_test=stress --log_level=test_suite
 	for n in 3 4 16 64; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) $(BUILD)/test/runtime_tests \
 	  --report_level=short || exit 1; done
+	for n in 1 4 16; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) GORT_GC_BOUNDED_SECONDS=10 \
+	  $(BUILD)/test/gc_tests --report_level=short || exit 1; done
 
 # ---- benchmarks ----
 BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))

@@ -59,7 +59,7 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
     } else if (nlen == 9 && memcmp(s, "scavtrace", 9) == 0) {
       o->scavtrace = v != 0;
     } else if (nlen == 7 && memcmp(s, "gctrace", 7) == 0) {
-      o->gctrace = v != 0;
+      o->gctrace = static_cast<int>(v);
     } else {
       snprintf(why, whylen, "unknown setting '%.*s' (known: mstats, scavtrace, gctrace)",
                static_cast<int>(nlen), s);

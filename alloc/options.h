@@ -21,8 +21,9 @@ struct options {
   int mstats_fd = 2;
   // GORT_DEBUG=scavtrace=1: print one line per scavenger pass that released memory.
   bool scavtrace = false;
-  // GORT_DEBUG=gctrace=1: one line per GC cycle on stderr (gc/cycle.cc).
-  bool gctrace = false;
+  // GORT_DEBUG=gctrace=1: one line per GC cycle on stderr (gc/cycle.cc);
+  // 2 adds a line with the stop-the-world phases.
+  int gctrace = 0;
 };
 
 extern options g_options;

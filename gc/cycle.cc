@@ -94,10 +94,11 @@ void run_cycle() {
 
   // 1. Sweep termination.
   int64_t s1 = alloc::nanotime();
-  stop_the_world();
+  int64_t stop1 = stop_the_world();
   while (sweep_one()) {
   }
   flush_all_caches();
+  int64_t flush1 = alloc::nanotime() - s1 - stop1;
   g_cache_marked_bytes = 0;
   g_large_marked_bytes.store(0, std::memory_order_relaxed);
   take_thread_marked();
@@ -119,16 +120,21 @@ void run_cycle() {
   scan_finalizer_roots(g_work);
   scan_tasks(g_work);
   int restarts = 0;
-  int64_t p2 = 0, s2 = 0;
+  int64_t p2 = 0, s2 = 0, stop2 = 0, tasks2 = 0, drain2 = 0;
   for (;;) {
     while (!drain(g_work, 1 << 16)) {
     }
+    // Root ranges once more, concurrently: a backstop for stores into them
+    // that skipped the barrier (the barrier is the rule, see docs/gc.md).
+    scan_root_ranges(g_work);
+    while (!drain(g_work, 1 << 16)) {
+    }
     s2 = alloc::nanotime();
-    stop_the_world();
+    stop2 = stop_the_world();
     // 3. Mark termination.
     flush_thread_work();
     scan_leftover_tasks(g_work);
-    scan_root_ranges(g_work);
+    tasks2 = alloc::nanotime() - s2 - stop2;
     if (drain(g_work, restarts < kMaxRestarts ? kTermBudget : ~uint64_t{0})) break;
     while (restarts >= kMaxRestarts && !drain(g_work, ~uint64_t{0})) {
     }
@@ -140,6 +146,7 @@ void run_cycle() {
     restarts++;
   }
   int64_t mark_ns = s2 - t_mark;
+  drain2 = alloc::nanotime() - s2 - stop2 - tasks2;
   int64_t heap_term = g_heap_alloc.load(std::memory_order_relaxed);
   flush_all_caches();
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
@@ -170,6 +177,13 @@ void run_cycle() {
         static_cast<unsigned long long>(g_st.cycles), (t_begin - g_start_ns) / 1e9, p1 / 1e6,
         mark_ns / 1e6, p2 / 1e6, cpu / 1e6, heap0 * mb, heap_term * mb, live * mb,
         g_goal.load() * mb, nthreads(), restarts ? " (mark restarted)" : "");
+    if (alloc::g_options.gctrace > 1)
+      dprintf(2,
+              "gc %llu stops: sweep termination %.3f ms (stop %.3f, flush %.3f), mark termination "
+              "%.3f ms (stop %.3f, tasks %.3f, drain %.3f, rest %.3f)\n",
+              static_cast<unsigned long long>(g_st.cycles), p1 / 1e6, stop1 / 1e6, flush1 / 1e6,
+              p2 / 1e6, stop2 / 1e6, tasks2 / 1e6, drain2 / 1e6,
+              (p2 - stop2 - tasks2 - drain2) / 1e6);
   }
 }
 
@@ -208,6 +222,55 @@ void parse_env() {
     return;
   }
   g_percent.store(static_cast<int>(n));
+}
+
+// The child of fork() has no collector thread (threads do not survive a
+// fork) and may have been forked in the middle of a cycle: it keeps
+// allocating but never collects, and gort_gc_collect returns at once.
+std::atomic<bool> g_forked{false};
+
+// Every collector lock is held across the fork, so the child finds none
+// taken half way. g_reg_lock first: once the forking thread holds it no
+// stop of the world can begin (and it is taken outside a busy region, so a
+// stop in progress completes first).
+void fork_phase(int phase) {
+  if (phase == 0) {
+    fork_lock_phase(g_start_lock, 0);
+    roots_fork_reg(0);
+    heap_fork(0);
+    final_fork(0);
+    roots_fork_tables(0);
+    work_fork(0);
+    fork_lock_phase(g_stats_lock, 0);
+  } else {
+    fork_lock_phase(g_stats_lock, phase);
+    work_fork(phase);
+    roots_fork_tables(phase);
+    final_fork(phase);
+    heap_fork(phase);
+    roots_fork_reg(phase);
+    fork_lock_phase(g_start_lock, phase);
+  }
+}
+void fork_prepare() {
+  fork_phase(0);
+}
+void fork_parent() {
+  fork_phase(1);
+}
+void fork_child() {
+  fork_phase(2);
+  g_forked.store(true);
+  g_percent.store(-1);
+  roots_fork_child();
+}
+
+// Registered at load time, not when the collector starts: a fork while
+// another thread is starting the collector must find g_start_lock in the
+// set. Registered after the allocator's handlers (constructor 101), so ours
+// run first before the fork and last after it.
+__attribute__((constructor(102))) void gc_constructor() {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 void request_cycle() {
@@ -250,6 +313,7 @@ namespace alloc = gort::alloc;
 
 GORT_EXPORT void gort_gc_collect(void) {
   ensure_started();
+  if (g_forked.load(std::memory_order_relaxed)) return;
   uint32_t target = g_want.fetch_add(1, std::memory_order_acq_rel) + 1;
   alloc::futex_wake(&g_want, 1);
   for (;;) {
@@ -262,6 +326,7 @@ GORT_EXPORT void gort_gc_collect(void) {
 GORT_EXPORT int gort_gc_set_percent(int percent) {
   ensure_started();
   if (percent < -1) percent = -1;
+  if (g_forked.load(std::memory_order_relaxed)) percent = -1;
   int old = g_percent.exchange(percent);
   uint64_t live;
   {

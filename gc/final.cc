@@ -191,6 +191,14 @@ void sweep_specials(mspan* s) {
   if (queued) finalizers_poke();
 }
 
+void final_fork(int phase) {
+  fork_lock_phase(g_specials_lock, phase);
+  if (phase == 2) {
+    g_fin_thread.store(false);  // the child starts its own when it needs one
+    fork_lock_phase(g_fin_start_lock, phase);
+  }
+}
+
 void finalizers_poke() {
   g_finq_seq.fetch_add(1, std::memory_order_release);
   alloc::futex_wake(&g_finq_seq, 1);

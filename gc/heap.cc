@@ -99,6 +99,27 @@ uint32_t next_free(mspan* s) {
   return s->nelems;
 }
 
+// Go's nextFreeFast: the next free object from the span's allocCache
+// alone (one ctz), or nelems when the cache window is used up.
+inline uint32_t next_free_fast(mspan* s) {
+  uint64_t cache = s->allocCache;
+  uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(cache | (uint64_t{1} << 63)));
+  uint32_t idx = s->freeindex + bit;
+  if (__builtin_expect(cache == 0 || idx >= s->nelems, 0)) return s->nelems;
+  s->allocCache = (cache >> bit) >> 1;
+  __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
+  s->alloc_count++;
+  return idx;
+}
+
+// Allocated black while the collector marks.
+inline void mark_allocated(gcCache* c, mspan* s, uint32_t idx) {
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
+    __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+    c->marked_bytes += s->elemsize;
+  }
+}
+
 // The first call on a span fresh from a sweep or the mheap sets up the
 // window at freeindex 0 (allocCache 0 and freeindex 0 make next_free load
 // word 0).
@@ -159,10 +180,7 @@ void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
     if (mspan* s = c->alloc[sc]) {
       uint32_t idx = next_free(s);
       if (idx < s->nelems) {
-        if (g_marking.load(std::memory_order_relaxed)) {
-          mark_new(s, idx);
-          c->marked_bytes += s->elemsize;
-        }
+        mark_allocated(c, s, idx);
         return reinterpret_cast<void*>(object_base(s, idx));  // still busy: the caller ends it
       }
       uninstall(c, sc);
@@ -194,28 +212,16 @@ void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
   }
 }
 
-// Busy region on return (when the result is not null). The fast path is
-// Go's nextFreeFast: one ctz in the span's allocCache.
+// Busy region on return (when the result is not null).
 inline void* alloc_small(gcCache* c, uint32_t cls, gcKind kind) {
   uint32_t sc = gc_span_class(cls, kind);
   busy_enter();
   mspan* s = c->alloc[sc];
   if (__builtin_expect(s != nullptr, 1)) {
-    uint64_t cache = s->allocCache;
-    uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(cache | (uint64_t{1} << 63)));
-    uint32_t idx = s->freeindex + bit;
-    if (__builtin_expect(cache != 0 && idx < s->nelems, 1)) {
-      s->allocCache = (cache >> bit) >> 1;
-      __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
-      s->alloc_count++;
-    } else {
-      idx = next_free(s);
-    }
+    uint32_t idx = next_free_fast(s);
+    if (__builtin_expect(idx == s->nelems, 0)) idx = next_free(s);
     if (__builtin_expect(idx < s->nelems, 1)) {
-      if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
-        mark_new(s, idx);
-        c->marked_bytes += s->elemsize;
-      }
+      mark_allocated(c, s, idx);
       return reinterpret_cast<void*>(object_base(s, idx));
     }
   }
@@ -314,7 +320,8 @@ void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
   gcCache* c = cache();
   if (!c) return errno = ENOMEM, nullptr;
   size_t full = size;
-  if (kind == gcKind::typed && __builtin_add_overflow(size, kTypedHeader, &full)) return errno = ENOMEM, nullptr;
+  if (kind == gcKind::typed && __builtin_add_overflow(size, kTypedHeader, &full))
+    return errno = ENOMEM, nullptr;
   // Scanned objects are at least 16 bytes: the 8-byte class would make
   // them 8-byte aligned (only noscan objects use the tiny tier below 16).
   if (full < kTinySize && kind != gcKind::noscan) full = kTinySize;
@@ -358,11 +365,16 @@ void flush_all_caches() {
 }
 
 void prepare_sweep() {
+  // Whole lists move in O(1): mark termination must not walk the heap.
   auto splice = [](spanList& from, spanList& to) {
-    while (mspan* s = from.first) {
-      from.remove(s);
-      to.push_front(s);
-    }
+    if (from.empty()) return;
+    from.last->next = to.first;
+    if (to.first)
+      to.first->prev = from.last;
+    else
+      to.last = from.last;
+    to.first = from.first;
+    from.first = from.last = nullptr;
   };
   for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
     gcCentral& cen = g_central[sc];
@@ -373,6 +385,20 @@ void prepare_sweep() {
   alloc::lock_guard g(g_large.lock);
   splice(g_large.full, g_large.unswept);
   splice(g_large.partial, g_large.unswept);
+}
+
+void heap_fork(int phase) {
+  if (phase == 1) {  // unlock in the reverse order
+    fork_lock_phase(g_empty_lock, phase);
+    fork_lock_phase(g_large.lock, phase);
+    for (int sc = kNumGCSpanClasses - 1; sc >= 0; sc--) fork_lock_phase(g_central[sc].lock, phase);
+    fork_lock_phase(g_cachealloc_lock, phase);
+    return;
+  }
+  fork_lock_phase(g_cachealloc_lock, phase);
+  for (int sc = 0; sc < kNumGCSpanClasses; sc++) fork_lock_phase(g_central[sc].lock, phase);
+  fork_lock_phase(g_large.lock, phase);
+  fork_lock_phase(g_empty_lock, phase);
 }
 
 mspan* find_object(uintptr_t p, uint32_t* idx) {
@@ -410,20 +436,11 @@ inline void* alloc_untyped(size_t size, gcKind kind) {
     busy_enter();
     mspan* s = c->alloc[gc_span_class(cls, kind)];
     if (__builtin_expect(s != nullptr, 1)) {
-      uint64_t cache = s->allocCache;
-      uint32_t bit = static_cast<uint32_t>(__builtin_ctzll(cache | (uint64_t{1} << 63)));
-      uint32_t idx = s->freeindex + bit;
-      if (__builtin_expect(cache != 0 && idx < s->nelems, 1)) {
-        s->allocCache = (cache >> bit) >> 1;
-        __atomic_store_n(&s->freeindex, static_cast<uint16_t>(idx + 1), __ATOMIC_RELAXED);
-        s->alloc_count++;
-        uint32_t n = s->elemsize;
-        void* p = reinterpret_cast<void*>(s->base + uintptr_t{idx} * n);
-        if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
-          __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
-          c->marked_bytes += n;
-        }
-        zero_small(p, n);
+      uint32_t idx = next_free_fast(s);
+      if (__builtin_expect(idx < s->nelems, 1)) {
+        mark_allocated(c, s, idx);
+        void* p = reinterpret_cast<void*>(object_base(s, idx));
+        zero_small(p, s->elemsize);
         return busy_exit_ret(p);
       }
     }

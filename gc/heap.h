@@ -36,8 +36,11 @@
 // lock (mheap, mcentral), never malloc. Getting a fresh span from the mheap is done outside the
 // busy region.
 //
-// Lock order: gcCentral.lock, then g_empty_lock. No allocator lock is taken
-// while one of these is held.
+// Lock order (all of the collector's locks; docs/gc.md): g_start_lock,
+// g_key_lock, g_reg_lock, g_cachealloc_lock, gcCentral.lock (by span class),
+// g_large.lock, g_empty_lock, g_specials_lock, g_roots_lock, g_handles_lock,
+// g_work_lock, g_stats_lock. No allocator lock is taken while one of these
+// is held; the fork handlers (gc/cycle.cc) take them all in this order.
 #pragma once
 
 #include <atomic>
@@ -70,8 +73,12 @@ inline uint32_t gc_span_class(uint32_t cls, gcKind k) {
 // are allocated black. The word is gort_gc_marking, exported for the inline
 // barrier of gort/gc.h; g_marking gives it the std::atomic interface.
 struct markingFlag {
-  uint32_t load(std::memory_order) const { return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE); }
-  void store(uint32_t v, std::memory_order) { __atomic_store_n(&gort_gc_marking, v, __ATOMIC_RELEASE); }
+  uint32_t load(std::memory_order) const {
+    return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE);
+  }
+  void store(uint32_t v, std::memory_order) {
+    __atomic_store_n(&gort_gc_marking, v, __ATOMIC_RELEASE);
+  }
 };
 inline markingFlag g_marking;
 // +2 at every mark termination; a span with sweepgen == g_sweepgen is swept.
@@ -199,4 +206,20 @@ inline size_t object_size(const mspan* s) {
   return s->elemsize;
 }
 
+// fork(): each module's collector locks, taken in the documented order before
+// the fork (phase 0), released in the parent (1), reset in the child (2).
+// gc/cycle.cc calls them: reg, heap, final, tables, work, stats.
+inline void fork_lock_phase(alloc::mutex& m, int phase) {
+  if (phase == 0)
+    m.lock();
+  else if (phase == 1)
+    m.unlock();
+  else
+    m.reset();
+}
+void heap_fork(int phase);
+void final_fork(int phase);
+void work_fork(int phase);
+void roots_fork_reg(int phase);
+void roots_fork_tables(int phase);
 }  // namespace gort::gc

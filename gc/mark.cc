@@ -86,12 +86,20 @@ void scan_typed(uintptr_t base, gcWork& w) {
   if (!type->ptrmap) return;
   size_t elem_words = type->elem_size / sizeof(uintptr_t);
   size_t nwords = size / sizeof(uintptr_t);
-  if (elem_words == 0) elem_words = nwords;
+  if (elem_words == 0 || elem_words > nwords) elem_words = nwords;
   const uintptr_t* words = reinterpret_cast<const uintptr_t*>(obj);
-  for (size_t i = 0, j = 0; i < nwords; i++, j++) {
-    if (j == elem_words) j = 0;
-    if (type->ptrmap[j / 64] >> (j % 64) & 1)
-      shade(__atomic_load_n(&words[i], __ATOMIC_RELAXED), w);
+  size_t map_words = (elem_words + 63) / 64;
+  // Element by element, visiting only the map's set bits.
+  for (size_t e = 0; e + elem_words <= nwords || (e < nwords && e == 0); e += elem_words) {
+    for (size_t m = 0; m < map_words; m++) {
+      uint64_t bits = type->ptrmap[m];
+      while (bits) {
+        size_t i = e + m * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        bits &= bits - 1;
+        if (i - e >= elem_words || i >= nwords) break;
+        shade(__atomic_load_n(&words[i], __ATOMIC_RELAXED), w);
+      }
+    }
   }
 }
 
@@ -117,6 +125,10 @@ void gcWork::flush() {
   else
     putempty(cur_);
   cur_ = nullptr;
+}
+
+void work_fork(int phase) {
+  fork_lock_phase(g_work_lock, phase);
 }
 
 bool work_available() {

@@ -73,17 +73,27 @@ uintptr_t stack_top_for(const gcThread* t, uintptr_t sp, bool* on_task) {
 void park_stopped(gcThread* t, uint32_t e, uintptr_t lo, uintptr_t rsp) {
   bool on_task;
   uintptr_t hi = stack_top_for(t, rsp, &on_task);
+  // An M on its own stack without a P runs no program code (tasks and timer
+  // callbacks run with a P): its scheduler frames hold no GC pointers, only
+  // stale words that would keep garbage alive.
+  auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m);
+  if (mp && !mp->pp && !on_task) hi = 0;
   t->stop_lo = hi && lo <= rsp && lo + 65536 > rsp ? lo : rsp;
   t->stop_hi = hi;
   t->stop_on_task = on_task;
-  t->stop_curg = nullptr;
-  if (auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m)) t->stop_curg = mp->curg;
+  t->stop_curg = mp ? mp->curg : nullptr;
   t->acked.store(e, std::memory_order_release);
   g_nacked.fetch_add(1, std::memory_order_acq_rel);
   alloc::futex_wake(&g_nacked, 1);
   // Until the world started again after stop e (or a later one: a signal for
   // the next stop can nest in here before this thread got to run).
+  // Most stops are short: spin a little before sleeping, since a futex
+  // wake-up costs tens of microseconds here.
   uint32_t r;
+  for (int i = 0; i < 2000; i++) {
+    if (static_cast<int32_t>(g_stw_release.load(std::memory_order_acquire) - e) >= 0) return;
+    __builtin_ia32_pause();
+  }
   while (static_cast<int32_t>((r = g_stw_release.load(std::memory_order_acquire)) - e) < 0)
     alloc::futex_wait(&g_stw_release, r, -1);
 }
@@ -318,6 +328,36 @@ void roots_init() {
   sigaction(kStopSignal, &sa, nullptr);
 }
 
+void roots_fork_reg(int phase) {
+  if (phase == 1) {
+    fork_lock_phase(g_reg_lock, phase);
+    fork_lock_phase(g_key_lock, phase);
+    return;
+  }
+  fork_lock_phase(g_key_lock, phase);
+  fork_lock_phase(g_reg_lock, phase);
+}
+
+void roots_fork_tables(int phase) {
+  if (phase == 1) {
+    fork_lock_phase(g_handles_lock, phase);
+    fork_lock_phase(g_roots_lock, phase);
+    return;
+  }
+  fork_lock_phase(g_roots_lock, phase);
+  fork_lock_phase(g_handles_lock, phase);
+}
+
+void roots_fork_child() {
+  gcThread* self = tl_gc.rec;
+  g_threads = self;
+  g_nthreads = self ? 1 : 0;
+  if (self) {
+    self->next = nullptr;
+    self->tid = static_cast<pid_t>(syscall(SYS_gettid));
+  }
+}
+
 // ---- stopping the world ----
 
 int64_t stop_the_world() {
@@ -332,6 +372,10 @@ int64_t stop_the_world() {
     want++;
   }
   int64_t last_signal = alloc::nanotime();
+  // Spin first: a signalled thread usually answers within microseconds,
+  // sooner than a futex wake-up would reach this thread.
+  for (int i = 0; i < 20000 && g_nacked.load(std::memory_order_acquire) < want; i++)
+    __builtin_ia32_pause();
   for (;;) {
     uint32_t n = g_nacked.load(std::memory_order_acquire);
     if (n >= want) break;

@@ -62,10 +62,16 @@ struct gcThread {
 // false if its stack cannot be found.
 bool register_current_thread(bool explicit_reg);
 void unregister_current_thread();
+inline bool is_registered() {
+  return tl_gc.rec != nullptr;
+}
 size_t nthreads();
 
 // Installs the stop signal's handler (once).
 void roots_init();
+// In the child of fork(): only the forking thread exists; it stays
+// registered if it was, every other record is dropped.
+void roots_fork_child();
 // Stops every registered thread (the caller is the collector's own thread,
 // not registered). Returns the time the stop took, in ns.
 int64_t stop_the_world();

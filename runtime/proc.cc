@@ -1004,7 +1004,9 @@ int run_main(g* main_task, const RunOptions& opts) {
     stack_init(opts.stack_size);
   }
   overflow_altstack();
-  gc::register_current_thread(false);  // a root of the collector, like every M
+  // A root of the collector while it is an M (unless it was one already).
+  bool was_gc_thread = gc::is_registered();
+  gc::register_current_thread(false);
   m* m0 = tl_m0;
   {
     alloc::lock_guard l(sched.lock);
@@ -1040,6 +1042,7 @@ int run_main(g* main_task, const RunOptions& opts) {
     sched.running.store(false);
   }
   alloc::tl_thread.sched_m = nullptr;
+  if (!was_gc_thread) gc::unregister_current_thread();
   return 0;
 }
 

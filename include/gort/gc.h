@@ -138,7 +138,7 @@ typedef struct gort_gc_stats_t {
   uint64_t pause_total_ns;   /* all stop-the-world pauses */
   uint64_t pause_max_ns;     /* the longest one */
   uint64_t pause_last_ns[2]; /* the last cycle's sweep- and mark-termination pauses */
-  uint64_t npauses;        /* stop-the-world pauses so far */
+  uint64_t npauses;          /* stop-the-world pauses so far */
   uint64_t mark_ns;          /* wall time of the last concurrent mark */
   uint64_t finalizers_run;
   uint64_t threads; /* registered threads */

@@ -153,4 +153,50 @@ BOOST_AUTO_TEST_CASE(gctrace_prints_a_line_per_cycle) {
   BOOST_CHECK_GE(cycles, 1);
 }
 
+BOOST_AUTO_TEST_CASE(fork_child_allocates_and_does_not_hang) {
+  // A child forked while the collector is busy in another thread: it must
+  // allocate, and gort_gc_collect must return (the child has no collector).
+  std::atomic<bool> stop{false};
+  std::thread churn([&] {
+    while (!stop.load())
+      for (int i = 0; i < 1000; i++) gort_gc_alloc(64, nullptr);
+  });
+  std::thread collector([&] {
+    while (!stop.load()) gort_gc_collect();
+  });
+  struct joiner {  // the threads stop even when a check fails
+    std::atomic<bool>& stop;
+    std::thread &a, &b;
+    ~joiner() {
+      stop = true;
+      a.join();
+      b.join();
+    }
+  } j{stop, churn, collector};
+  for (int k = 0; k < 5; k++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      for (int i = 0; i < 100000; i++)
+        if (!gort_gc_alloc(64, nullptr)) _exit(3);
+      gort_gc_collect();
+      _exit(0);
+    }
+    int st = 0;
+    for (int waited = 0; waited < 200 && waitpid(pid, &st, WNOHANG) == 0; waited++) usleep(50000);
+    if (waitpid(pid, &st, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      BOOST_FAIL("fork child hung");
+    }
+    BOOST_CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(the_documented_c_example_runs) {
+  auto r = gort_test::run({gort_test::test_prog("gc_example")});
+  BOOST_CHECK_EQUAL(r.status, 0);
+  BOOST_CHECK_MESSAGE(r.out.find("list: 1000 cells, sum 499500") != std::string::npos, r.out);
+  BOOST_CHECK_MESSAGE(r.out.find("\nok\n") != std::string::npos, r.out);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -27,7 +27,12 @@ inline bool alive(gort_gc_weak* w) {
   return r;
 }
 
+// A full collection from the main thread, which first leaves the set of
+// registered threads (a gort::run or a handle call may have put it there):
+// its stack holds stale words from earlier tests that conservative scanning
+// would take for pointers.
 inline void collect(int n = 1) {
+  gort_gc_unregister_thread();
   for (int i = 0; i < n; i++) gort_gc_collect();
 }
 
