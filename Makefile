@@ -128,6 +128,9 @@ test: deps build
 	  --log_level=test_suite --report_level=short || exit 1; done
 	@echo "== collector, with GORT_MAXPROCS=2 =="
 	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests --log_level=test_suite --report_level=short
+	@echo "== collector torture mode: a cycle every 8 span refills, the tri-colour invariant verified =="
+	GORT_DEBUG=gcverify=1,gcstress=8 GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests \
+	  --run_test=torture,concurrent,lifetime,conservative --report_level=short
 	@echo "== benchmark harness and gort tool =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 

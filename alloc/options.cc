@@ -60,8 +60,13 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->scavtrace = v != 0;
     } else if (nlen == 7 && memcmp(s, "gctrace", 7) == 0) {
       o->gctrace = static_cast<int>(v);
+    } else if (nlen == 8 && memcmp(s, "gcverify", 8) == 0) {
+      o->gcverify = v != 0;
+    } else if (nlen == 8 && memcmp(s, "gcstress", 8) == 0) {
+      o->gcstress = v;
     } else {
-      snprintf(why, whylen, "unknown setting '%.*s' (known: mstats, scavtrace, gctrace)",
+      snprintf(why, whylen,
+               "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress)",
                static_cast<int>(nlen), s);
       return false;
     }

@@ -24,6 +24,11 @@ struct options {
   // GORT_DEBUG=gctrace=1: one line per GC cycle on stderr (gc/cycle.cc);
   // 2 adds a line with the stop-the-world phases.
   int gctrace = 0;
+  // GORT_DEBUG=gcverify=1: check the tri-colour invariant over the heap at
+  // every mark termination (slow: O(heap) in the stop); gcstress=N: start a
+  // cycle every N span refills of a thread (gc/cycle.cc).
+  bool gcverify = false;
+  int64_t gcstress = 0;
 };
 
 extern options g_options;

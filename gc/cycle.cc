@@ -149,6 +149,7 @@ void run_cycle() {
   drain2 = alloc::nanotime() - s2 - stop2 - tasks2;
   int64_t heap_term = g_heap_alloc.load(std::memory_order_relaxed);
   flush_all_caches();
+  if (alloc::g_options.gcverify) verify_heap();
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
                   take_thread_marked();
   g_marking.store(0, std::memory_order_release);

@@ -92,6 +92,7 @@ struct tlsGC {
   uint32_t ready;    // registered, and the collector started: the fast path may run
   uint32_t busy;     // > 0: inside a GC operation; stop requests wait
   uint32_t pending;  // a stop request arrived while busy (gc/roots.cc)
+  uint64_t refills;  // span refills, for GORT_DEBUG=gcstress
 };
 extern __thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
 

@@ -6,8 +6,11 @@
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
+// What a trace callback reports to: a marker's gcWork, or (w null) the
+// verifier checking the object at from.
 struct gort_gc_tracer {
   gort::gc::gcWork* w;
+  uintptr_t from;
 };
 
 namespace gort::gc {
@@ -72,15 +75,18 @@ inline bool set_mark(mspan* s, uint32_t idx) {
   return !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
 }
 
-void scan_typed(uintptr_t base, gcWork& w) {
+// Calls visit(word) for each pointer word of a typed object: by its pointer
+// map (element by element, only the map's set bits), or through its trace
+// callback, which reports to t.
+template <class Visit>
+void visit_typed(uintptr_t base, gort_gc_tracer* t, Visit&& visit) {
   const uintptr_t* h = reinterpret_cast<const uintptr_t*>(base);
   auto* type = reinterpret_cast<const gort_gc_type*>(__atomic_load_n(&h[0], __ATOMIC_RELAXED));
   if (!type) return;  // not initialised: allocated during this very stop
   size_t size = h[1];
   uintptr_t obj = base + kTypedHeader;
   if (type->trace) {
-    gort_gc_tracer t{&w};
-    type->trace(reinterpret_cast<void*>(obj), size, &t);
+    type->trace(reinterpret_cast<void*>(obj), size, t);
     return;
   }
   if (!type->ptrmap) return;
@@ -89,7 +95,6 @@ void scan_typed(uintptr_t base, gcWork& w) {
   if (elem_words == 0 || elem_words > nwords) elem_words = nwords;
   const uintptr_t* words = reinterpret_cast<const uintptr_t*>(obj);
   size_t map_words = (elem_words + 63) / 64;
-  // Element by element, visiting only the map's set bits.
   for (size_t e = 0; e + elem_words <= nwords || (e < nwords && e == 0); e += elem_words) {
     for (size_t m = 0; m < map_words; m++) {
       uint64_t bits = type->ptrmap[m];
@@ -97,10 +102,39 @@ void scan_typed(uintptr_t base, gcWork& w) {
         size_t i = e + m * 64 + static_cast<size_t>(__builtin_ctzll(bits));
         bits &= bits - 1;
         if (i - e >= elem_words || i >= nwords) break;
-        shade(__atomic_load_n(&words[i], __ATOMIC_RELAXED), w);
+        visit(__atomic_load_n(&words[i], __ATOMIC_RELAXED));
       }
     }
   }
+}
+
+// Calls visit(word) for each word of the object at base that may hold a
+// pointer, the way its kind says.
+template <class Visit>
+void visit_object(uintptr_t base, const mspan* s, gort_gc_tracer* t, Visit&& visit) {
+  switch (s->gckind) {
+    case gcKind::noscan:
+      return;
+    case gcKind::conservative:
+      for (uintptr_t a = base, end = base + object_size(s); a + 8 <= end; a += 8)
+        visit(__atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED));
+      return;
+    case gcKind::typed:
+      visit_typed(base, t, visit);
+      return;
+  }
+}
+
+// gcverify: a marked object holds v; v must not lead to an unmarked object.
+void verify_word(uintptr_t from, uintptr_t v) {
+  uint32_t idx;
+  mspan* s = find_object(v, &idx);
+  if (!s || (s->gcmarkBits[idx / 64] >> (idx % 64) & 1)) return;
+  alloc::fatal(
+      "gc verify: the marked object at %p holds %p, which points into an unmarked object at %p: "
+      "a pointer store that skipped gort_gc_write, or a collector bug",
+      reinterpret_cast<void*>(from), reinterpret_cast<void*>(v),
+      reinterpret_cast<void*>(object_base(s, idx)));
 }
 
 }  // namespace
@@ -156,16 +190,32 @@ void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
 }
 
 void scan_object(uintptr_t base, mspan* s, gcWork& w) {
-  switch (s->gckind) {
-    case gcKind::noscan:
-      return;
-    case gcKind::conservative:
-      scan_range(base, base + object_size(s), w);
-      return;
-    case gcKind::typed:
-      scan_typed(base, w);
-      return;
+  gort_gc_tracer t{&w, 0};
+  visit_object(base, s, &t, [&w](uintptr_t v) { shade(v, w); });
+}
+
+uint64_t verify_heap() {
+  uint64_t checked = 0;
+  auto span = [&](const mspan* s) {
+    if (s->gckind == gcKind::noscan) return;
+    for (uint32_t i = 0; i < s->nelems; i++) {
+      if (!(s->gcmarkBits[i / 64] >> (i % 64) & 1) || !object_allocated(s, i)) continue;
+      uintptr_t base = object_base(s, i);
+      gort_gc_tracer t{nullptr, base};
+      visit_object(base, s, &t, [base](uintptr_t v) { verify_word(base, v); });
+      checked++;
+    }
+  };
+  auto list = [&](const spanList& l) {
+    for (const mspan* s = l.first; s; s = s->next) span(s);
+  };
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
+    list(g_central[sc].partial);
+    list(g_central[sc].full);
   }
+  list(g_large.partial);
+  list(g_large.full);
+  return checked;
 }
 
 void scan_object_children(uintptr_t obj, gcWork& w) {
@@ -206,7 +256,10 @@ __attribute__((noinline)) void barrier_slow(void* old, void* v) {
 using namespace gort::gc;
 
 GORT_EXPORT void gort_gc_trace(gort_gc_tracer* t, const void* p) {
-  shade(reinterpret_cast<uintptr_t>(p), *t->w);
+  if (t->w)
+    shade(reinterpret_cast<uintptr_t>(p), *t->w);
+  else
+    verify_word(t->from, reinterpret_cast<uintptr_t>(p));
 }
 
 // The slow half of the inline barrier (gort/gc.h): the collector is marking.

@@ -80,6 +80,12 @@ void scan_object_children(uintptr_t obj, gcWork& w);
 // or budget objects were scanned (returns false).
 bool drain(gcWork& w, uint64_t budget);
 
+// GORT_DEBUG=gcverify=1, at mark termination with the world stopped and
+// every cache flushed: checks the tri-colour invariant over the whole heap
+// (every pointer in a marked object leads to a marked object); a violation
+// is a fatal error naming both objects. Returns the objects checked.
+uint64_t verify_heap();
+
 // Whether the object containing p is marked (p is the start of a GC object).
 bool is_marked(uintptr_t p);
 

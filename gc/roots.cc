@@ -214,6 +214,7 @@ struct rootRange {
 constinit alloc::mutex g_roots_lock;  // mutators: busy regions only
 rootRange* g_roots = nullptr;
 size_t g_nroots = 0, g_roots_cap = 0;
+rootNode* g_root_nodes = nullptr;  // channel buffers (add_root_node)
 
 // ---- handles ----
 
@@ -493,6 +494,32 @@ void scan_root_ranges(gcWork& w) {
   // is not in a busy region but is not stoppable either.
   alloc::lock_guard g(g_roots_lock);
   for (size_t i = 0; i < g_nroots; i++) scan_range(g_roots[i].lo, g_roots[i].hi, w);
+  for (rootNode* n = g_root_nodes; n; n = n->next) scan_range(n->lo, n->hi, w);
+}
+
+void add_root_node(rootNode* n, const void* lo, size_t len) {
+  n->lo = reinterpret_cast<uintptr_t>(lo);
+  n->hi = n->lo + len;
+  busy_lock g(g_roots_lock);
+  n->prev = nullptr;
+  n->next = g_root_nodes;
+  if (g_root_nodes) g_root_nodes->prev = n;
+  g_root_nodes = n;
+  n->linked = true;
+}
+
+void remove_root_node(rootNode* n) {
+  if (!n->linked) return;
+  busy_lock g(g_roots_lock);
+  // Removing a root deletes its pointers: shade them while marking.
+  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec)
+    scan_range(n->lo, n->hi, tl_gc.rec->work);
+  if (n->prev)
+    n->prev->next = n->next;
+  else
+    g_root_nodes = n->next;
+  if (n->next) n->next->prev = n->prev;
+  n->linked = false;
 }
 
 void scan_handles(gcWork& w) {

@@ -84,6 +84,18 @@ void scan_stopped_threads(gcWork& w);
 void scan_leftover_tasks(gcWork& w);
 void flush_thread_work();
 
+// Runtime-owned root ranges (the buffers of gort channels): an intrusive
+// list, O(1) to add and remove, scanned with the registered ranges. The
+// owner keeps the node; g_roots_lock guards the list (busy regions).
+struct rootNode {
+  rootNode* next = nullptr;
+  rootNode* prev = nullptr;
+  uintptr_t lo = 0, hi = 0;
+  bool linked = false;
+};
+void add_root_node(rootNode* n, const void* lo, size_t len);
+void remove_root_node(rootNode* n);
+
 // Concurrent mark: roots that are not stacks, and parked tasks.
 void scan_root_ranges(gcWork& w);
 void scan_handles(gcWork& w);

@@ -24,6 +24,7 @@
 #include <new>
 
 #include "alloc/sys.h"
+#include "gc/roots.h"
 #include "gort/runtime.h"
 #include "runtime/proc.h"
 #include "runtime/sudog.h"
@@ -40,6 +41,11 @@ struct hchan {
   size_t sendx = 0, recvx = 0;
   unsigned char* buf = nullptr;
   rt::waitq recvq, sendq;
+  // The buffer is a root of the collector: GC pointers waiting in a channel
+  // stay alive. No barrier on sends: a value on its way is on a stack or
+  // reachable from the heap (gc/roots.h); the buffer matters from the next
+  // cycle on.
+  gc::rootNode root;
 
   void* slot(size_t i) { return buf + i * et->size; }
 };
@@ -134,9 +140,11 @@ hchan* chan_make(const elemtype* et, size_t cap) {
   hchan* c = new hchan;
   c->et = et;
   c->dataqsiz = cap;
-  if (cap > 0)
-    c->buf = static_cast<unsigned char*>(
-        ::operator new(cap*(et->size ? et->size : 1), std::align_val_t(buf_align(et))));
+  if (cap > 0) {
+    size_t bytes = cap * (et->size ? et->size : 1);
+    c->buf = static_cast<unsigned char*>(::operator new(bytes, std::align_val_t(buf_align(et))));
+    if (et->size >= sizeof(void*)) gc::add_root_node(&c->root, c->buf, bytes);
+  }
   return c;
 }
 
@@ -152,6 +160,7 @@ void chan_release(hchan* c) {
     c->et->destroy(c->slot(i));
     if (++i == c->dataqsiz) i = 0;
   }
+  gc::remove_root_node(&c->root);
   if (c->buf) ::operator delete(c->buf, std::align_val_t(buf_align(c->et)));
   delete c;
 }

@@ -14,7 +14,8 @@
  *   - ranges registered with gort_gc_add_roots() (an interpreter's globals);
  *   - handles (gort_gc_handle_new), the C form of C++'s Persistent<T>.
  * Memory from malloc is not scanned: a GC pointer kept only there (a
- * std::vector, a buffered channel) does not keep its object alive.
+ * std::vector) does not keep its object alive; gort's channel buffers are
+ * scanned.
  *
  * The write barrier: while the collector marks, it must see every pointer the
  * program overwrites or stores in GC objects and root ranges. Every such store

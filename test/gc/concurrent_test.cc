@@ -224,4 +224,36 @@ BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
   BOOST_CHECK_EQUAL(bad.load(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
+  // Fresh objects wait in a buffered channel, reachable from nowhere else,
+  // while collections run and garbage reuses freed memory.
+  std::atomic<uint64_t> bad{0}, got{0};
+  gort::run([&] {
+    gort::Chan<uint64_t*> ch(512);
+    gort::WaitGroup wg;
+    for (int i = 0; i < 512; i++) {
+      auto* p = static_cast<uint64_t*>(gort_gc_alloc_noscan(64));
+      for (int k = 0; k < 8; k++) p[k] = static_cast<uint64_t>(i) * 13 + k;
+      ch.send(p);
+    }
+    std::thread([] {
+      for (int c = 0; c < 4; c++) {
+        gort_gc_collect();
+        for (int k = 0; k < 20000; k++) memset(gort_gc_alloc_noscan(64), 0xee, 64);
+      }
+    }).join();
+    wg.go([&] {
+      for (int i = 0; i < 512; i++) {
+        uint64_t* p = *ch.recv();
+        for (int k = 0; k < 8; k++)
+          if (p[k] != static_cast<uint64_t>(i) * 13 + k) bad++;
+        got++;
+      }
+    });
+    wg.wait();
+  });
+  BOOST_CHECK_EQUAL(got.load(), 512u);
+  BOOST_CHECK_EQUAL(bad.load(), 0u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
