@@ -13,7 +13,8 @@
 //
 // An mcache belongs to an OS thread, or to a P of the scheduler. Either way
 // a thread finds it through one initial-exec TLS word, tl_thread.cache
-// (dlopen'ing libgort.so needs 24 bytes of static TLS): an M that acquires a
+// (with the collector's tl_gc, dlopen'ing libgort.so needs about 64 bytes of
+// static TLS): an M that acquires a
 // P points it at the P's cache and points it back at its own when it lets the
 // P go (runtime/proc.cc), so malloc from a task uses its P's cache and plain
 // threads keep their own.

@@ -95,7 +95,12 @@ __attribute__((noinline)) void clear_dead_stack() {
   std::atomic_signal_fence(std::memory_order_seq_cst);
 }
 
+// Set on the finalizer thread: gort_gc_run_finalizers from a finalizer
+// would wait for itself.
+__thread bool tl_finalizer_thread;
+
 void* finalizer_main(void*) {
+  tl_finalizer_thread = true;
   sigset_t set;
   sigemptyset(&set);
   pthread_sigmask(SIG_SETMASK, &set, nullptr);
@@ -264,6 +269,7 @@ GORT_EXPORT int gort_gc_set_finalizer(void* obj, void (*fn)(void*, void*), void*
 }
 
 GORT_EXPORT void gort_gc_run_finalizers(void) {
+  if (tl_finalizer_thread) return;  // called from a finalizer: it cannot wait for itself
   uint64_t want = g_fin_queued.load(std::memory_order_acquire);
   for (;;) {
     uint32_t seq = g_fin_done_seq.load(std::memory_order_acquire);

@@ -620,11 +620,11 @@ GORT_EXPORT gort_gc_handle* gort_gc_handle_new(void* obj) {
 }
 
 GORT_EXPORT void gort_gc_handle_set(gort_gc_handle* h, void* obj) {
-  gort_gc_write(reinterpret_cast<void**>(h), obj);
+  if (h) gort_gc_write(reinterpret_cast<void**>(h), obj);
 }
 
 GORT_EXPORT void* gort_gc_handle_get(const gort_gc_handle* h) {
-  return __atomic_load_n(reinterpret_cast<void* const*>(h), __ATOMIC_RELAXED);
+  return h ? __atomic_load_n(reinterpret_cast<void* const*>(h), __ATOMIC_RELAXED) : nullptr;
 }
 
 GORT_EXPORT void gort_gc_handle_free(gort_gc_handle* h) {

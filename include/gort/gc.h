@@ -106,7 +106,8 @@ int gort_gc_set_percent(int percent);
  * stay alive, so a cycle of such objects is never finalized nor freed.
  * Returns 0, or -1 (errno EINVAL) if obj is not the start of a GC object. */
 int gort_gc_set_finalizer(void* obj, void (*fn)(void* obj, void* arg), void* arg);
-/* Waits until every finalizer queued so far has run. */
+/* Waits until every finalizer queued so far has run (from a finalizer, it
+ * returns at once). */
 void gort_gc_run_finalizers(void);
 
 /* Weak references: get returns obj while it is reachable, NULL once the

@@ -72,6 +72,11 @@ BOOST_AUTO_TEST_CASE(foreign_pointers_are_not_objects) {
   BOOST_CHECK_EQUAL(errno, EINVAL);
   BOOST_CHECK(gort_gc_weak_new(&local) == nullptr);
   BOOST_CHECK_EQUAL(gort_gc_add_roots(nullptr, 8), -1);
+  BOOST_CHECK(gort_gc_handle_get(nullptr) == nullptr);
+  gort_gc_handle_set(nullptr, nullptr);  // ignored
+  gort_gc_handle_free(nullptr);
+  BOOST_CHECK(gort_gc_weak_get(nullptr) == nullptr);
+  gort_gc_weak_free(nullptr);
   BOOST_CHECK_EQUAL(gort_gc_remove_roots(&local), -1);
 }
 

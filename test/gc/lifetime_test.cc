@@ -236,6 +236,26 @@ BOOST_AUTO_TEST_CASE(finalizer_can_resurrect_its_object) {
   gort_gc_weak_free(w);
 }
 
+BOOST_AUTO_TEST_CASE(finalizer_may_collect_and_wait_for_finalizers) {
+  // Neither may hang: collecting from a finalizer, or waiting for
+  // finalizers (itself included) from one.
+  static std::atomic<int> ran{0};
+  on_thread([] {
+    payload* p = make_payload(12);
+    gort_gc_set_finalizer(
+        p,
+        [](void*, void*) {
+          gort_gc_run_finalizers();
+          gort_gc_collect();
+          ran++;
+        },
+        nullptr);
+  });
+  collect();
+  gort_gc_run_finalizers();
+  BOOST_CHECK_EQUAL(ran.load(), 1);
+}
+
 BOOST_AUTO_TEST_CASE(finalizer_can_be_cleared) {
   g_finalized = 0;
   on_thread([&] {

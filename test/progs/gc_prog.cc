@@ -1,6 +1,6 @@
 // A program for the collector's subprocess tests (test/gc/api_test.cc):
 //   gc_prog free    free() of a GC object: must abort with a clear message
-//   gc_prog churn   allocates ~64 MiB of garbage, prints the statistics
+//   gc_prog churn   keeps ~6 MiB live, allocates ~64 MiB of garbage, prints the statistics
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +15,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (strcmp(argv[1], "churn") == 0) {
+    // A live set of ~6 MiB (so that the goal depends on GORT_GC), then
+    // 64 MiB of garbage.
+    static void* live[100000];
+    gort_gc_add_roots(live, sizeof live);
+    for (auto& slot : live) gort_gc_write(&slot, gort_gc_alloc(64, nullptr));
     void* keep = nullptr;
     for (int i = 0; i < 1 << 20; i++) {
       void** p = static_cast<void**>(gort_gc_alloc(64, nullptr));
@@ -26,7 +31,7 @@ int main(int argc, char** argv) {
     gort_gc_stats(&st);
     printf("cycles=%llu percent=%d alloc=%llu\n", static_cast<unsigned long long>(st.cycles),
            st.percent, static_cast<unsigned long long>(st.total_alloc));
-    return keep ? 0 : 1;
+    return keep && live[99999] ? 0 : 1;
   }
   return 2;
 }
