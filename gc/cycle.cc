@@ -17,6 +17,7 @@
 #include "gc/mark.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
+#include "runtime/proc.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -86,6 +87,41 @@ void set_goal(uint64_t live) {
   g_trigger.store(trigger, std::memory_order_relaxed);
 }
 
+// While gort::run is in progress, marking also runs as scheduler work: a
+// task drains grey objects in chunks beside the collector's own thread and
+// yields between them, so a P that has nothing else to do marks, and one
+// that is busy shares its time with it like with any task. It ends with the
+// mark phase, when it has found nothing grey for 2 ms, or at once if it
+// first runs in a later cycle or run.
+constexpr uint64_t kMarkTaskChunk = 512;
+std::atomic<uint64_t> g_mark_cycle{0};  // the cycle whose mark phase is running
+std::atomic<uint64_t> g_mark_task_objects{0};
+
+void mark_task(void* arg) {
+  uint64_t cycle = reinterpret_cast<uintptr_t>(arg);
+  int64_t idle_since = 0;
+  while (g_marking.load(std::memory_order_acquire) && g_mark_cycle.load() == cycle) {
+    gcThread* t = tl_gc.rec;  // re-read after every yield: the task may move
+    if (!t) return;
+    busy_enter();
+    uint64_t n = 0;
+    bool empty = drain(t->work, kMarkTaskChunk, &n);
+    t->work.flush();
+    busy_exit();
+    g_mark_task_objects.fetch_add(n, std::memory_order_relaxed);
+    if (n > 0) {
+      idle_since = 0;
+    } else if (empty) {
+      // Nothing grey to take for a while (the rest is in the collector's
+      // own buffer, or marking is nearly done): leave it to its thread.
+      int64_t now = alloc::nanotime();
+      if (!idle_since) idle_since = now;
+      if (now - idle_since > 2000000) return;
+    }
+    rt::goyield();
+  }
+}
+
 void run_cycle() {
   int64_t t_begin = alloc::nanotime();
   int64_t cpu0 = thread_cpu_ns();
@@ -115,10 +151,15 @@ void run_cycle() {
 
   // 2. Concurrent mark.
   int64_t t_mark = alloc::nanotime();
+  uint64_t cycle = g_mark_cycle.fetch_add(1) + 1;
+
   scan_root_ranges(g_work);
   scan_handles(g_work);
   scan_finalizer_roots(g_work);
   scan_tasks(g_work);
+  g_work.flush();  // what the roots made grey, where the mark task can take it
+  gort::detail::spawn_runtime_task(mark_task,
+                                   reinterpret_cast<void*>(static_cast<uintptr_t>(cycle)));
   int restarts = 0;
   int64_t p2 = 0, s2 = 0, stop2 = 0, tasks2 = 0, drain2 = 0;
   for (;;) {
@@ -153,6 +194,7 @@ void run_cycle() {
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
                   take_thread_marked();
   g_marking.store(0, std::memory_order_release);
+  g_mark_cycle.fetch_add(1);  // a mark task that has not run yet stops at once
   prepare_sweep();
   g_sweepgen.fetch_add(2, std::memory_order_release);
   set_goal(live);
@@ -357,6 +399,7 @@ GORT_EXPORT void gort_gc_stats(gort_gc_stats_t* out) {
   out->total_alloc = g_total_alloc.load(std::memory_order_relaxed);
   out->total_freed = g_total_freed.load(std::memory_order_relaxed);
   out->finalizers_run = finalizers_run_count();
+  out->mark_task_objects = g_mark_task_objects.load(std::memory_order_relaxed);
   out->threads = nthreads();
   out->percent = g_percent.load(std::memory_order_relaxed);
 }

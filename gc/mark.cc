@@ -224,14 +224,20 @@ void scan_object_children(uintptr_t obj, gcWork& w) {
   if (s) scan_object(object_base(s, idx), s, w);
 }
 
-bool drain(gcWork& w, uint64_t budget) {
+bool drain(gcWork& w, uint64_t budget, uint64_t* scanned) {
   uintptr_t obj;
-  for (uint64_t n = 0; n < budget; n++) {
-    if (!w.pop(&obj)) return true;
+  uint64_t n = 0;
+  bool done = false;
+  for (; n < budget; n++) {
+    if (!w.pop(&obj)) {
+      done = true;
+      break;
+    }
     mspan* s = alloc::span_of(reinterpret_cast<void*>(obj));
     scan_object(obj, s, w);
   }
-  return w.empty() && !work_available();
+  if (scanned) *scanned = n;
+  return done || (w.empty() && !work_available());
 }
 
 bool is_marked(uintptr_t p) {

@@ -78,7 +78,7 @@ void scan_object(uintptr_t base, mspan* s, gcWork& w);
 void scan_object_children(uintptr_t obj, gcWork& w);
 // Scans grey objects until w and the global list are empty (returns true)
 // or budget objects were scanned (returns false).
-bool drain(gcWork& w, uint64_t budget);
+bool drain(gcWork& w, uint64_t budget, uint64_t* scanned = nullptr);
 
 // GORT_DEBUG=gcverify=1, at mark termination with the world stopped and
 // every cache flushed: checks the tri-colour invariant over the whole heap

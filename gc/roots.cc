@@ -262,6 +262,14 @@ bool register_current_thread(bool explicit_reg) {
     return true;
   }
   make_key();
+  // A registered thread must take the stop signal. Threads inherit their
+  // creator's mask, and programs often block every signal before starting
+  // workers (and the collector's own thread blocks them all, so an M started
+  // from it, as by the mark task, would too): unblock it here.
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, kStopSignal);
+  pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) != 0) return false;
   void* addr = nullptr;

@@ -981,6 +981,15 @@ g* task_alloc(size_t size, size_t align, void** storage) {
   return gp;
 }
 
+// A task of the runtime's own (the collector's mark worker), started from
+// any thread: false, and nothing started, when no run is in progress.
+bool spawn_runtime_task(void (*fn)(void*), void* arg) {
+  if (!sched.running.load(std::memory_order_acquire)) return false;
+  g* gp = detail::make_task([fn, arg] { fn(arg); });
+  task_start(gp);
+  return true;
+}
+
 void task_start(g* gp) {
   if (!sched.running.load(std::memory_order_acquire))
     alloc::fatal("gort::go: no gort::run is in progress");

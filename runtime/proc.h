@@ -204,3 +204,9 @@ uint64_t fastrand();
 int64_t now_ns();  // CLOCK_MONOTONIC, as steady_clock
 
 }  // namespace gort::rt
+
+namespace gort::detail {
+// A task of the runtime's own, from any thread (proc.cc); false when no
+// gort::run is in progress.
+bool spawn_runtime_task(void (*fn)(void*), void* arg);
+}  // namespace gort::detail

@@ -143,8 +143,9 @@ typedef struct gort_gc_stats_t {
   uint64_t npauses;          /* stop-the-world pauses so far */
   uint64_t mark_ns;          /* wall time of the last concurrent mark */
   uint64_t finalizers_run;
-  uint64_t threads; /* registered threads */
-  int percent;      /* -1: off */
+  uint64_t mark_task_objects; /* objects scanned by mark work run as scheduler tasks */
+  uint64_t threads;           /* registered threads */
+  int percent;                /* -1: off */
 } gort_gc_stats_t;
 void gort_gc_stats(gort_gc_stats_t* out);
 /* Up to n of the most recent stop-the-world pauses (ns), oldest first;

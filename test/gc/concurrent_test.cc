@@ -224,6 +224,52 @@ BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
   BOOST_CHECK_EQUAL(bad.load(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(marking_runs_as_scheduler_work) {
+  // With two Ps and a task blocked in a collection, the other P runs the
+  // collector's mark task over a large graph; the graph stays intact.
+  gort_gc_stats_t before, after;
+  gort_gc_stats(&before);
+  bool intact = false;
+  gort::run(
+      [&] {
+        gort_gc_handle* h = nullptr;
+        gort::WaitGroup wg;
+        constexpr uint64_t kN = 200000;
+        wg.go([&] {
+          // A wide graph (an array of 200,000 small chains): markers can
+          // share it, which a single long list would not allow.
+          auto** arr = static_cast<gnode**>(gort_gc_alloc(kN * sizeof(gnode*), nullptr));
+          for (uint64_t i = 0; i < kN; i++) {
+            gnode* head = nullptr;
+            for (int k = 0; k < 3; k++) {
+              auto* n = static_cast<gnode*>(gort_gc_alloc(sizeof(gnode), &kType));
+              n->id = i * 3 + k;
+              n->sum = sum_of(n->id);
+              store(&n->edge[0], head);
+              head = n;
+            }
+            store(&arr[i], head);
+          }
+          h = gort_gc_handle_new(arr);
+        });
+        wg.wait();
+        for (int c = 0; c < 3; c++) gort_gc_collect();
+        uint64_t n = 0;
+        bool ok = true;
+        auto** arr = static_cast<gnode**>(gort_gc_handle_get(h));
+        for (uint64_t i = 0; i < kN; i++)
+          for (gnode* p = arr[i]; p; p = p->edge[0], n++) ok = ok && p->sum == sum_of(p->id);
+        intact = ok && n == 3 * kN;
+        gort_gc_handle_free(h);
+      },
+      gort::RunOptions{2, 0});
+  gort_gc_stats(&after);
+  BOOST_CHECK(intact);
+  BOOST_CHECK_GT(after.mark_task_objects, before.mark_task_objects);
+  BOOST_TEST_MESSAGE("mark task scanned " << after.mark_task_objects - before.mark_task_objects
+                                          << " objects");
+}
+
 BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
   // Fresh objects wait in a buffered channel, reachable from nowhere else,
   // while collections run and garbage reuses freed memory.

@@ -1,5 +1,7 @@
 // Conservative roots: words on the stacks and in the registers of stopped
 // threads keep objects alive, interior pointers included.
+#include <signal.h>
+
 #include <boost/test/unit_test.hpp>
 #include <condition_variable>
 #include <mutex>
@@ -142,6 +144,28 @@ BOOST_AUTO_TEST_CASE(registered_thread_that_never_allocates_is_scanned) {
   reader.join();
   BOOST_CHECK(ok);
   gort_gc_weak_free(w);
+}
+
+BOOST_AUTO_TEST_CASE(thread_started_with_every_signal_blocked_is_stopped) {
+  // Threads inherit their creator's signal mask; one started with every
+  // signal blocked must still be stoppable once it uses the GC heap.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  std::atomic<bool> stop{false}, started{false};
+  std::thread t([&] {
+    while (!stop.load()) {
+      for (int i = 0; i < 1000; i++) gort_gc_alloc(64, nullptr);
+      started = true;
+    }
+  });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  while (!started.load()) std::this_thread::yield();
+  uint64_t c0 = stat_cycles();
+  collect(3);  // a thread that cannot be stopped would abort this after 20 s
+  stop = true;
+  t.join();
+  BOOST_CHECK_GE(stat_cycles(), c0 + 3);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
