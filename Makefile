@@ -24,7 +24,7 @@ RUNTIME_ASM  := $(wildcard runtime/*.S)
 LIB_OBJS     := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o) $(GC_SRCS:%.cc=$(OBJ)/%.o) $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o) \
                 $(RUNTIME_ASM:%.S=$(OBJ)/%.o)
 
-FORMAT_FILES = $(wildcard alloc/*.cc alloc/*.h gc/*.cc gc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
+FORMAT_FILES = $(wildcard test/*.h alloc/*.cc alloc/*.h gc/*.cc gc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
                  bench/*.cc bench/*/*.cc bench/*/*.h)
 
 .PHONY: all deps build lib test run bench clean install format check-format stress
@@ -81,13 +81,13 @@ $(BUILD)/test/alloc_tests: $(TEST_ALLOC_SRCS) test/alloc/main.cc test/alloc/help
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_ALLOC_SRCS) test/alloc/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
-$(BUILD)/test/runtime_tests: $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(wildcard test/runtime/*.h) \
+$(BUILD)/test/runtime_tests: $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(wildcard test/runtime/*.h) test/watchdog.h \
                              test/alloc/helpers.h $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
-$(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/alloc/helpers.h \
+$(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/alloc/helpers.h test/watchdog.h \
                         $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_GC_SRCS) test/gc/main.cc $(BUILD)/lib/libgort.a \

@@ -341,9 +341,40 @@ void ensure_started() {
   g_started.store(true, std::memory_order_release);
 }
 
+namespace {
+
+// A bounded mark assist: while the collector marks and the heap is past its
+// goal, a thread that refills its cache scans grey objects first: 256, plus
+// 256 for every quarter of a goal it is over, at most 4096 (a few hundred
+// microseconds; Go's unbounded assists, issue 27732, are what the cap
+// avoids). Allocation cannot outrun marking for long even when the
+// collector's thread gets little CPU. Proportional assists with credit are
+// the pacer's later step.
+constexpr uint64_t kAssistBudget = 256, kAssistMax = 4096;
+void assist(int64_t heap, int64_t goal) {
+  gcThread* t = tl_gc.rec;
+  if (!t || goal <= 0) return;
+  uint64_t budget = kAssistBudget * (1 + static_cast<uint64_t>((heap - goal) * 4 / goal));
+  if (budget > kAssistMax) budget = kAssistMax;
+  busy_enter();
+  drain(t->work, budget);
+  t->work.flush();
+  busy_exit();
+}
+
+}  // namespace
+
 void note_alloc_slow() {
-  if (g_heap_alloc.load(std::memory_order_relaxed) < g_trigger.load(std::memory_order_relaxed))
+  int64_t heap = g_heap_alloc.load(std::memory_order_relaxed);
+  int64_t goal = g_goal.load(std::memory_order_relaxed);
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0) && heap > goal)
+    assist(heap, goal);
+  if (__builtin_expect(alloc::g_options.gcstress > 0, 0) &&
+      ++tl_gc.refills % static_cast<uint64_t>(alloc::g_options.gcstress) == 0) {
+    if (!g_pending.exchange(true, std::memory_order_acq_rel)) request_cycle();
     return;
+  }
+  if (heap < g_trigger.load(std::memory_order_relaxed)) return;
   if (g_percent.load(std::memory_order_relaxed) < 0) return;
   if (g_pending.exchange(true, std::memory_order_acq_rel)) return;
   request_cycle();

@@ -131,6 +131,16 @@ BOOST_AUTO_TEST_CASE(gc_off_means_no_automatic_cycles) {
   BOOST_CHECK_GT(cycles(low.out), cycles(on.out));
 }
 
+BOOST_AUTO_TEST_CASE(gcstress_collects_more_often) {
+  auto cycles = [](const std::string& s) { return atol(s.c_str() + s.find("cycles=") + 7); };
+  auto normal = gort_test::run({gort_test::test_prog("gc_prog"), "churn"});
+  auto stress = gort_test::run({gort_test::test_prog("gc_prog"), "churn"},
+                               {"GORT_DEBUG=gcstress=2,gcverify=1"});
+  BOOST_CHECK_EQUAL(normal.status, 0);
+  BOOST_CHECK_EQUAL(stress.status, 0);
+  BOOST_CHECK_GT(cycles(stress.out), cycles(normal.out));
+}
+
 BOOST_AUTO_TEST_CASE(bad_gc_setting_warns_and_keeps_the_default) {
   auto r = gort_test::run({gort_test::test_prog("gc_prog"), "churn"}, {"GORT_GC=lots"});
   BOOST_CHECK_EQUAL(r.status, 0);

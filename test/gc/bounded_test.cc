@@ -59,8 +59,11 @@ BOOST_AUTO_TEST_CASE(cyclic_garbage_for_a_minute_stays_bounded) {
                            << " MiB, max RSS " << (max_rss >> 20) << " MiB, total allocated "
                            << (st.total_alloc >> 20) << " MiB");
   // Live: 16 rings of at most 250 64-byte nodes (~256 KiB); the goal is the
-  // 4 MiB minimum. Allow for cycles that overshoot while marking.
-  BOOST_CHECK_LT(max_heap, uint64_t{32} << 20);
+  // 4 MiB minimum. Unloaded, the heap peaks near 11 MiB; when the collector's
+  // thread is short of CPU (another process on both cores), objects allocated
+  // black during the slower marks inflate the live estimate and the goal, and
+  // it has been seen near 50 MiB. What must not happen is growth without bound.
+  BOOST_CHECK_LT(max_heap, uint64_t{96} << 20);
   BOOST_CHECK_LT(max_rss, size_t{256} << 20);
   BOOST_CHECK_GT(st.total_alloc, uint64_t{20} * max_heap);  // it really churned
   for (ring_node*& k : g_keep) k = nullptr;

@@ -20,56 +20,19 @@
 // off the runtime's deadlock detector (which must stay on, so that a lost
 // wake-up with no timer pending is reported at once, with the blocked tasks).
 #define BOOST_TEST_MODULE gort_runtime
-#include <signal.h>
-#include <string.h>
-#include <unistd.h>
-
 #include <boost/test/unit_test.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 
 #include "gort/runtime.h"
+#include "test/watchdog.h"
 
 namespace {
 
-char current_test[512];
-int watchdog_s = 120;
-
-void on_alarm(int) {
-  char msg[700];
-  int n =
-      snprintf(msg, sizeof msg, "\nwatchdog: test case %s still running after %d s: giving up\n",
-               current_test, watchdog_s);
-  if (n > 0) {
-    ssize_t w =
-        write(2, msg, static_cast<size_t>(n) < sizeof msg ? static_cast<size_t>(n) : sizeof msg);
-    (void)w;
-  }
-  _exit(3);
-}
-
-struct watchdog : boost::unit_test::test_observer {
-  void test_unit_start(boost::unit_test::test_unit const& tu) override {
-    if (tu.p_type != boost::unit_test::TUT_CASE || watchdog_s <= 0) return;
-    snprintf(current_test, sizeof current_test, "%s", tu.full_name().c_str());
-    alarm(static_cast<unsigned>(watchdog_s));
-  }
-  void test_unit_finish(boost::unit_test::test_unit const& tu, unsigned long) override {
-    if (tu.p_type != boost::unit_test::TUT_CASE) return;
-    alarm(0);
-  }
-};
-
 struct suite_setup {
-  watchdog dog;
+  gort_test::watchdog dog{120};
   suite_setup() {
-    if (const char* s = getenv("GORT_TEST_WATCHDOG")) watchdog_s = atoi(s);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_alarm;
-    sigaction(SIGALRM, &sa, nullptr);
-    boost::unit_test::framework::register_observer(dog);
     // Unbuffered log: if the process hangs and is killed, the log shows where.
     std::cout << std::unitbuf;
     const char* env = getenv("GORT_MAXPROCS");
@@ -77,13 +40,7 @@ struct suite_setup {
            gort::default_maxprocs());
     fflush(stdout);
   }
-  ~suite_setup() {
-    // The watchdog also covers the process's exit (runtime threads, static
-    // destructors).
-    snprintf(current_test, sizeof current_test, "%s", "(after the last test: process exit)");
-    if (watchdog_s > 0) alarm(static_cast<unsigned>(watchdog_s));
-    boost::unit_test::framework::deregister_observer(dog);
-  }
+  ~suite_setup() { dog.cover_exit(); }
 };
 
 }  // namespace
