@@ -983,10 +983,27 @@ g* task_alloc(size_t size, size_t align, void** storage) {
 
 // A task of the runtime's own (the collector's mark worker), started from
 // any thread: false, and nothing started, when no run is in progress.
+// The run may end between the first check and the queueing: the second
+// check is under sched.lock, which the end of a run takes to clear running,
+// and a g that is not started goes back to the global free list.
 bool spawn_runtime_task(void (*fn)(void*), void* arg) {
   if (!sched.running.load(std::memory_order_acquire)) return false;
-  g* gp = detail::make_task([fn, arg] { fn(arg); });
-  task_start(gp);
+  g* gp = detail::make_task([fn, arg] { fn(arg); });  // fits inline: no heap closure
+  {
+    alloc::lock_guard l(sched.lock);
+    if (!sched.running.load(std::memory_order_relaxed)) {
+      gp->fn = nullptr;
+      gp->status.store(gstatus::idle, std::memory_order_relaxed);
+      gp->schedlink = sched.gfree;
+      sched.gfree = gp;
+      return false;
+    }
+    gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
+    sched.spawned.fetch_add(1, std::memory_order_relaxed);
+    gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+    globrunqput(gp);
+  }
+  wakep();
   return true;
 }
 
