@@ -302,7 +302,6 @@ mspan* mheap::alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t 
   s->alloc_count = 0;
   s->freeindex = 0;
   s->allocCache = 0;
-  s->incache = false;
   s->allocBits = gcbits_.alloc(nelems);
   s->gcmarkBits = gcbits_.alloc(nelems);
   return s;

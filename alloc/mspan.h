@@ -77,11 +77,11 @@ struct mspan {
   // allocCache: the complement of allocBits from freeindex on (Go's), so the
   // owning cache finds the next free object with one ctz. freeindex and
   // alloc_count above are read racily by markers (an object below freeindex
-  // is allocated); only the cache that owns the span writes them.
+  // is allocated); only the cache that owns the span writes them. A span in
+  // a cache is on no gcCentral list, so the sweeper never sees it.
   uint64_t allocCache = 0;
   uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle (gc/sweep.cc)
   gcKind gckind = gcKind::noscan;
-  bool incache = false;      // owned by a gcCache; the sweeper leaves it alone
   void* specials = nullptr;  // finalizers and weak references of its objects (gc/final.h)
 
   uintptr_t limit() const { return base + npages * kPageSize; }

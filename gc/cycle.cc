@@ -176,10 +176,8 @@ void run_cycle() {
     flush_thread_work();
     scan_leftover_tasks(g_work);
     tasks2 = alloc::nanotime() - s2 - stop2;
+    // Past the restarts the drain has no budget, and so ends with no work.
     if (drain(g_work, restarts < kMaxRestarts ? kTermBudget : ~uint64_t{0})) break;
-    while (restarts >= kMaxRestarts && !drain(g_work, ~uint64_t{0})) {
-    }
-    if (restarts >= kMaxRestarts) break;
     g_work.flush();
     start_the_world();
     int64_t p = alloc::nanotime() - s2;

@@ -115,7 +115,7 @@ inline uint32_t next_free_fast(mspan* s) {
 // Allocated black while the collector marks.
 inline void mark_allocated(gcCache* c, mspan* s, uint32_t idx) {
   if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0)) {
-    __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+    mark_new(s, idx);
     c->marked_bytes += s->elemsize;
   }
 }
@@ -127,7 +127,6 @@ inline void mark_allocated(gcCache* c, mspan* s, uint32_t idx) {
 // A cache's span counts as allocated whole while the cache holds it (Go's
 // heapLive does the same): the fast path touches no shared counter.
 void install(gcCache* c, uint32_t sc, mspan* s) {
-  s->incache = true;
   c->alloc[sc] = s;
   int64_t free_bytes = int64_t{s->nelems - s->alloc_count} * s->elemsize;
   g_heap_alloc.fetch_add(free_bytes, std::memory_order_relaxed);
@@ -137,7 +136,6 @@ void install(gcCache* c, uint32_t sc, mspan* s) {
 void uninstall(gcCache* c, uint32_t sc) {
   mspan* s = c->alloc[sc];
   c->alloc[sc] = nullptr;
-  s->incache = false;
   int64_t unused = int64_t{s->nelems - s->alloc_count} * s->elemsize;
   g_heap_alloc.fetch_sub(unused, std::memory_order_relaxed);
   g_total_alloc.fetch_sub(static_cast<uint64_t>(unused), std::memory_order_relaxed);
@@ -199,15 +197,7 @@ void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
     note_heap_range(s);
     busy_enter();
     s->sweepgen = g_sweepgen.load(std::memory_order_relaxed);
-    if (c->alloc[sc]) {
-      // A stop flushed the cache meanwhile and someone refilled it? Only
-      // this thread fills it; a flush only empties it. Keep the new span
-      // in the central for later.
-      alloc::lock_guard g(g_central[sc].lock);
-      g_central[sc].partial.push_front(s);
-    } else {
-      install(c, sc, s);
-    }
+    install(c, sc, s);  // the slot is still empty: a stop's flush only empties caches
     busy_exit();
   }
 }

@@ -46,6 +46,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 
 #include "alloc/lock.h"
 #include "alloc/mcache.h"
@@ -217,6 +218,15 @@ inline void fork_lock_phase(alloc::mutex& m, int phase) {
     m.unlock();
   else
     m.reset();
+}
+// The same for several locks: taken in the order given, released in the
+// reverse order.
+inline void fork_locks(int phase, std::initializer_list<alloc::mutex*> locks) {
+  if (phase == 1) {
+    for (auto* m = locks.end(); m != locks.begin();) fork_lock_phase(**--m, phase);
+  } else {
+    for (alloc::mutex* m : locks) fork_lock_phase(*m, phase);
+  }
 }
 void heap_fork(int phase);
 void final_fork(int phase);

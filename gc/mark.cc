@@ -169,18 +169,12 @@ bool work_available() {
   return g_nfull.load(std::memory_order_acquire) != 0;
 }
 
-void work_reset() {}
-
 void shade(uintptr_t p, gcWork& w) {
   uint32_t idx;
   mspan* s = find_object(p, &idx);
   if (!s || !set_mark(s, idx)) return;
   w.bytes_marked += object_size(s);
   if (s->gckind != gcKind::noscan) w.push(object_base(s, idx));
-}
-
-void mark_new(mspan* s, uint32_t idx) {
-  __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
 }
 
 void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w) {

@@ -61,14 +61,14 @@ class gcWork {
 
 // Whether the global list has grey objects.
 bool work_available();
-// Frees every buffer (after mark termination, all are empty).
-void work_reset();
 
 // p is any word: if it points into an allocated GC object, mark it and, if
 // it was white and has pointers, push it on w.
 void shade(uintptr_t p, gcWork& w);
 // Allocated black: object idx of s (the world cannot stop: busy region).
-void mark_new(mspan* s, uint32_t idx);
+inline void mark_new(mspan* s, uint32_t idx) {
+  __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+}
 // Scans [lo, hi) conservatively (stacks, registers, root ranges).
 void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w);
 // Scans the object of s at idx: its kind's way.

@@ -338,23 +338,11 @@ void roots_init() {
 }
 
 void roots_fork_reg(int phase) {
-  if (phase == 1) {
-    fork_lock_phase(g_reg_lock, phase);
-    fork_lock_phase(g_key_lock, phase);
-    return;
-  }
-  fork_lock_phase(g_key_lock, phase);
-  fork_lock_phase(g_reg_lock, phase);
+  fork_locks(phase, {&g_key_lock, &g_reg_lock});
 }
 
 void roots_fork_tables(int phase) {
-  if (phase == 1) {
-    fork_lock_phase(g_handles_lock, phase);
-    fork_lock_phase(g_roots_lock, phase);
-    return;
-  }
-  fork_lock_phase(g_roots_lock, phase);
-  fork_lock_phase(g_handles_lock, phase);
+  fork_locks(phase, {&g_roots_lock, &g_handles_lock});
 }
 
 void roots_fork_child() {
@@ -491,10 +479,6 @@ void scan_task_before_run(rt::g* gp) {
   busy_enter();
   try_scan(gp, t->work, true);
   busy_exit();
-}
-
-uint32_t task_scan_gen() {
-  return g_scangen.load(std::memory_order_relaxed);
 }
 
 void scan_root_ranges(gcWork& w) {

@@ -106,7 +106,10 @@ extern std::atomic<uint32_t> g_scangen;
 inline constexpr uint32_t kScanBusy = 0xffffffffu;
 // From the scheduler, just before it switches to gp (gp is not running).
 void scan_task_before_run(rt::g* gp);
-uint32_t task_scan_gen();
+// Read at every task switch (runtime/proc.cc): one load, inline.
+inline uint32_t task_scan_gen() {
+  return g_scangen.load(std::memory_order_relaxed);
+}
 
 }  // namespace gort::gc
 
