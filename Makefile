@@ -87,7 +87,7 @@ $(BUILD)/test/runtime_tests: $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(wildcar
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_RUNTIME_SRCS) test/runtime/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
-$(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/alloc/helpers.h test/watchdog.h \
+$(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/gc/tagged.h test/alloc/helpers.h test/watchdog.h \
                         $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_GC_SRCS) test/gc/main.cc $(BUILD)/lib/libgort.a \
@@ -103,7 +103,7 @@ $(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< -pthread -ldl
 
 # Scheduler and collector test programs link the runtime statically.
-$(BUILD)/test/gc_%: test/progs/gc_%.cc $(BUILD)/lib/libgort.a
+$(BUILD)/test/gc_%: test/progs/gc_%.cc test/gc/tagged.h $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
 
@@ -130,7 +130,7 @@ test: deps build
 	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests --log_level=test_suite --report_level=short
 	@echo "== collector torture mode: a cycle every 8 span refills, the tri-colour invariant verified =="
 	GORT_DEBUG=gcverify=1,gcstress=8 GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests \
-	  --run_test=torture,concurrent,lifetime,conservative --report_level=short
+	  --run_test=torture,concurrent,lifetime,conservative,roots,destructors --report_level=short
 	@echo "== benchmark harness and gort tool =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 

@@ -64,9 +64,12 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->gcverify = v != 0;
     } else if (nlen == 8 && memcmp(s, "gcstress", 8) == 0) {
       o->gcstress = v;
+    } else if (nlen == 8 && memcmp(s, "gcpoison", 8) == 0) {
+      o->gcpoison = v != 0;
     } else {
       snprintf(why, whylen,
-               "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress)",
+               "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
+               "gcpoison)",
                static_cast<int>(nlen), s);
       return false;
     }

@@ -28,6 +28,9 @@ struct options {
   // every mark termination (slow: O(heap) in the stop); gcstress=N: start a
   // cycle every N span refills of a thread (gc/cycle.cc).
   bool gcverify = false;
+  // GORT_DEBUG=gcpoison=1: sweeping fills freed GC objects with 0xdead...
+  // (gc/sweep.cc), so a pointer the collector missed reads as poison.
+  bool gcpoison = false;
   int64_t gcstress = 0;
 };
 

@@ -303,6 +303,9 @@ void fork_child() {
   fork_phase(2);
   g_forked.store(true);
   g_percent.store(-1);
+  // Forked during a mark: no collector will ever end it here, so the
+  // barrier (and black allocation) would stay on for good.
+  g_marking.store(0, std::memory_order_release);
   roots_fork_child();
 }
 
@@ -320,6 +323,12 @@ void request_cycle() {
 }
 
 }  // namespace
+
+int runtime_threads() {
+  if (!g_started.load(std::memory_order_acquire) || g_forked.load(std::memory_order_relaxed))
+    return 0;
+  return 1 + (finalizer_thread_idle() ? 1 : 0);
+}
 
 void ensure_started() {
   if (__builtin_expect(g_started.load(std::memory_order_acquire), 1)) return;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <string.h>
 
 #include "alloc/fixalloc.h"
 #include "alloc/sys.h"
@@ -20,7 +21,7 @@ namespace gort::gc {
 
 namespace {
 
-enum class specialKind : uint8_t { finalizer = 1, weak = 2 };
+enum class specialKind : uint8_t { finalizer = 1, weak = 2, destructor = 3 };
 
 struct special {
   special* next;   // the span's list
@@ -29,8 +30,8 @@ struct special {
   uintptr_t obj;  // the object's start (its block, with a typed header)
   void* user;     // the address the program gave
   specialKind kind;
-  bool attached;  // on its span's list
-  void (*fn)(void*, void*);
+  bool attached;             // on its span's list
+  void (*fn)(void*, void*);  // a destructor's fn takes (user, nullptr)
   void* arg;
   std::atomic<uintptr_t> target;  // weak: the object, 0 once collected
 };
@@ -45,6 +46,7 @@ std::atomic<uint64_t> g_fin_queued{0};
 std::atomic<uint64_t> g_fin_done{0};
 std::atomic<uint32_t> g_fin_done_seq{0};  // futex: gort_gc_run_finalizers waits on it
 std::atomic<bool> g_fin_thread{false};
+std::atomic<bool> g_fin_running{false};  // the finalizer thread is running one
 constinit alloc::mutex g_fin_start_lock;
 
 special* new_special() {
@@ -81,9 +83,27 @@ bool obj_marked(const mspan* s, uintptr_t obj) {
   return __atomic_load_n(&s->gcmarkBits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64) & 1;
 }
 
-// Runs f's finalizer in a frame of its own.
+// Runs f's finalizer or destructor in a frame of its own. A destroyed
+// object is zeroed (unless it is noscan: a tiny one shares its block), so
+// that a stale pointer to it keeps nothing else alive until it is freed.
 __attribute__((noinline)) void run_one(special* f) {
   f->fn(f->user, f->arg);
+  if (f->kind != specialKind::destructor) return;
+  mspan* s = alloc::span_of(reinterpret_cast<void*>(f->obj));
+  if (s->gckind != gcKind::noscan) {
+    busy_enter();  // a stop must not scan it half zeroed (harmless, but racy)
+    memset(reinterpret_cast<void*>(f->obj), 0, object_size(s));
+    busy_exit();
+  }
+}
+
+void enqueue(special* sp) {
+  if (g_finq_tail)
+    g_finq_tail->fnext = sp;
+  else
+    g_finq = sp;
+  g_finq_tail = sp;
+  g_fin_queued.fetch_add(1, std::memory_order_relaxed);
 }
 
 // Overwrites the dead stack below the caller, where run_one's frame held
@@ -119,9 +139,11 @@ void* finalizer_main(void*) {
       }
     }
     if (!f) {
+      g_fin_running.store(false, std::memory_order_release);
       alloc::futex_wait(&g_finq_seq, seq, -1);
       continue;
     }
+    g_fin_running.store(true, std::memory_order_release);
     run_one(f);
     clear_dead_stack();
     {
@@ -164,9 +186,12 @@ mspan* user_object(const void* p, uintptr_t* base) {
 
 }  // namespace
 
-void sweep_specials(mspan* s) {
+alloc::mutex& specials_lock() {
+  return g_specials_lock;
+}
+
+bool sweep_specials(mspan* s) {
   bool queued = false;
-  alloc::lock_guard g(g_specials_lock);
   // Weak references first: they read null before a finalizer can run.
   for (special* sp = static_cast<special*>(s->specials); sp;) {
     special* next = sp->next;
@@ -176,6 +201,7 @@ void sweep_specials(mspan* s) {
     }
     sp = next;
   }
+  // Finalizers (Go's): the object is marked, so it survives this cycle.
   for (special* sp = static_cast<special*>(s->specials); sp;) {
     special* next = sp->next;
     if (sp->kind == specialKind::finalizer && !obj_marked(s, sp->obj)) {
@@ -183,17 +209,27 @@ void sweep_specials(mspan* s) {
       __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
       unlink_span(s, sp);
       unlink_finalizer(sp);
-      if (g_finq_tail)
-        g_finq_tail->fnext = sp;
-      else
-        g_finq = sp;
-      g_finq_tail = sp;
-      g_fin_queued.fetch_add(1, std::memory_order_relaxed);
+      enqueue(sp);
       queued = true;
     }
     sp = next;
   }
-  if (queued) finalizers_poke();
+  // Destructors of objects still unmarked (one just finalized is marked
+  // now: its destructor waits for a later cycle). The memory is kept until
+  // the destructor ran; nothing it points to is.
+  for (special* sp = static_cast<special*>(s->specials); sp;) {
+    special* next = sp->next;
+    if (sp->kind == specialKind::destructor && !obj_marked(s, sp->obj)) {
+      uint32_t idx = s->objindex(sp->obj);
+      __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+      if (s->gckind == gcKind::typed) reinterpret_cast<uintptr_t*>(sp->obj)[0] = 0;
+      unlink_span(s, sp);
+      enqueue(sp);
+      queued = true;
+    }
+    sp = next;
+  }
+  return queued;
 }
 
 void final_fork(int phase) {
@@ -215,6 +251,12 @@ void scan_finalizer_roots(gcWork& w) {
   for (special* sp = g_finq; sp; sp = sp->fnext) shade(sp->obj, w);
 }
 
+bool finalizer_thread_idle() {
+  if (!g_fin_thread.load(std::memory_order_acquire)) return false;
+  if (g_fin_running.load(std::memory_order_acquire)) return false;
+  return __atomic_load_n(&g_finq, __ATOMIC_ACQUIRE) == nullptr;
+}
+
 uint64_t finalizers_run_count() {
   return g_fin_done.load(std::memory_order_relaxed);
 }
@@ -224,7 +266,11 @@ uint64_t finalizers_run_count() {
 using namespace gort::gc;
 namespace alloc = gort::alloc;
 
-GORT_EXPORT int gort_gc_set_finalizer(void* obj, void (*fn)(void*, void*), void* arg) {
+namespace {
+
+// Sets (fn non-null) or clears obj's special of kind k (a finalizer or a
+// destructor): 0, or -1 with errno.
+int set_special(void* obj, specialKind k, void (*fn)(void*, void*), void* arg) {
   uintptr_t base;
   mspan* s = user_object(obj, &base);
   if (!s) {
@@ -239,33 +285,51 @@ GORT_EXPORT int gort_gc_set_finalizer(void* obj, void (*fn)(void*, void*), void*
   busy_lock g(g_specials_lock);
   special* found = nullptr;
   for (special* sp = static_cast<special*>(s->specials); sp; sp = sp->next)
-    if (sp->kind == specialKind::finalizer && sp->user == obj) found = sp;
+    if (sp->kind == k && sp->user == obj) found = sp;
   if (!fn) {
     if (found) {
       unlink_span(s, found);
-      unlink_finalizer(found);
+      if (k == specialKind::finalizer) unlink_finalizer(found);
       g_specialalloc.free(found, alloc::coarse_nanotime());
     }
     return 0;
   }
   if (!found) {
     found = new_special();
-    found->kind = specialKind::finalizer;
+    found->kind = k;
     found->obj = base;
     found->user = obj;
     found->attached = true;
     found->next = static_cast<special*>(s->specials);
     s->specials = found;
-    found->fnext = g_finalizers;
-    if (g_finalizers) g_finalizers->fprev = found;
-    g_finalizers = found;
+    if (k == specialKind::finalizer) {
+      found->fnext = g_finalizers;
+      if (g_finalizers) g_finalizers->fprev = found;
+      g_finalizers = found;
+    }
   }
   found->fn = fn;
   found->arg = arg;
-  // Set while marking: what it reaches must stay (the pass over finalizers
-  // may be over already).
-  if (g_marking.load(std::memory_order_relaxed)) scan_object_children(base, tl_gc.rec->work);
+  // A finalizer set while marking: what it reaches must stay (the pass over
+  // finalizers may be over already). A destructor keeps nothing alive.
+  if (k == specialKind::finalizer && g_marking.load(std::memory_order_relaxed))
+    scan_object_children(base, tl_gc.rec->work);
   return 0;
+}
+
+void run_destructor(void* obj, void* dtor) {
+  reinterpret_cast<void (*)(void*)>(dtor)(obj);
+}
+
+}  // namespace
+
+GORT_EXPORT int gort_gc_set_finalizer(void* obj, void (*fn)(void*, void*), void* arg) {
+  return set_special(obj, specialKind::finalizer, fn, arg);
+}
+
+GORT_EXPORT int gort_gc_set_destructor(void* obj, void (*dtor)(void*)) {
+  return set_special(obj, specialKind::destructor, dtor ? run_destructor : nullptr,
+                     reinterpret_cast<void*>(dtor));
 }
 
 GORT_EXPORT void gort_gc_run_finalizers(void) {
@@ -302,7 +366,9 @@ GORT_EXPORT void* gort_gc_weak_get(gort_gc_weak* w) {
   if (!w) return nullptr;
   auto* sp = reinterpret_cast<special*>(w);
   if (!tl_gc.rec) register_current_thread(false);
-  busy_enter();
+  // Under the specials lock: the target's span cannot be half way through
+  // its sweep (final.h).
+  busy_lock g(g_specials_lock);
   uintptr_t t = sp->target.load(std::memory_order_acquire);
   if (t) {
     if (g_marking.load(std::memory_order_relaxed)) {
@@ -312,7 +378,6 @@ GORT_EXPORT void* gort_gc_weak_get(gort_gc_weak* w) {
       if (span_unswept(s) && !obj_marked(s, sp->obj)) t = 0;  // dead, not swept yet
     }
   }
-  busy_exit();
   return reinterpret_cast<void*>(t);
 }
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
@@ -28,7 +29,7 @@ std::atomic<uint32_t> g_scangen{1};
 
 namespace {
 
-constexpr int kStopSignal = SIGPWR;
+int g_stop_signal = SIGPWR;  // set once by roots_init, before any thread registers
 
 constinit alloc::mutex g_reg_lock;
 gcThread* g_threads = nullptr;
@@ -67,21 +68,70 @@ uintptr_t stack_top_for(const gcThread* t, uintptr_t sp, bool* on_task) {
   return 0;
 }
 
-// Records the live part of the stack (from lo, which covers the saved
-// registers, up; rsp tells which stack it is), counts the thread stopped
-// and waits for the world to start.
-void park_stopped(gcThread* t, uint32_t e, uintptr_t lo, uintptr_t rsp) {
+// x86-64 leaf functions may keep data in the 128 bytes below the stack
+// pointer: a signal frame on the same stack skips them, one on another stack
+// leaves them where they are.
+constexpr uintptr_t kRedZone = 128;
+
+void add_range(gcThread* t, uintptr_t lo, uintptr_t hi) {
+  if (lo < hi && t->nranges < gcThread::kMaxRanges) t->ranges[t->nranges++] = {lo, hi};
+}
+
+// The lowest word of [lo, hi) that points into [slo, shi): on an alternate
+// signal stack, the stack pointer a handler's signal frame saved (older
+// values there are stack pointers too, only deeper; any of them is safe to
+// scan from). 0 if none.
+uintptr_t lowest_pointer_into(uintptr_t lo, uintptr_t hi, uintptr_t slo, uintptr_t shi) {
+  uintptr_t best = 0;
+  for (uintptr_t a = (lo + 7) & ~uintptr_t{7}; a + 8 <= hi; a += 8) {
+    uintptr_t v = *reinterpret_cast<const uintptr_t*>(a);
+    if (v >= slo && v < shi && (!best || v < best)) best = v;
+  }
+  return best;
+}
+
+// The stack under a handler running on the alternate stack [alo, ahi): the
+// current task's and the thread's own, from the lowest stack pointer into
+// each that the alternate stack holds.
+void add_under_altstack(gcThread* t, rt::g* cg, uintptr_t alo, uintptr_t ahi) {
+  if (cg && cg->stk.span) {
+    uintptr_t v = lowest_pointer_into(alo, ahi, cg->stk.lo, cg->stk.hi);
+    if (v) add_range(t, v - kRedZone < cg->stk.lo ? cg->stk.lo : v - kRedZone, cg->stk.hi);
+  }
+  uintptr_t v = lowest_pointer_into(alo, ahi, t->stack_lo, t->stack_hi);
+  if (v) add_range(t, v - kRedZone < t->stack_lo ? t->stack_lo : v - kRedZone, t->stack_hi);
+}
+
+// Records the roots of a thread stopped with its stack pointer at rsp
+// (roots.h): the stack it is on, the native frames under its task, or, on
+// an alternate signal stack [alo, ahi), that and the stack under it.
+void record_ranges(gcThread* t, uintptr_t rsp, uintptr_t alo, uintptr_t ahi) {
+  auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m);
+  rt::g* cg = mp ? mp->curg : nullptr;
+  t->nranges = 0;
+  t->stop_curg = cg;
   bool on_task;
   uintptr_t hi = stack_top_for(t, rsp, &on_task);
-  // An M on its own stack without a P runs no program code (tasks and timer
-  // callbacks run with a P): its scheduler frames hold no GC pointers, only
-  // stale words that would keep garbage alive.
-  auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m);
-  if (mp && !mp->pp && !on_task) hi = 0;
-  t->stop_lo = hi && lo <= rsp && lo + 65536 > rsp ? lo : rsp;
-  t->stop_hi = hi;
-  t->stop_on_task = on_task;
-  t->stop_curg = mp ? mp->curg : nullptr;
+  uintptr_t lo = rsp - kRedZone;
+  if (hi) {
+    add_range(t, lo, hi);
+  } else if (alo && rsp >= alo && rsp < ahi) {
+    add_range(t, lo < alo ? alo : lo, ahi);
+    add_under_altstack(t, cg, rsp, ahi);
+    on_task = cg != nullptr;
+  }
+  // The M's own frames under the task it runs (the caller of gort::run's
+  // among them), frozen at g0sp until the scheduler switches back.
+  uintptr_t g0 = mp ? reinterpret_cast<uintptr_t>(mp->g0sp) : 0;
+  if (on_task && g0 >= t->stack_lo && g0 < t->stack_hi) add_range(t, g0, t->stack_hi);
+  t->owns_curg = false;
+  if (cg && cg->stk.span)
+    for (int i = 0; i < t->nranges; i++)
+      if (t->ranges[i].lo >= cg->stk.lo && t->ranges[i].lo < cg->stk.hi) t->owns_curg = true;
+}
+
+// Counts the thread stopped and waits for the world to start.
+void park_stopped(gcThread* t, uint32_t e) {
   t->acked.store(e, std::memory_order_release);
   g_nacked.fetch_add(1, std::memory_order_acq_rel);
   alloc::futex_wake(&g_nacked, 1);
@@ -96,6 +146,20 @@ void park_stopped(gcThread* t, uint32_t e, uintptr_t lo, uintptr_t rsp) {
   }
   while (static_cast<int32_t>((r = g_stw_release.load(std::memory_order_acquire)) - e) < 0)
     alloc::futex_wait(&g_stw_release, r, -1);
+}
+
+// The interrupted registers, general and vector (a pointer on its way
+// through a memcpy may be only in an xmm register), into t->regs.
+void save_registers(gcThread* t, const ucontext_t* uc) {
+  static_assert(NGREG + 32 <= sizeof t->regs / sizeof t->regs[0]);
+  size_t n = 0;
+  for (int i = 0; i < NGREG; i++) t->regs[n++] = static_cast<uintptr_t>(uc->uc_mcontext.gregs[i]);
+  if (const auto* fp = uc->uc_mcontext.fpregs)
+    for (int i = 0; i < 16; i++) {
+      memcpy(&t->regs[n], &fp->_xmm[i], 16);
+      n += 2;
+    }
+  while (n < sizeof t->regs / sizeof t->regs[0]) t->regs[n++] = 0;
 }
 
 void stop_handler(int, siginfo_t*, void* ucv) {
@@ -113,22 +177,30 @@ void stop_handler(int, siginfo_t*, void* ucv) {
       pc < reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_end))
     return;  // half way between two stacks: asked again later
   int saved = errno;
-  // From this frame up: the kernel's signal frame (the interrupted
-  // registers), the red zone, then the interrupted frames.
-  uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  park_stopped(t, e, here, static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]));
+  save_registers(t, uc);
+  // uc_stack: the alternate stack as it was when the signal came.
+  uintptr_t alo = 0, ahi = 0;
+  if (!(uc->uc_stack.ss_flags & SS_DISABLE) && uc->uc_stack.ss_sp) {
+    alo = reinterpret_cast<uintptr_t>(uc->uc_stack.ss_sp);
+    ahi = alo + uc->uc_stack.ss_size;
+  }
+  record_ranges(t, static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]), alo, ahi);
+  park_stopped(t, e);
   errno = saved;
 }
 
 __attribute__((noinline)) void park_deferred(gcThread* t, uint32_t e) {
   // This frame lies below stop_deferred's, which holds the caller's
-  // callee-saved registers (__builtin_unwind_init).
+  // callee-saved registers (__builtin_unwind_init); no register of the
+  // caller is live only in a register here.
   uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
-  park_stopped(t, e, here, here);
+  memset(t->regs, 0, sizeof t->regs);
+  record_ranges(t, here + kRedZone, 0, 0);
+  park_stopped(t, e);
 }
 
 void tgkill_thread(pid_t tid) {
-  syscall(SYS_tgkill, getpid(), tid, kStopSignal);
+  syscall(SYS_tgkill, getpid(), tid, g_stop_signal);
 }
 
 // ---- tasks ----
@@ -144,12 +216,27 @@ void scan_closure(rt::g* gp, gcWork& w) {
   void* fn = gp->fn;
   if (!fn) return;
   if (!gp->fn_heap) {
-    scan_range(reinterpret_cast<uintptr_t>(gp->inline_fn),
-               reinterpret_cast<uintptr_t>(gp->inline_fn) + sizeof gp->inline_fn, w);
+    scan_closure_range(reinterpret_cast<uintptr_t>(gp->inline_fn),
+                       reinterpret_cast<uintptr_t>(gp->inline_fn) + sizeof gp->inline_fn, w);
   } else {
     size_t n = alloc::usable_size(fn);
-    scan_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
+    scan_closure_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
   }
+}
+
+// What a stopped thread holds: its stack ranges and registers.
+void scan_thread(const gcThread* t, gcWork& w) {
+  for (int i = 0; i < t->nranges; i++) scan_range(t->ranges[i].lo, t->ranges[i].hi, w);
+  scan_range(reinterpret_cast<uintptr_t>(t->regs),
+             reinterpret_cast<uintptr_t>(t->regs) + sizeof t->regs, w);
+}
+
+// Whether gp's stack is one of t's ranges (gp was running on t).
+bool thread_holds(const gcThread* t, const rt::g* gp) {
+  if (!gp->stk.span) return false;
+  for (int i = 0; i < t->nranges; i++)
+    if (t->ranges[i].lo >= gp->stk.lo && t->ranges[i].lo < gp->stk.hi) return true;
+  return false;
 }
 
 // Scans a task that is not running, from its saved context. Claimed.
@@ -196,10 +283,8 @@ void mark_thread_tasks(gcThread* t, gcWork& w) {
   uint32_t gen = g_scangen.load(std::memory_order_relaxed);
   rt::g* cg = t->stop_curg;
   if (!cg) return;
-  bool owner =
-      t->stop_on_task && cg->stk.span && t->stop_lo >= cg->stk.lo && t->stop_lo < cg->stk.hi;
   if (cg->gcscan.load(std::memory_order_relaxed) == gen) return;
-  if (!owner)
+  if (!t->owns_curg)
     scan_parked(cg, w);
   else
     scan_closure(cg, w);
@@ -215,6 +300,17 @@ constinit alloc::mutex g_roots_lock;  // mutators: busy regions only
 rootRange* g_roots = nullptr;
 size_t g_nroots = 0, g_roots_cap = 0;
 rootNode* g_root_nodes = nullptr;  // channel buffers (add_root_node)
+
+// A closure's malloc block is scanned up to this size (a std::function's
+// storage or a lambda's captures; more would be a program's own data).
+constexpr size_t kClosureBlockMax = 4096;
+
+void scan_node(const rootNode* n, gcWork& w) {
+  if (n->closure)
+    scan_closure_range(n->lo, n->hi, w);
+  else
+    scan_range(n->lo, n->hi, w);
+}
 
 // ---- handles ----
 
@@ -268,7 +364,7 @@ bool register_current_thread(bool explicit_reg) {
   // from it, as by the mark task, would too): unblock it here.
   sigset_t stop;
   sigemptyset(&stop);
-  sigaddset(&stop, kStopSignal);
+  sigaddset(&stop, g_stop_signal);
   pthread_sigmask(SIG_UNBLOCK, &stop, nullptr);
   pthread_attr_t attr;
   if (pthread_getattr_np(pthread_self(), &attr) != 0) return false;
@@ -312,6 +408,11 @@ void unregister_current_thread() {
   alloc::lock_guard g(g_reg_lock);
   busy_enter();
   t->work.flush();
+  // Its GC cache goes too: stops flush every cache on the assumption that
+  // its owner is stopped, and the next GC allocation must take the slow
+  // path, which registers the thread again (its stack a root once more).
+  if (auto* c = static_cast<gcCache*>(alloc::tl_thread.gccache)) flush_cache(c);
+  alloc::tl_thread.gccache = nullptr;
   busy_exit();
   gcThread** pp = &g_threads;
   while (*pp != t) pp = &(*pp)->next;
@@ -327,14 +428,90 @@ size_t nthreads() {
   return __atomic_load_n(&g_nthreads, __ATOMIC_RELAXED);
 }
 
+namespace {
+
+// Signals a program may give the collector: catchable, asynchronous, not
+// glibc's own (SIGRTMIN is already past those).
+struct sigName {
+  const char* name;
+  int sig;
+};
+constexpr sigName kSigNames[] = {
+    {"SIGHUP", SIGHUP},   {"SIGINT", SIGINT},     {"SIGQUIT", SIGQUIT},
+    {"SIGUSR1", SIGUSR1}, {"SIGUSR2", SIGUSR2},   {"SIGPIPE", SIGPIPE},
+    {"SIGALRM", SIGALRM}, {"SIGTERM", SIGTERM},   {"SIGSTKFLT", SIGSTKFLT},
+    {"SIGCHLD", SIGCHLD}, {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
+    {"SIGTTIN", SIGTTIN}, {"SIGTTOU", SIGTTOU},   {"SIGURG", SIGURG},
+    {"SIGXCPU", SIGXCPU}, {"SIGXFSZ", SIGXFSZ},   {"SIGVTALRM", SIGVTALRM},
+    {"SIGPROF", SIGPROF}, {"SIGWINCH", SIGWINCH}, {"SIGIO", SIGIO},
+    {"SIGPWR", SIGPWR},   {"SIGSYS", SIGSYS},
+};
+
+bool usable_signal(int sig) {
+  if (sig >= SIGRTMIN && sig <= SIGRTMAX) return true;
+  for (const sigName& n : kSigNames)
+    if (n.sig == sig) return true;
+  return false;
+}
+
+// GORT_GC_SIGNAL: a name (SIGXCPU or XCPU), SIGRTMIN+N, SIGRTMAX-N, or a
+// number; -1 if it is none of those or not a signal the collector may use.
+int parse_signal(const char* v) {
+  char* end;
+  if (*v >= '0' && *v <= '9') {
+    long n = strtol(v, &end, 10);
+    return *end == '\0' && n > 0 && n < 1000 && usable_signal(static_cast<int>(n))
+               ? static_cast<int>(n)
+               : -1;
+  }
+  const char* name = strncmp(v, "SIG", 3) == 0 ? v + 3 : v;
+  for (const char* rt : {"RTMIN", "RTMAX"}) {
+    size_t len = strlen(rt);
+    if (strncmp(name, rt, len) != 0) continue;
+    int base = rt[3] == 'I' ? SIGRTMIN : SIGRTMAX;
+    if (name[len] == '\0') return base;
+    if (name[len] != (base == SIGRTMIN ? '+' : '-')) return -1;
+    long n = strtol(name + len + 1, &end, 10);
+    if (*end != '\0' || end == name + len + 1 || n < 0 || n > 64) return -1;
+    int sig = base == SIGRTMIN ? base + static_cast<int>(n) : base - static_cast<int>(n);
+    return usable_signal(sig) ? sig : -1;
+  }
+  for (const sigName& n : kSigNames)
+    if (strcmp(name, n.name + 3) == 0) return n.sig;
+  return -1;
+}
+
+}  // namespace
+
 void roots_init() {
   make_key();
+  if (const char* v = getenv("GORT_GC_SIGNAL")) {
+    int sig = parse_signal(v);
+    if (sig < 0)
+      alloc::fatal(
+          "GORT_GC_SIGNAL=%s: expected a signal the program does not use, as a name (SIGXCPU), "
+          "SIGRTMIN+N or a number; not SIGKILL, SIGSTOP or a fault signal (docs/tuning.md)",
+          v);
+    g_stop_signal = sig;
+  }
+  // Never replace a handler the program or another runtime installed (Boehm
+  // GC and Mono stop their threads with SIGPWR too): both would break.
+  struct sigaction old;
+  if (sigaction(g_stop_signal, nullptr, &old) == 0 && old.sa_handler != SIG_DFL &&
+      old.sa_handler != SIG_IGN && old.sa_sigaction != stop_handler)
+    alloc::fatal(
+        "gc: signal %d (%s), the collector's stop signal, already has a handler installed by the "
+        "program or another runtime (Boehm GC and Mono use SIGPWR); set GORT_GC_SIGNAL to a "
+        "signal nothing else uses, e.g. GORT_GC_SIGNAL=SIGRTMIN+6 (docs/tuning.md)",
+        g_stop_signal, strsignal(g_stop_signal));
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = stop_handler;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  // SA_ONSTACK: a task near the end of its stack has no room for the
+  // kernel's signal frame; every M has an alternate stack.
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigfillset(&sa.sa_mask);
-  sigaction(kStopSignal, &sa, nullptr);
+  sigaction(g_stop_signal, &sa, nullptr);
 }
 
 void roots_fork_reg(int phase) {
@@ -403,7 +580,7 @@ void scan_stopped_threads(gcWork& w) {
   g_nskipped = 0;
   g_skipped_overflow = false;
   for (gcThread* t = g_threads; t; t = t->next) {
-    if (t->stop_hi) scan_range(t->stop_lo, t->stop_hi, w);
+    scan_thread(t, w);
     mark_thread_tasks(t, w);
   }
 }
@@ -414,7 +591,7 @@ void scan_leftover_tasks(gcWork& w) {
   for (gcThread* t = g_threads; t; t = t->next) {
     rt::g* cg = t->stop_curg;
     if (!cg || cg->gcscan.load(std::memory_order_relaxed) == gen) continue;
-    if (t->stop_hi && t->stop_on_task) scan_range(t->stop_lo, t->stop_hi, w);
+    if (t->owns_curg) scan_thread(t, w);
     mark_thread_tasks(t, w);
   }
   auto finish = [&](rt::g* gp) {
@@ -423,9 +600,8 @@ void scan_leftover_tasks(gcWork& w) {
       // Not on any stopped thread's stack (those were done above), so its
       // saved context, if any, is complete.
       for (gcThread* t = g_threads; t; t = t->next)
-        if (t->stop_on_task && gp->stk.span && t->stop_lo >= gp->stk.lo &&
-            t->stop_lo < gp->stk.hi) {
-          scan_range(t->stop_lo, t->stop_hi, w);
+        if (thread_holds(t, gp)) {
+          scan_thread(t, w);
           scan_closure(gp, w);
           gp->gcscan.store(gen, std::memory_order_relaxed);
           return;
@@ -486,13 +662,38 @@ void scan_root_ranges(gcWork& w) {
   // is not in a busy region but is not stoppable either.
   alloc::lock_guard g(g_roots_lock);
   for (size_t i = 0; i < g_nroots; i++) scan_range(g_roots[i].lo, g_roots[i].hi, w);
-  for (rootNode* n = g_root_nodes; n; n = n->next) scan_range(n->lo, n->hi, w);
+  for (rootNode* n = g_root_nodes; n; n = n->next) scan_node(n, w);
+}
+
+void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
+  scan_range(lo, hi, w);
+  for (uintptr_t a = (lo + 7) & ~uintptr_t{7}; a + 8 <= hi; a += 8) {
+    auto* p = reinterpret_cast<void*>(
+        __atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED));
+    // usable_size answers 0 for anything but the start of a malloc block.
+    size_t n = alloc::usable_size(p);
+    if (n) {
+      uintptr_t b = reinterpret_cast<uintptr_t>(p);
+      scan_range(b, b + (n < kClosureBlockMax ? n : kClosureBlockMax), w);
+    }
+  }
+}
+
+void shade_moved_slow(const void* src, size_t n) {
+  if (!tl_gc.rec && !register_current_thread(false)) return;
+  busy_enter();
+  uintptr_t lo = reinterpret_cast<uintptr_t>(src);
+  scan_range(lo, lo + n, tl_gc.rec->work);
+  busy_exit();
 }
 
 void add_root_node(rootNode* n, const void* lo, size_t len) {
   n->lo = reinterpret_cast<uintptr_t>(lo);
   n->hi = n->lo + len;
+  // Added while marking: what it holds now was moved in without a barrier.
+  if (g_marking.load(std::memory_order_relaxed) && !tl_gc.rec) register_current_thread(false);
   busy_lock g(g_roots_lock);
+  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec) scan_node(n, tl_gc.rec->work);
   n->prev = nullptr;
   n->next = g_root_nodes;
   if (g_root_nodes) g_root_nodes->prev = n;
@@ -502,10 +703,11 @@ void add_root_node(rootNode* n, const void* lo, size_t len) {
 
 void remove_root_node(rootNode* n) {
   if (!n->linked) return;
+  // Removing a root deletes its pointers: shade them while marking (on
+  // whatever thread removes it: registered first, outside the lock).
+  if (g_marking.load(std::memory_order_relaxed) && !tl_gc.rec) register_current_thread(false);
   busy_lock g(g_roots_lock);
-  // Removing a root deletes its pointers: shade them while marking.
-  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec)
-    scan_range(n->lo, n->hi, tl_gc.rec->work);
+  if (g_marking.load(std::memory_order_relaxed) && tl_gc.rec) scan_node(n, tl_gc.rec->work);
   if (n->prev)
     n->prev->next = n->next;
   else

@@ -4,10 +4,27 @@
 // Registered threads. A thread registers (explicitly, or on its first GC
 // allocation or barrier; every M of the scheduler at its start) and gets a
 // gcThread record in g_threads. To stop the world the collector signals each
-// one (SIGPWR, SA_RESTART); the handler records where the thread's live stack
-// is (from its own frame, which lies below the kernel's signal frame with the
-// interrupted registers, to the top of the stack the thread was on), counts
-// itself stopped and waits on a futex until the world starts again. A thread
+// one (the stop signal: SIGPWR unless GORT_GC_SIGNAL names another; installed
+// with SA_RESTART | SA_ONSTACK, and refused with a clear error if the program
+// or another runtime already handles it). The handler runs on the thread's
+// alternate signal stack when it has one (every M has: a task near the end of
+// its stack has no room for a signal frame). It copies the interrupted
+// registers (general and vector) into the gcThread, records the ranges of
+// stack that are roots, counts itself stopped and waits on a futex until the
+// world starts again. The roots of a stopped thread (gcThread::ranges):
+//   - the stack it was interrupted on, from the interrupted stack pointer
+//     (less the red zone) to that stack's top: its own stack or a task's;
+//   - if that was a task's stack and the thread is an M: its own stack from
+//     where the scheduler switched to tasks (m::g0sp) to the top. These are
+//     the native frames under every task the M runs: on the thread that
+//     called gort::run, the caller's frames and locals;
+//   - if it was interrupted on its alternate signal stack (inside a handler
+//     of the program's): that stack from the interrupted stack pointer up,
+//     and the stack under the handler, from the lowest stack pointer into
+//     it that the alternate stack holds (the handler's signal frame saved
+//     the interrupted one there) to its top, plus the M's native frames.
+// Every frame of a thread that runs tasks or is registered is so a root.
+// A thread
 // is not stopped where stopping it would be unsafe: inside a busy region
 // (gc/heap.h) or inside the scheduler's context switch, where no stack is
 // complete. It returns from the handler at once and the collector signals
@@ -50,11 +67,19 @@ struct gcThread {
   uintptr_t stack_lo = 0, stack_hi = 0;  // the thread's own stack
   bool explicit_reg = false;
   std::atomic<uint32_t> acked{0};  // the stop epoch this thread is stopped for
-  // While stopped: the live part of the stack it was on.
-  uintptr_t stop_lo = 0, stop_hi = 0;
-  bool stop_on_task = false;
-  rt::g* stop_curg = nullptr;  // the M's current task, if the thread is an M
-  gcWork work;                 // what its write barriers shaded (busy regions)
+  // While stopped: the stack ranges that are roots (roots.h, above), the
+  // interrupted registers, and the M's current task, if the thread is an M.
+  // owns_curg: one of the ranges is on stop_curg's stack, so the task was
+  // scanned with the thread.
+  static constexpr int kMaxRanges = 4;
+  struct range {
+    uintptr_t lo, hi;
+  } ranges[kMaxRanges] = {};
+  int nranges = 0;
+  uintptr_t regs[64] = {};  // general registers and xmm0-15 (scanned as words)
+  bool owns_curg = false;
+  rt::g* stop_curg = nullptr;
+  gcWork work;  // what its write barriers shaded (busy regions)
 };
 
 // Registers the calling thread (explicit: by gort_gc_register_thread; such a
@@ -67,8 +92,14 @@ inline bool is_registered() {
 }
 size_t nthreads();
 
-// Installs the stop signal's handler (once).
+// Installs the stop signal's handler (once): GORT_GC_SIGNAL, else SIGPWR.
+// A bad value or a signal that already has a handler is a fatal error that
+// names the setting.
 void roots_init();
+// The runtime's own threads that can never ready a task (the collector's,
+// and the finalizer thread while it has nothing to run): the scheduler's
+// deadlock check does not count them as foreign threads (gc/cycle.cc).
+int runtime_threads();
 // In the child of fork(): only the forking thread exists; it stays
 // registered if it was, every other record is dropped.
 void roots_fork_child();
@@ -87,14 +118,36 @@ void flush_thread_work();
 // Runtime-owned root ranges (the buffers of gort channels): an intrusive
 // list, O(1) to add and remove, scanned with the registered ranges. The
 // owner keeps the node; g_roots_lock guards the list (busy regions).
+// A closure node (a timer's callback) is scanned one level deeper: a word
+// that starts a malloc block (the heap storage of a std::function or a
+// capture) has that block scanned too, see scan_closure_range.
 struct rootNode {
   rootNode* next = nullptr;
   rootNode* prev = nullptr;
   uintptr_t lo = 0, hi = 0;
   bool linked = false;
+  bool closure = false;
 };
 void add_root_node(rootNode* n, const void* lo, size_t len);
 void remove_root_node(rootNode* n);
+
+// Go's typedmemmove barrier for the GC pointers the runtime itself moves
+// (channel slots, hand-offs to a waiting task, select): called with the
+// value about to move from src into raw storage (the destination holds no
+// live value, so there is nothing else to delete). While marking, every
+// word of [src, src+n) that points into a GC object is shaded: that is the
+// deletion half for the place the value leaves (a buffer slot, a parked
+// task's stack) and the insertion half for where it lands, which may be a
+// stack already scanned this cycle.
+void shade_moved_slow(const void* src, size_t n);
+inline void shade_moved(const void* src, size_t n) {
+  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) != 0, 0))
+    shade_moved_slow(src, n);
+}
+// A runtime-held closure [lo, hi): conservatively, and each word that
+// starts a malloc block (std::function's heap storage) has that block
+// scanned too (one level: what the runtime itself allocated for it).
+void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w);
 
 // Concurrent mark: roots that are not stacks, and parked tasks.
 void scan_root_ranges(gcWork& w);

@@ -1,12 +1,46 @@
 // Sweeping; see sweep.h.
 #include "gc/sweep.h"
 
+#include "alloc/options.h"
 #include "gc/final.h"
 
 namespace gort::gc {
 
+namespace {
+
+// GORT_DEBUG=gcpoison=1: every object this sweep frees (allocated, not
+// marked) is filled with kPoison, before the bitmaps swap.
+constexpr uint64_t kPoison = 0xdeaddeaddeaddeadull;
+void poison_freed(const mspan* s) {
+  size_t size = object_size(s);
+  for (uint32_t i = 0; i < s->nelems; i++) {
+    if (!object_allocated(s, i) || (s->gcmarkBits[i / 64] >> (i % 64) & 1)) continue;
+    auto* w = reinterpret_cast<uint64_t*>(object_base(s, i));
+    for (size_t k = 0; k < size / 8; k++) w[k] = kPoison;
+  }
+}
+
+sweepResult swap_bits(mspan* s);
+
+}  // namespace
+
 sweepResult sweep_span(mspan* s) {
-  if (s->specials) sweep_specials(s);
+  if (!s->specials) return swap_bits(s);
+  bool queued;
+  sweepResult r;
+  {
+    alloc::lock_guard g(specials_lock());
+    queued = sweep_specials(s);
+    r = swap_bits(s);
+  }
+  if (queued) finalizers_poke();
+  return r;
+}
+
+namespace {
+
+sweepResult swap_bits(mspan* s) {
+  if (__builtin_expect(alloc::g_options.gcpoison, 0)) poison_freed(s);
   uint32_t words = (s->nelems + 63u) / 64u;
   uint32_t marked = 0;
   for (uint32_t w = 0; w < words; w++)
@@ -29,6 +63,8 @@ sweepResult sweep_span(mspan* s) {
   }
   return marked == 0 ? sweepResult::empty : sweepResult::kept;
 }
+
+}  // namespace
 
 bool sweep_one() {
   for (uint32_t sc = 0; sc <= kNumGCSpanClasses; sc++) {

@@ -42,9 +42,10 @@ struct hchan {
   unsigned char* buf = nullptr;
   rt::waitq recvq, sendq;
   // The buffer is a root of the collector: GC pointers waiting in a channel
-  // stay alive. No barrier on sends: a value on its way is on a stack or
-  // reachable from the heap (gc/roots.h); the buffer matters from the next
-  // cycle on.
+  // stay alive. Every move of a value (into or out of a slot, straight to a
+  // waiting task's stack) goes through gc::shade_moved first, Go's
+  // typedmemmove barrier (gc/roots.h): a receiver's stack may have been
+  // scanned already when the value leaves the buffer.
   gc::rootNode root;
 
   void* slot(size_t i) { return buf + i * et->size; }
@@ -70,7 +71,10 @@ void park_forever(const char* reason) {
 // Gives the value at src to the waiting receiver sg (which the caller has
 // dequeued) and wakes it: after c's lock is released.
 void send_to(hchan* c, sudog* sg, void* src) {
-  if (sg->elem) c->et->move_construct(sg->elem, src);
+  if (sg->elem) {
+    gc::shade_moved(src, c->et->size);
+    c->et->move_construct(sg->elem, src);
+  }
   sg->success = true;
   sg->gp->param = sg;
   c->lock.unlock();
@@ -82,9 +86,12 @@ void send_to(hchan* c, sudog* sg, void* src) {
 // the sender's value. Wakes the sender after unlocking.
 void recv_from(hchan* c, sudog* sg, void* dst) {
   if (c->dataqsiz == 0) {
+    gc::shade_moved(sg->elem, c->et->size);
     c->et->move_construct(dst, sg->elem);
   } else {
     void* head = c->slot(c->recvx);
+    gc::shade_moved(head, c->et->size);
+    gc::shade_moved(sg->elem, c->et->size);
     c->et->move_construct(dst, head);
     c->et->destroy(head);
     c->et->move_construct(head, sg->elem);
@@ -109,6 +116,7 @@ bool wait_in(hchan* c, waitq& q, void* elem, const char* reason) {
 }
 
 void buf_put(hchan* c, void* src) {
+  gc::shade_moved(src, c->et->size);
   c->et->move_construct(c->slot(c->sendx), src);
   if (++c->sendx == c->dataqsiz) c->sendx = 0;
   c->qcount.fetch_add(1, std::memory_order_relaxed);
@@ -116,6 +124,7 @@ void buf_put(hchan* c, void* src) {
 
 void buf_take(hchan* c, void* dst) {
   void* s = c->slot(c->recvx);
+  gc::shade_moved(s, c->et->size);
   c->et->move_construct(dst, s);
   c->et->destroy(s);
   if (++c->recvx == c->dataqsiz) c->recvx = 0;

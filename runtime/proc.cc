@@ -443,7 +443,7 @@ bool foreign_threads() {
   const char* t = strstr(buf, "\nThreads:");
   if (!t) return true;
   long threads = strtol(t + 9, nullptr, 10);
-  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0);
+  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0) + gc::runtime_threads();
   return threads > known;
 }
 

@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <time.h>
 
+#include "gc/roots.h"
 #include "gort/runtime.h"
 #include "runtime/proc.h"
 #include "runtime/timer.h"
@@ -210,9 +211,12 @@ void drain(detail::hchan* c) {
   detail::select_go(&sc, 1, false, &ok);
 }
 
+// The callback is a root of the collector while the record lives (a
+// closure node: std::function may keep its captures in a block of its own).
 struct after_func {
   timer t;
   std::function<void()> f;
+  gc::rootNode root;
 };
 
 void func_fire(timer* t, int64_t) {
@@ -285,7 +289,9 @@ Chan<Clock::time_point> after(Duration d) {
 }
 
 AfterFunc::AfterFunc(Duration d, std::function<void()> f) {
-  auto* af = new after_func{{}, std::move(f)};
+  auto* af = new after_func{{}, std::move(f), {}};
+  af->root.closure = true;
+  gc::add_root_node(&af->root, &af->f, sizeof af->f);
   af->t.f = func_fire;
   af->t.arg = af;
   t_ = &af->t;
@@ -298,7 +304,9 @@ AfterFunc::~AfterFunc() {
   // fired or stopped one is freed here.
   if (!t_->pp.load(std::memory_order_acquire)) {
     timer_wait_fired(t_);
-    delete static_cast<after_func*>(t_->arg);
+    auto* af = static_cast<after_func*>(t_->arg);
+    gc::remove_root_node(&af->root);
+    delete af;
   }
 }
 

@@ -22,9 +22,12 @@
  * goes through gort_gc_write() (C) or a Member<T> (C++). Stores to local
  * variables (stacks, registers) need no barrier.
  *
- * Threads that are registered are stopped with a signal (SIGPWR) for the
- * short stop-the-world phases: they never have to poll. SIGPWR is installed
- * with SA_RESTART; a program that uses SIGPWR itself cannot use the GC.
+ * Threads that are registered are stopped with a signal for the short
+ * stop-the-world phases: they never have to poll. The signal is SIGPWR, or
+ * the one GORT_GC_SIGNAL names (docs/tuning.md); it is installed with
+ * SA_RESTART and SA_ONSTACK, and the collector refuses to start (a fatal
+ * error naming GORT_GC_SIGNAL) if the program or another runtime already
+ * handles it.
  */
 #ifndef GORT_GC_H
 #define GORT_GC_H
@@ -106,7 +109,16 @@ int gort_gc_set_percent(int percent);
  * stay alive, so a cycle of such objects is never finalized nor freed.
  * Returns 0, or -1 (errno EINVAL) if obj is not the start of a GC object. */
 int gort_gc_set_finalizer(void* obj, void (*fn)(void* obj, void* arg), void* arg);
-/* Waits until every finalizer queued so far has run (from a finalizer, it
+/* A C++ destructor (cppgc's rule, what make<T> uses): dtor(obj) runs once,
+ * on the finalizer thread, after the collector found obj unreachable; obj
+ * keeps nothing alive, so cycles of such objects are freed, in one cycle.
+ * Destructors run in no order: dtor must not touch other GC objects (they
+ * may be freed already) nor make obj reachable again. obj is freed by the
+ * cycle after. With a finalizer too, the finalizer runs first (Go's rules)
+ * and the destructor once obj is unreachable again. NULL dtor removes it.
+ * Returns 0, or -1 (errno EINVAL) if obj is not the start of a GC object. */
+int gort_gc_set_destructor(void* obj, void (*dtor)(void* obj));
+/* Waits until every finalizer and destructor queued so far has run (from a finalizer, it
  * returns at once). */
 void gort_gc_run_finalizers(void);
 
@@ -233,13 +245,14 @@ const gort_gc_type* type_of() {
   }
 }
 template <class T>
-void destroy(void* obj, void*) {
+void destroy(void* obj) {
   static_cast<T*>(obj)->~T();
 }
 }  // namespace detail
 
-// A GC object of type T. T's destructor, if it is not trivial, runs as a
-// finalizer (after the object became unreachable, on the finalizer thread).
+// A GC object of type T. T's destructor, if it is not trivial, runs once
+// the collector finds the object unreachable (gort_gc_set_destructor: on the
+// finalizer thread, in no order, no resurrection; cycles are freed).
 // Throws std::bad_alloc when the heap cannot grow.
 template <class T, class... Args>
 T* make(Args&&... args) {
@@ -248,7 +261,7 @@ T* make(Args&&... args) {
   if (!p) throw std::bad_alloc();
   T* obj = new (p) T(std::forward<Args>(args)...);
   if constexpr (!std::is_trivially_destructible_v<T>)
-    gort_gc_set_finalizer(p, &detail::destroy<T>, nullptr);
+    gort_gc_set_destructor(p, &detail::destroy<T>);
   return obj;
 }
 // A GC object that holds no GC pointers: never scanned.
@@ -259,7 +272,7 @@ T* make_noscan(Args&&... args) {
   if (!p) throw std::bad_alloc();
   T* obj = new (p) T(std::forward<Args>(args)...);
   if constexpr (!std::is_trivially_destructible_v<T>)
-    gort_gc_set_finalizer(p, &detail::destroy<T>, nullptr);
+    gort_gc_set_destructor(p, &detail::destroy<T>);
   return obj;
 }
 

@@ -9,6 +9,13 @@
 //   concurrent    OS threads and tasks mutating a shared graph through the
 //                 barrier while the collector marks
 //   bounded       cyclic garbage for a minute within a bounded heap
+//   roots         what the runtime must keep: a local below gort::run, values
+//                 in channels, select, timer payloads and task closures,
+//                 unregistered threads, weak references during sweeping, a
+//                 fork during a mark, the stop signal (stack, number,
+//                 deadlocks)
+//   destructors   make<T>'s destructors: cppgc's rule, cycles freed
+//   poison        GORT_DEBUG=gcpoison and the checking workload (gc_check)
 //
 // Conservative scanning makes "this object is garbage now" hard to assert
 // from the main thread, whose stack holds stale words from earlier tests. So
