@@ -174,11 +174,21 @@ __attribute__((noinline)) int workload() {
         fired.add(64);
         for (int i = 0; i < 64; i++) {
           cell* c = fresh();
-          timers.push_back(std::make_unique<gort::AfterFunc>(5ms + i * 100us, [c, &fired] {
+          uint64_t id = c->id;
+          timers.push_back(std::make_unique<gort::AfterFunc>(20ms + i * 200us, [c, id, &fired] {
+            if (c->id != id) corrupt(c, "a timer payload (another object took its place)");
             check(c, "a timer payload");
             fired.done();
           }));
         }
+        // Cycles while the timers wait, with garbage that reuses freed memory.
+        std::thread collector([] {
+          for (int i = 0; i < 3; i++) {
+            gort_gc_collect();
+            for (int k = 0; k < 20000; k++)
+              memset(gort_gc_alloc(sizeof(cell), &kCell), 0xee, sizeof(cell));
+          }
+        });
         // An OS thread mutating beside the tasks.
         std::thread os([] {
           rng r(99);
@@ -188,6 +198,7 @@ __attribute__((noinline)) int workload() {
         wg.wait();
         fired.wait();
         os.join();
+        collector.join();
       },
       gort::RunOptions{2, 0});
   check(below, "a local below the main task");
