@@ -24,8 +24,7 @@
 //     it that the alternate stack holds (the handler's signal frame saved
 //     the interrupted one there) to its top, plus the M's native frames.
 // Every frame of a thread that runs tasks or is registered is so a root.
-// A thread
-// is not stopped where stopping it would be unsafe: inside a busy region
+// A thread is not stopped where stopping it would be unsafe: inside a busy region
 // (gc/heap.h) or inside the scheduler's context switch, where no stack is
 // complete. It returns from the handler at once and the collector signals
 // it again ~20 us later. So the stop never needs a thread's cooperation, and
@@ -45,7 +44,8 @@
 // claims it first; the other waits or skips. While a task runs its g->sp is
 // null (the switch clears it on the way in), so a worker never scans a stack
 // that is live. Tasks still unscanned at mark termination are scanned then.
-// A task's closure (inline in its g or on the malloc heap) is scanned with it.
+// A task's closure (inline in its g or on the malloc heap) is scanned with it,
+// one level into the malloc blocks it points to (scan_closure_range).
 #pragma once
 
 #include <sys/types.h>
