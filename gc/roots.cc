@@ -15,12 +15,9 @@
 #include "alloc/sys.h"
 #include "gc/cycle.h"
 #include "gort/gc.h"
-#include "runtime/proc.h"
+#include "runtime/gchooks.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
-
-extern "C" void gort_ctx_switch_region_start();
-extern "C" void gort_ctx_switch_region_end();
 
 namespace gort::gc {
 
@@ -76,12 +73,12 @@ void park_stopped(gcThread* t, uint32_t e, uintptr_t lo, uintptr_t rsp) {
   // An M on its own stack without a P runs no program code (tasks and timer
   // callbacks run with a P): its scheduler frames hold no GC pointers, only
   // stale words that would keep garbage alive.
-  auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m);
-  if (mp && !mp->pp && !on_task) hi = 0;
+  rt::m* mp = rt::gchook::this_m();
+  if (mp && rt::gchook::m_idle(mp) && !on_task) hi = 0;
   t->stop_lo = hi && lo <= rsp && lo + 65536 > rsp ? lo : rsp;
   t->stop_hi = hi;
   t->stop_on_task = on_task;
-  t->stop_curg = mp ? mp->curg : nullptr;
+  t->stop_curg = mp ? rt::gchook::m_task(mp) : nullptr;
   t->acked.store(e, std::memory_order_release);
   g_nacked.fetch_add(1, std::memory_order_acq_rel);
   alloc::futex_wake(&g_nacked, 1);
@@ -109,9 +106,7 @@ void stop_handler(int, siginfo_t*, void* ucv) {
   }
   auto* uc = static_cast<ucontext_t*>(ucv);
   uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
-  if (pc >= reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_start) &&
-      pc < reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_end))
-    return;  // half way between two stacks: asked again later
+  if (rt::gchook::in_switch(pc)) return;  // half way between two stacks: asked again later
   int saved = errno;
   // From this frame up: the kernel's signal frame (the interrupted
   // registers), the red zone, then the interrupted frames.
@@ -141,21 +136,17 @@ size_t g_nskipped = 0;
 bool g_skipped_overflow = false;
 
 void scan_closure(rt::g* gp, gcWork& w) {
-  void* fn = gp->fn;
+  const void* fn = rt::gchook::closure(gp);
   if (!fn) return;
-  if (!gp->fn_heap) {
-    scan_range(reinterpret_cast<uintptr_t>(gp->inline_fn),
-               reinterpret_cast<uintptr_t>(gp->inline_fn) + sizeof gp->inline_fn, w);
-  } else {
-    size_t n = alloc::usable_size(fn);
-    scan_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
-  }
+  size_t n = rt::gchook::closure_on_heap(gp) ? alloc::usable_size(const_cast<void*>(fn))
+                                             : rt::gchook::closure_inline_size();
+  scan_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
 }
 
 // Scans a task that is not running, from its saved context. Claimed.
 void scan_parked(rt::g* gp, gcWork& w) {
-  void* sp = __atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE);
-  if (sp && gp->stk.span) scan_range(reinterpret_cast<uintptr_t>(sp), gp->stk.hi, w);
+  uintptr_t sp = rt::gchook::saved_sp(gp), lo, hi;
+  if (sp && rt::gchook::stack_bounds(gp, &lo, &hi)) scan_range(sp, hi, w);
   scan_closure(gp, w);
 }
 
@@ -167,24 +158,26 @@ enum class claim { done, skipped };
 claim try_scan(rt::g* gp, gcWork& w, bool wait) {
   uint32_t gen = g_scangen.load(std::memory_order_acquire);
   for (;;) {
-    uint32_t cur = gp->gcscan.load(std::memory_order_acquire);
+    std::atomic<uint32_t>& word = rt::gchook::scan_word(gp);
+    uint32_t cur = word.load(std::memory_order_acquire);
     if (cur == gen) return claim::done;
     if (cur == kScanBusy) {
       if (!wait) return claim::done;  // someone else is scanning it
       __builtin_ia32_pause();
       continue;
     }
-    if (!gp->gcscan.compare_exchange_weak(cur, kScanBusy, std::memory_order_acq_rel)) continue;
-    if (gp->is_thread || gp->status.load(std::memory_order_relaxed) == rt::gstatus::dead) {
-      gp->gcscan.store(gen, std::memory_order_release);
+    if (!word.compare_exchange_weak(cur, kScanBusy, std::memory_order_acq_rel)) continue;
+    if (!rt::gchook::live_task(gp)) {
+      word.store(gen, std::memory_order_release);
       return claim::done;
     }
-    if (!wait && !__atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE) && gp->stk.span) {
-      gp->gcscan.store(cur, std::memory_order_release);  // running: later
+    uintptr_t lo, hi;
+    if (!wait && !rt::gchook::saved_sp(gp) && rt::gchook::stack_bounds(gp, &lo, &hi)) {
+      word.store(cur, std::memory_order_release);  // running: later
       return claim::skipped;
     }
     scan_parked(gp, w);
-    gp->gcscan.store(gen, std::memory_order_release);
+    word.store(gen, std::memory_order_release);
     return claim::done;
   }
 }
@@ -196,14 +189,14 @@ void mark_thread_tasks(gcThread* t, gcWork& w) {
   uint32_t gen = g_scangen.load(std::memory_order_relaxed);
   rt::g* cg = t->stop_curg;
   if (!cg) return;
-  bool owner =
-      t->stop_on_task && cg->stk.span && t->stop_lo >= cg->stk.lo && t->stop_lo < cg->stk.hi;
-  if (cg->gcscan.load(std::memory_order_relaxed) == gen) return;
+  bool owner = t->stop_on_task && rt::gchook::on_stack(cg, t->stop_lo);
+  std::atomic<uint32_t>& word = rt::gchook::scan_word(cg);
+  if (word.load(std::memory_order_relaxed) == gen) return;
   if (!owner)
     scan_parked(cg, w);
   else
     scan_closure(cg, w);
-  cg->gcscan.store(gen, std::memory_order_relaxed);
+  word.store(gen, std::memory_order_relaxed);
 }
 
 // ---- root ranges ----
@@ -413,30 +406,29 @@ void scan_leftover_tasks(gcWork& w) {
   uint32_t gen = g_scangen.load(std::memory_order_relaxed);
   for (gcThread* t = g_threads; t; t = t->next) {
     rt::g* cg = t->stop_curg;
-    if (!cg || cg->gcscan.load(std::memory_order_relaxed) == gen) continue;
+    if (!cg || rt::gchook::scan_word(cg).load(std::memory_order_relaxed) == gen) continue;
     if (t->stop_hi && t->stop_on_task) scan_range(t->stop_lo, t->stop_hi, w);
     mark_thread_tasks(t, w);
   }
   auto finish = [&](rt::g* gp) {
-    if (gp->gcscan.load(std::memory_order_relaxed) == gen) return;
-    if (!gp->is_thread && gp->status.load(std::memory_order_relaxed) != rt::gstatus::dead) {
+    std::atomic<uint32_t>& word = rt::gchook::scan_word(gp);
+    if (word.load(std::memory_order_relaxed) == gen) return;
+    if (rt::gchook::live_task(gp)) {
       // Not on any stopped thread's stack (those were done above), so its
       // saved context, if any, is complete.
       for (gcThread* t = g_threads; t; t = t->next)
-        if (t->stop_on_task && gp->stk.span && t->stop_lo >= gp->stk.lo &&
-            t->stop_lo < gp->stk.hi) {
+        if (t->stop_on_task && rt::gchook::on_stack(gp, t->stop_lo)) {
           scan_range(t->stop_lo, t->stop_hi, w);
           scan_closure(gp, w);
-          gp->gcscan.store(gen, std::memory_order_relaxed);
+          word.store(gen, std::memory_order_relaxed);
           return;
         }
       scan_parked(gp, w);
     }
-    gp->gcscan.store(gen, std::memory_order_relaxed);
+    word.store(gen, std::memory_order_relaxed);
   };
   if (g_skipped_overflow) {
-    for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext)
-      finish(gp);
+    for (rt::g* gp = rt::gchook::first_task(); gp; gp = rt::gchook::next_task(gp)) finish(gp);
   } else {
     for (size_t i = 0; i < g_nskipped; i++) finish(g_skipped[i]);
   }
@@ -459,7 +451,7 @@ uint64_t take_thread_marked() {
 // ---- concurrent roots ----
 
 void scan_tasks(gcWork& w) {
-  for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext) {
+  for (rt::g* gp = rt::gchook::first_task(); gp; gp = rt::gchook::next_task(gp)) {
     if (try_scan(gp, w, false) == claim::skipped) {
       if (g_nskipped < kSkippedMax)
         g_skipped[g_nskipped++] = gp;

@@ -203,6 +203,28 @@ void semrelease(uint32_t* addr, bool handoff);
 uint64_t fastrand();
 int64_t now_ns();  // CLOCK_MONOTONIC, as steady_clock
 
+// ---- between the scheduler's files (proc.cc, run.cc, sysmon.cc, ...)
+
+// Ps and Ms (proc.cc). pidleput, pidleget and mget want sched.lock held.
+void acquirep(m* mp, p* pp);
+void releasep(m* mp);
+void pidleput(p* pp);
+p* pidleget();
+m* mget();
+void notewakeup(m* mp);
+void startm(bool spinning);  // an idle P, if any, to an idle or new M
+void wakep();                // startm(spinning) unless an M already spins
+// The M's scheduler loop on its own stack; returns on m0 when the run ends.
+void schedule_loop(m* mp);
+// Switches away from the running gp, whose status and m::after are set.
+void switch_out(m* mp, g* gp);
+// gp to this P's runnext, or from a thread without a P to the global queue.
+void make_runnable(g* gp);
+
+// A run's end and the deadlock check (run.cc). checkdead wants sched.lock.
+void checkdead();
+void shutdown_wake_all();
+
 }  // namespace gort::rt
 
 namespace gort::detail {
