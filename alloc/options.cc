@@ -64,9 +64,14 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->gcverify = v != 0;
     } else if (nlen == 8 && memcmp(s, "gcstress", 8) == 0) {
       o->gcstress = v;
+    } else if (nlen == 10 && memcmp(s, "schedtrace", 10) == 0) {
+      o->schedtrace = v;
+    } else if (nlen == 15 && memcmp(s, "asyncpreemptoff", 15) == 0) {
+      o->asyncpreemptoff = v != 0;
     } else {
       snprintf(why, whylen,
-               "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress)",
+               "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
+               "schedtrace, asyncpreemptoff)",
                static_cast<int>(nlen), s);
       return false;
     }

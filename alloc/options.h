@@ -29,6 +29,11 @@ struct options {
   // cycle every N span refills of a thread (gc/cycle.cc).
   bool gcverify = false;
   int64_t gcstress = 0;
+  // GORT_DEBUG=schedtrace=MS: sysmon prints Go's SCHED line every MS ms
+  // (runtime/sysmon.cc); asyncpreemptoff=1: no preemption by signal
+  // (runtime/preempt.cc).
+  int64_t schedtrace = 0;
+  bool asyncpreemptoff = false;
 };
 
 extern options g_options;

@@ -160,6 +160,7 @@ p* pidleget() {
   if (pp) {
     sched.pidle = pp->link;
     sched.npidle.fetch_sub(1, std::memory_order_relaxed);
+    if (sched.sysmonwait.load(std::memory_order_relaxed)) sysmon_wake();
   }
   return pp;
 }
@@ -177,6 +178,7 @@ static void mstart(m* mp);
 static void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
+  mp->procid = static_cast<int>(gettid());
   // Every M is a root of the collector: its stacks are those of its tasks.
   gc::register_current_thread(false);
   overflow_altstack();
@@ -207,10 +209,9 @@ void notewakeup(m* mp) {
   alloc::futex_wake(&mp->park, 1);
 }
 
-// Gives an idle P to an idle (or new) M and wakes it.
-void startm(bool spinning) {
+void startm(p* pp, bool spinning) {
   sched.lock.lock();
-  p* pp = pidleget();
+  if (!pp) pp = pidleget();
   if (!pp) {
     sched.lock.unlock();
     if (spinning) sched.nmspinning.fetch_sub(1, std::memory_order_relaxed);
@@ -235,7 +236,7 @@ void wakep() {
   if (sched.nmspinning.load(std::memory_order_relaxed) != 0 ||
       !sched.nmspinning.compare_exchange_strong(zero, 1, std::memory_order_acq_rel))
     return;
-  startm(true);
+  startm(nullptr, true);
 }
 
 static void resetspinning(m* mp) {
@@ -271,8 +272,9 @@ static void prepare(g* gp) {
 // callback needs (its m::after releases it only after the switch), so a due
 // timer sends the M through g0, where findrunnable runs it after m::after.
 static g* next_local(p* pp) {
-  pp->schedtick++;
-  if (pp->schedtick % 61 == 0)
+  uint32_t tick = pp->schedtick.load(std::memory_order_relaxed) + 1;
+  pp->schedtick.store(tick, std::memory_order_relaxed);
+  if (tick % 61 == 0)
     if (g* gp = globrunqget(pp, 1)) return gp;
   return runqget(pp);
 }
@@ -301,6 +303,7 @@ void switch_out(m* mp, g* gp) {
   if (next && next->sp) {
     mp->curg = next;
     next->status.store(gstatus::running, std::memory_order_relaxed);
+    next->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(next);
     gort_ctx_switch_to(&gp->sp, &next->sp);
   } else {
@@ -311,6 +314,12 @@ void switch_out(m* mp, g* gp) {
     mp->curg = nullptr;
     gort_ctx_switch(&gp->sp, mp->g0sp);
   }
+  run_after(getm());
+}
+
+void switch_to_g0(m* mp, g* gp) {
+  mp->curg = nullptr;
+  gort_ctx_switch(&gp->sp, mp->g0sp);
   run_after(getm());
 }
 
@@ -362,7 +371,7 @@ static bool stopm(m* mp) {
   // An M that sees an earlier one than the sleeper waits for takes over.
   int64_t wait = -1;
   if (!sched.shutdown.load()) {
-    int64_t next = timers_earliest(true);
+    int64_t next = timers_earliest(false);
     int64_t until = sched.sleep_until.load(std::memory_order_seq_cst);
     if (next != 0 && (!sched.timer_sleeper || next < until)) {
       if (sched.timer_sleeper) notewakeup(sched.timer_sleeper);
@@ -370,7 +379,7 @@ static bool stopm(m* mp) {
       sched.sleep_until.store(next, std::memory_order_seq_cst);
       // A timer_add that read sleep_until before this store must be seen
       // here (both sides: store, then load, sequentially consistent).
-      int64_t again = timers_earliest(true);
+      int64_t again = timers_earliest(false);
       if (again != 0 && again < next) {
         next = again;
         sched.sleep_until.store(next, std::memory_order_seq_cst);
@@ -403,13 +412,55 @@ static bool stopm(m* mp) {
   sched.lock.unlock();
   mp->park.store(0, std::memory_order_relaxed);
   // Handed a P while watching timers: someone else must watch them now.
-  if (was_sleeper && handed && timers_earliest(true) != 0) wakep();
+  if (was_sleeper && handed && timers_earliest(false) != 0) wakep();
   return handed;
+}
+
+// Parks mp (holding no P) until it is handed one (true), or on m0 until the
+// run is over (false).
+static bool park_until_p(m* mp) {
+  for (;;) {
+    if (mp->is_m0 && sched.shutdown.load()) {
+      // The run is over once every other M is parked.
+      for (;;) {
+        sched.lock.lock();
+        // Ms still in a blocking call park when it returns (syscall.cc).
+        bool all = sched.nmidle + sched.nmsyscall.load() >= sched.mcount - 1;
+        sched.done.store(0, std::memory_order_relaxed);
+        sched.lock.unlock();
+        if (all) return false;
+        alloc::futex_wait(&sched.done, 0, 1000000);
+      }
+    }
+    if (stopm(mp)) {
+      acquirep(mp, mp->nextp);
+      mp->nextp = nullptr;
+      return true;
+    }
+    // The timer sleeper woke. It watches every P's timers, those of Ps
+    // whose M is busy in a long task or blocked in a call included: it runs
+    // the due ones (without a P, a readied task goes to the global queue),
+    // then takes an idle P, if there is one, to run what they readied.
+    if (sched.shutdown.load()) continue;
+    for (int32_t i = 0; i < gomaxprocs.load(); i++) {
+      int64_t t0 = allp[i]->timer0.load(std::memory_order_relaxed);
+      if (t0 != 0 && t0 <= now_ns()) timers_run(allp[i], now_ns());
+    }
+    sched.lock.lock();
+    p* p2 = sched.runqsize.load() > 0 ? pidleget() : nullptr;
+    sched.lock.unlock();
+    if (p2) {
+      acquirep(mp, p2);
+      return true;
+    }
+  }
 }
 
 // Blocks until there is a task for mp to run; mp holds a P on return.
 // Returns null only on m0 when the run is over.
 static g* findrunnable(m* mp) {
+  // Back from a blocking call that found no P (syscall.cc): park first.
+  if (!mp->pp && !park_until_p(mp)) return nullptr;
 top:
   p* pp = mp->pp;
   if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
@@ -468,36 +519,8 @@ idle:
       break;
     }
   }
-  for (;;) {
-    if (mp->is_m0 && sched.shutdown.load()) {
-      // The run is over once every other M is parked.
-      for (;;) {
-        sched.lock.lock();
-        bool all = sched.nmidle >= sched.mcount - 1;
-        sched.done.store(0, std::memory_order_relaxed);
-        sched.lock.unlock();
-        if (all) return nullptr;
-        alloc::futex_wait(&sched.done, 0, 1000000);
-      }
-    }
-    if (stopm(mp)) {
-      acquirep(mp, mp->nextp);
-      mp->nextp = nullptr;
-      goto top;
-    }
-    // The timer sleeper woke: take a P to run timers with, if one is idle.
-    sched.lock.lock();
-    p* p2 = sched.shutdown.load() ? nullptr : pidleget();
-    sched.lock.unlock();
-    if (p2) {
-      acquirep(mp, p2);
-      for (int32_t i = 0; i < gomaxprocs.load(); i++) {
-        int64_t t0 = allp[i]->timer0.load(std::memory_order_relaxed);
-        if (t0 != 0 && t0 <= now_ns()) timers_run(allp[i], now_ns());
-      }
-      goto top;
-    }
-  }
+  if (!park_until_p(mp)) return nullptr;
+  goto top;
 }
 
 // The scheduler loop on an M's own stack (g0).
@@ -511,6 +534,7 @@ void schedule_loop(m* mp) {
     prepare(gp);
     mp->curg = gp;
     gp->status.store(gstatus::running, std::memory_order_relaxed);
+    gp->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(gp);
     gort_ctx_switch_to(&mp->g0sp, &gp->sp);
   }
@@ -752,6 +776,9 @@ SchedStats sched_stats() {
   s.m_parks = sched.mparks.load();
   s.stacks_live = rt::stacks_live();
   s.stacks_cached = rt::stacks_pooled();
+  s.retakes = sched.retakes.load();
+  s.preemptions = sched.preempts.load();
+  s.async_preemptions = sched.async_preempts.load();
   return s;
 }
 

@@ -57,7 +57,7 @@ bool foreign_threads() {
   const char* t = strstr(buf, "\nThreads:");
   if (!t) return true;
   long threads = strtol(t + 9, nullptr, 10);
-  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0);
+  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0) + sched.nsysmon.load();
   return threads > known;
 }
 
@@ -80,6 +80,8 @@ void set_maxprocs(int32_t n) {
     ::operator delete(old);
   }
   gomaxprocs.store(n);
+  // A P left in a blocking call by the last run is no longer that M's.
+  for (int32_t i = 0; i < g_nallp; i++) allp[i]->syscallm.store(nullptr);
   sched.pidle = nullptr;
   sched.npidle.store(0);
   for (int32_t i = n - 1; i >= 0; i--) pidleput(allp[i]);
@@ -118,6 +120,7 @@ void abandon_leftovers() {
 void checkdead() {
   if (sched.shutdown.load() || !sched.running.load()) return;
   if (sched.npidle.load() != gomaxprocs.load() || sched.runqsize.load() != 0) return;
+  if (sched.nmsyscall.load() != 0) return;  // a blocking call may still ready a task
   for (int32_t i = 0; i < gomaxprocs.load(); i++)
     if (!runq_empty(allp[i])) return;
   if (timers_pending() || foreign_threads()) return;
@@ -165,6 +168,8 @@ int run_main(g* main_task, const RunOptions& opts) {
   if (!g_inited) {
     g_inited = true;
     overflow_install();
+    preempt_init();
+    libc_linked();
     stack_init(opts.stack_size ? opts.stack_size : stack_size_from_env());
   } else if (opts.stack_size) {
     stack_init(opts.stack_size);
@@ -182,6 +187,8 @@ int run_main(g* main_task, const RunOptions& opts) {
       m0->is_m0 = true;
     }
     m0->id = sched.mcount++;
+    m0->procid = static_cast<int>(gettid());
+    sched.runid++;
     sched.done.store(0);
     sched.goidgen.store(1);
     sched.nmspinning.store(0);
@@ -198,6 +205,7 @@ int run_main(g* main_task, const RunOptions& opts) {
     sched.shutdown.store(false);
     sched.running.store(true);
   }
+  sysmon_start();
   schedule_loop(m0);
   // Every other M is parked and every P idle.
   abandon_leftovers();
