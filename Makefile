@@ -48,13 +48,22 @@ lib: $(BUILD)/lib/libgort.so $(BUILD)/lib/libgort.a
 $(OBJ)/alloc/new.o: LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
 $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o): LIBFLAGS := $(filter-out -fno-exceptions -fno-rtti,$(LIBFLAGS))
 
+# gort's own code goes in one section, gort_text, whatever the link: the
+# scheduler never preempts a task there (runtime/preempt.cc). Every text
+# section of an object is renamed, the out-of-line copies of inline and
+# template functions (comdat .text._Z...) included: the runtime calls those
+# under its locks too.
+GORT_TEXT = objcopy $$(objdump -h $@ | awk '$$2 ~ /^\.text/ { printf "--rename-section %s=gort_text,alloc,contents,load,readonly,code ", $$2 }') $@
+
 $(OBJ)/%.o: %.cc $(wildcard alloc/*.h gc/*.h runtime/*.h include/gort/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(LIBFLAGS) -c $< -o $@
+	$(GORT_TEXT)
 
 $(OBJ)/%.o: %.S Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) -c $< -o $@
+	$(GORT_TEXT)
 
 $(BUILD)/lib/libgort.so: $(LIB_OBJS)
 	@mkdir -p $(dir $@)

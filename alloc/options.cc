@@ -66,10 +66,14 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->gcstress = v;
     } else if (nlen == 8 && memcmp(s, "gcpoison", 8) == 0) {
       o->gcpoison = v != 0;
+    } else if (nlen == 10 && memcmp(s, "schedtrace", 10) == 0) {
+      o->schedtrace = v;
+    } else if (nlen == 15 && memcmp(s, "asyncpreemptoff", 15) == 0) {
+      o->asyncpreemptoff = v != 0;
     } else {
       snprintf(why, whylen,
                "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
-               "gcpoison)",
+               "gcpoison, schedtrace, asyncpreemptoff)",
                static_cast<int>(nlen), s);
       return false;
     }

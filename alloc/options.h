@@ -32,6 +32,11 @@ struct options {
   // (gc/sweep.cc), so a pointer the collector missed reads as poison.
   bool gcpoison = false;
   int64_t gcstress = 0;
+  // GORT_DEBUG=schedtrace=MS: sysmon prints Go's SCHED line every MS ms
+  // (runtime/sysmon.cc); asyncpreemptoff=1: no preemption by signal
+  // (runtime/preempt.cc).
+  int64_t schedtrace = 0;
+  bool asyncpreemptoff = false;
 };
 
 extern options g_options;

@@ -17,7 +17,7 @@
 #include "gc/mark.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
-#include "runtime/proc.h"
+#include "runtime/gchooks.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -118,7 +118,7 @@ void mark_task(void* arg) {
       if (!idle_since) idle_since = now;
       if (now - idle_since > 2000000) return;
     }
-    rt::goyield();
+    rt::gchook::yield();
   }
 }
 
@@ -158,8 +158,7 @@ void run_cycle() {
   scan_finalizer_roots(g_work);
   scan_tasks(g_work);
   g_work.flush();  // what the roots made grey, where the mark task can take it
-  gort::detail::spawn_runtime_task(mark_task,
-                                   reinterpret_cast<void*>(static_cast<uintptr_t>(cycle)));
+  rt::gchook::spawn(mark_task, reinterpret_cast<void*>(static_cast<uintptr_t>(cycle)));
   int restarts = 0;
   int64_t p2 = 0, s2 = 0, stop2 = 0, tasks2 = 0, drain2 = 0;
   for (;;) {

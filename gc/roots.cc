@@ -16,12 +16,9 @@
 #include "alloc/sys.h"
 #include "gc/cycle.h"
 #include "gort/gc.h"
-#include "runtime/proc.h"
+#include "runtime/gchooks.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
-
-extern "C" void gort_ctx_switch_region_start();
-extern "C" void gort_ctx_switch_region_end();
 
 namespace gort::gc {
 
@@ -94,9 +91,10 @@ uintptr_t lowest_pointer_into(uintptr_t lo, uintptr_t hi, uintptr_t slo, uintptr
 // current task's and the thread's own, from the lowest stack pointer into
 // each that the alternate stack holds.
 void add_under_altstack(gcThread* t, rt::g* cg, uintptr_t alo, uintptr_t ahi) {
-  if (cg && cg->stk.span) {
-    uintptr_t v = lowest_pointer_into(alo, ahi, cg->stk.lo, cg->stk.hi);
-    if (v) add_range(t, v - kRedZone < cg->stk.lo ? cg->stk.lo : v - kRedZone, cg->stk.hi);
+  uintptr_t glo, ghi;
+  if (cg && rt::gchook::stack_bounds(cg, &glo, &ghi)) {
+    uintptr_t v = lowest_pointer_into(alo, ahi, glo, ghi);
+    if (v) add_range(t, v - kRedZone < glo ? glo : v - kRedZone, ghi);
   }
   uintptr_t v = lowest_pointer_into(alo, ahi, t->stack_lo, t->stack_hi);
   if (v) add_range(t, v - kRedZone < t->stack_lo ? t->stack_lo : v - kRedZone, t->stack_hi);
@@ -106,8 +104,8 @@ void add_under_altstack(gcThread* t, rt::g* cg, uintptr_t alo, uintptr_t ahi) {
 // (roots.h): the stack it is on, the native frames under its task, or, on
 // an alternate signal stack [alo, ahi), that and the stack under it.
 void record_ranges(gcThread* t, uintptr_t rsp, uintptr_t alo, uintptr_t ahi) {
-  auto* mp = static_cast<rt::m*>(alloc::tl_thread.sched_m);
-  rt::g* cg = mp ? mp->curg : nullptr;
+  rt::m* mp = rt::gchook::this_m();
+  rt::g* cg = mp ? rt::gchook::m_task(mp) : nullptr;
   t->nranges = 0;
   t->stop_curg = cg;
   bool on_task;
@@ -122,12 +120,12 @@ void record_ranges(gcThread* t, uintptr_t rsp, uintptr_t alo, uintptr_t ahi) {
   }
   // The M's own frames under the task it runs (the caller of gort::run's
   // among them), frozen at g0sp until the scheduler switches back.
-  uintptr_t g0 = mp ? reinterpret_cast<uintptr_t>(mp->g0sp) : 0;
+  uintptr_t g0 = mp ? rt::gchook::m_g0sp(mp) : 0;
   if (on_task && g0 >= t->stack_lo && g0 < t->stack_hi) add_range(t, g0, t->stack_hi);
   t->owns_curg = false;
-  if (cg && cg->stk.span)
+  if (cg)
     for (int i = 0; i < t->nranges; i++)
-      if (t->ranges[i].lo >= cg->stk.lo && t->ranges[i].lo < cg->stk.hi) t->owns_curg = true;
+      if (rt::gchook::on_stack(cg, t->ranges[i].lo)) t->owns_curg = true;
 }
 
 // Counts the thread stopped and waits for the world to start.
@@ -173,9 +171,7 @@ void stop_handler(int, siginfo_t*, void* ucv) {
   }
   auto* uc = static_cast<ucontext_t*>(ucv);
   uintptr_t pc = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
-  if (pc >= reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_start) &&
-      pc < reinterpret_cast<uintptr_t>(&gort_ctx_switch_region_end))
-    return;  // half way between two stacks: asked again later
+  if (rt::gchook::in_switch(pc)) return;  // half way between two stacks: asked again later
   int saved = errno;
   save_registers(t, uc);
   // uc_stack: the alternate stack as it was when the signal came.
@@ -213,15 +209,11 @@ size_t g_nskipped = 0;
 bool g_skipped_overflow = false;
 
 void scan_closure(rt::g* gp, gcWork& w) {
-  void* fn = gp->fn;
+  const void* fn = rt::gchook::closure(gp);
   if (!fn) return;
-  if (!gp->fn_heap) {
-    scan_closure_range(reinterpret_cast<uintptr_t>(gp->inline_fn),
-                       reinterpret_cast<uintptr_t>(gp->inline_fn) + sizeof gp->inline_fn, w);
-  } else {
-    size_t n = alloc::usable_size(fn);
-    scan_closure_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
-  }
+  size_t n = rt::gchook::closure_on_heap(gp) ? alloc::usable_size(const_cast<void*>(fn))
+                                             : rt::gchook::closure_inline_size();
+  scan_closure_range(reinterpret_cast<uintptr_t>(fn), reinterpret_cast<uintptr_t>(fn) + n, w);
 }
 
 // What a stopped thread holds: its stack ranges and registers.
@@ -233,16 +225,15 @@ void scan_thread(const gcThread* t, gcWork& w) {
 
 // Whether gp's stack is one of t's ranges (gp was running on t).
 bool thread_holds(const gcThread* t, const rt::g* gp) {
-  if (!gp->stk.span) return false;
   for (int i = 0; i < t->nranges; i++)
-    if (t->ranges[i].lo >= gp->stk.lo && t->ranges[i].lo < gp->stk.hi) return true;
+    if (rt::gchook::on_stack(gp, t->ranges[i].lo)) return true;
   return false;
 }
 
 // Scans a task that is not running, from its saved context. Claimed.
 void scan_parked(rt::g* gp, gcWork& w) {
-  void* sp = __atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE);
-  if (sp && gp->stk.span) scan_range(reinterpret_cast<uintptr_t>(sp), gp->stk.hi, w);
+  uintptr_t sp = rt::gchook::saved_sp(gp), lo, hi;
+  if (sp && rt::gchook::stack_bounds(gp, &lo, &hi)) scan_range(sp, hi, w);
   scan_closure(gp, w);
 }
 
@@ -254,24 +245,26 @@ enum class claim { done, skipped };
 claim try_scan(rt::g* gp, gcWork& w, bool wait) {
   uint32_t gen = g_scangen.load(std::memory_order_acquire);
   for (;;) {
-    uint32_t cur = gp->gcscan.load(std::memory_order_acquire);
+    std::atomic<uint32_t>& word = rt::gchook::scan_word(gp);
+    uint32_t cur = word.load(std::memory_order_acquire);
     if (cur == gen) return claim::done;
     if (cur == kScanBusy) {
       if (!wait) return claim::done;  // someone else is scanning it
       __builtin_ia32_pause();
       continue;
     }
-    if (!gp->gcscan.compare_exchange_weak(cur, kScanBusy, std::memory_order_acq_rel)) continue;
-    if (gp->is_thread || gp->status.load(std::memory_order_relaxed) == rt::gstatus::dead) {
-      gp->gcscan.store(gen, std::memory_order_release);
+    if (!word.compare_exchange_weak(cur, kScanBusy, std::memory_order_acq_rel)) continue;
+    if (!rt::gchook::live_task(gp)) {
+      word.store(gen, std::memory_order_release);
       return claim::done;
     }
-    if (!wait && !__atomic_load_n(&gp->sp, __ATOMIC_ACQUIRE) && gp->stk.span) {
-      gp->gcscan.store(cur, std::memory_order_release);  // running: later
+    uintptr_t lo, hi;
+    if (!wait && !rt::gchook::saved_sp(gp) && rt::gchook::stack_bounds(gp, &lo, &hi)) {
+      word.store(cur, std::memory_order_release);  // running: later
       return claim::skipped;
     }
     scan_parked(gp, w);
-    gp->gcscan.store(gen, std::memory_order_release);
+    word.store(gen, std::memory_order_release);
     return claim::done;
   }
 }
@@ -283,12 +276,13 @@ void mark_thread_tasks(gcThread* t, gcWork& w) {
   uint32_t gen = g_scangen.load(std::memory_order_relaxed);
   rt::g* cg = t->stop_curg;
   if (!cg) return;
-  if (cg->gcscan.load(std::memory_order_relaxed) == gen) return;
+  std::atomic<uint32_t>& word = rt::gchook::scan_word(cg);
+  if (word.load(std::memory_order_relaxed) == gen) return;
   if (!t->owns_curg)
     scan_parked(cg, w);
   else
     scan_closure(cg, w);
-  cg->gcscan.store(gen, std::memory_order_relaxed);
+  word.store(gen, std::memory_order_relaxed);
 }
 
 // ---- root ranges ----
@@ -590,29 +584,29 @@ void scan_leftover_tasks(gcWork& w) {
   uint32_t gen = g_scangen.load(std::memory_order_relaxed);
   for (gcThread* t = g_threads; t; t = t->next) {
     rt::g* cg = t->stop_curg;
-    if (!cg || cg->gcscan.load(std::memory_order_relaxed) == gen) continue;
+    if (!cg || rt::gchook::scan_word(cg).load(std::memory_order_relaxed) == gen) continue;
     if (t->owns_curg) scan_thread(t, w);
     mark_thread_tasks(t, w);
   }
   auto finish = [&](rt::g* gp) {
-    if (gp->gcscan.load(std::memory_order_relaxed) == gen) return;
-    if (!gp->is_thread && gp->status.load(std::memory_order_relaxed) != rt::gstatus::dead) {
+    std::atomic<uint32_t>& word = rt::gchook::scan_word(gp);
+    if (word.load(std::memory_order_relaxed) == gen) return;
+    if (rt::gchook::live_task(gp)) {
       // Not on any stopped thread's stack (those were done above), so its
       // saved context, if any, is complete.
       for (gcThread* t = g_threads; t; t = t->next)
         if (thread_holds(t, gp)) {
           scan_thread(t, w);
           scan_closure(gp, w);
-          gp->gcscan.store(gen, std::memory_order_relaxed);
+          word.store(gen, std::memory_order_relaxed);
           return;
         }
       scan_parked(gp, w);
     }
-    gp->gcscan.store(gen, std::memory_order_relaxed);
+    word.store(gen, std::memory_order_relaxed);
   };
   if (g_skipped_overflow) {
-    for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext)
-      finish(gp);
+    for (rt::g* gp = rt::gchook::first_task(); gp; gp = rt::gchook::next_task(gp)) finish(gp);
   } else {
     for (size_t i = 0; i < g_nskipped; i++) finish(g_skipped[i]);
   }
@@ -635,7 +629,7 @@ uint64_t take_thread_marked() {
 // ---- concurrent roots ----
 
 void scan_tasks(gcWork& w) {
-  for (rt::g* gp = __atomic_load_n(&rt::sched.allg, __ATOMIC_ACQUIRE); gp; gp = gp->allnext) {
+  for (rt::g* gp = rt::gchook::first_task(); gp; gp = rt::gchook::next_task(gp)) {
     if (try_scan(gp, w, false) == claim::skipped) {
       if (g_nskipped < kSkippedMax)
         g_skipped[g_nskipped++] = gp;

@@ -139,6 +139,21 @@ namespace gort::detail {
 
 using namespace gort::rt;
 
+// A channel operation is a preemption point (preempt_check). While it runs,
+// element moves (program code) run under channel locks, where an
+// asynchronous preemption must not land: g::nopreempt says so (preempt.cc).
+struct chan_op {
+  g* gp = nullptr;
+  chan_op() {
+    preempt_check();
+    m* mp = getm();
+    if (mp && mp->curg) (gp = mp->curg)->nopreempt++;
+  }
+  ~chan_op() {
+    if (gp) gp->nopreempt--;
+  }
+};
+
 [[noreturn]] void throw_chan_closed(const char* what) {
   throw ChanClosed(what);
 }
@@ -175,6 +190,7 @@ void chan_release(hchan* c) {
 }
 
 void chan_send(hchan* c, void* elem) {
+  chan_op op;
   if (!c) park_forever("chan send (nil chan)");
   c->lock.lock();
   if (c->closed) {
@@ -191,6 +207,7 @@ void chan_send(hchan* c, void* elem) {
 }
 
 bool chan_recv(hchan* c, void* elem) {
+  chan_op op;
   if (!c) park_forever("chan receive (nil chan)");
   c->lock.lock();
   if (c->closed && c->qcount.load(std::memory_order_relaxed) == 0) {
@@ -290,6 +307,7 @@ constexpr int kStackCases = 16;
 }  // namespace
 
 int select_go(scase* cases, int ncases, bool block, bool* recv_ok) {
+  chan_op op;
   *recv_ok = false;
   int stack_buf[3 * kStackCases];
   int* mem = ncases <= kStackCases ? stack_buf

@@ -1,6 +1,7 @@
-// The scheduler: task creation and exit, run queues, the schedule loop,
-// finding work (stealing, spinning, parking Ms), gopark/ready, gort::run and
-// deadlock detection. The design and the lock order are in proc.h.
+// The scheduler: task creation and exit, Ps and Ms, the schedule loop,
+// finding work (stealing, spinning, parking Ms) and gopark/ready. The design
+// and the lock order are in proc.h; the run queues are in runq.h/runq.cc, and
+// a run's start, shutdown and deadlock check in run.cc.
 #include "runtime/proc.h"
 
 #include <fcntl.h>
@@ -14,13 +15,13 @@
 #include <exception>
 #include <new>
 
-#include "alloc/scavenger.h"
 #include "alloc/sys.h"
 #include "gc/roots.h"
 #include "gort/runtime.h"
 #include "runtime/context.h"
 #include "runtime/maxprocs.h"
 #include "runtime/overflow.h"
+#include "runtime/runq.h"
 #include "runtime/timer.h"
 
 namespace gort::rt {
@@ -31,7 +32,6 @@ std::atomic<int32_t> gomaxprocs{0};
 
 namespace {
 
-int32_t g_nallp = 0;  // Ps made so far (allp's length); allp only grows
 constexpr int32_t kGfreeLocal = 64;
 
 // ---------------------------------------------------------------- m and g access
@@ -84,196 +84,11 @@ int64_t now_ns() {
   return alloc::nanotime();
 }
 
-namespace {
-
-// ---------------------------------------------------------------- run queues
-
-// Puts gp on pp's local queue (owner only). next: into runnext, kicking the
-// old runnext to the tail. A full queue moves half of itself and gp to the
-// global queue.
-bool runqputslow(p* pp, g* gp, uint32_t h, uint32_t t);
-void globrunqputbatch(g* head, g* tail, int32_t n);
-
-void runqput(p* pp, g* gp, bool next) {
-  if (next) {
-    g* old = pp->runnext.exchange(gp, std::memory_order_acq_rel);
-    if (!old) return;
-    gp = old;
-  }
-  for (;;) {
-    uint32_t h = pp->runqhead.load(std::memory_order_acquire);
-    uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
-    if (t - h < kRunqSize) {
-      pp->runq[t % kRunqSize].store(gp, std::memory_order_relaxed);
-      pp->runqtail.store(t + 1, std::memory_order_release);
-      return;
-    }
-    if (runqputslow(pp, gp, h, t)) return;
-  }
-}
-
-bool runqputslow(p* pp, g* gp, uint32_t h, uint32_t t) {
-  constexpr uint32_t n = kRunqSize / 2;
-  g* batch[n + 1];
-  if (t - h != kRunqSize) return false;
-  for (uint32_t i = 0; i < n; i++)
-    batch[i] = pp->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
-  if (!pp->runqhead.compare_exchange_strong(h, h + n, std::memory_order_release)) return false;
-  batch[n] = gp;
-  for (uint32_t i = 0; i < n; i++) batch[i]->schedlink = batch[i + 1];
-  gp->schedlink = nullptr;
-  globrunqputbatch(batch[0], gp, n + 1);
-  return true;
-}
-
-g* runqget(p* pp) {
-  g* next = pp->runnext.load(std::memory_order_relaxed);
-  if (next && pp->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acquire))
-    return next;
-  for (;;) {
-    uint32_t h = pp->runqhead.load(std::memory_order_acquire);
-    uint32_t t = pp->runqtail.load(std::memory_order_relaxed);
-    if (t == h) return nullptr;
-    g* gp = pp->runq[h % kRunqSize].load(std::memory_order_relaxed);
-    if (pp->runqhead.compare_exchange_strong(h, h + 1, std::memory_order_release)) return gp;
-  }
-}
-
-bool runq_empty(p* pp) {
-  uint32_t h = pp->runqhead.load(std::memory_order_acquire);
-  uint32_t t = pp->runqtail.load(std::memory_order_acquire);
-  return h == t && pp->runnext.load(std::memory_order_acquire) == nullptr;
-}
-
-// Takes half of victim's queue into batch (thieves). With steal_next, and
-// the queue empty, takes its runnext, after giving a running victim ~3 us to
-// schedule it itself (a task readied by a channel should stay on its P).
-uint32_t runqgrab(p* victim, g** batch, bool steal_next) {
-  for (;;) {
-    uint32_t h = victim->runqhead.load(std::memory_order_acquire);
-    uint32_t t = victim->runqtail.load(std::memory_order_acquire);
-    uint32_t n = t - h;
-    n = n - n / 2;
-    if (n == 0) {
-      if (!steal_next) return 0;
-      g* next = victim->runnext.load(std::memory_order_acquire);
-      if (!next) return 0;
-      if (victim->mp.load(std::memory_order_relaxed)) {
-        struct timespec ts = {0, 3000};
-        nanosleep(&ts, nullptr);
-      }
-      if (!victim->runnext.compare_exchange_strong(next, nullptr, std::memory_order_acq_rel))
-        continue;
-      batch[0] = next;
-      return 1;
-    }
-    if (n > kRunqSize / 2) continue;  // read h and t at different moments
-    for (uint32_t i = 0; i < n; i++)
-      batch[i] = victim->runq[(h + i) % kRunqSize].load(std::memory_order_relaxed);
-    if (victim->runqhead.compare_exchange_strong(h, h + n, std::memory_order_release)) return n;
-  }
-}
-
-// Steals half of victim's queue into pp's; returns one of the tasks to run.
-g* runqsteal(p* pp, p* victim, bool steal_next) {
-  g* batch[kRunqSize / 2];
-  uint32_t n = runqgrab(victim, batch, steal_next);
-  if (n == 0) return nullptr;
-  sched.steals.fetch_add(n, std::memory_order_relaxed);
-  for (uint32_t i = 1; i < n; i++) runqput(pp, batch[i], false);
-  return batch[0];
-}
-
-// The global queue, a list of batches; sched.lock held.
-void globrunqputbatch_locked(g* head, g* tail, int32_t n) {
-  head->batchlen = n;
-  head->batchtail = tail;
-  tail->schedlink = nullptr;
-  if (sched.runq_tail)
-    sched.runq_tail->schedlink = head;
-  else
-    sched.runq_head = head;
-  sched.runq_tail = tail;
-  sched.runqsize.fetch_add(n, std::memory_order_relaxed);
-}
-
-void globrunqput(g* gp) {
-  globrunqputbatch_locked(gp, gp, 1);
-}
-
-void globrunqputbatch(g* head, g* tail, int32_t n) {
-  alloc::lock_guard l(sched.lock);
-  globrunqputbatch_locked(head, tail, n);
-}
-
-// Detaches whole batches from the head of the global queue up to a fair
-// share (size/GOMAXPROCS + 1, or max), at least one g; a batch longer than
-// max == 1 is split after its first g. sched.lock held. Returns the chain
-// (through schedlink) and its length in *n.
-g* globrunqtake(int32_t max, int32_t* n) {
-  *n = 0;
-  int32_t size = sched.runqsize.load(std::memory_order_relaxed);
-  if (size == 0) return nullptr;
-  int32_t want = size / gomaxprocs.load(std::memory_order_relaxed) + 1;
-  if (max > 0 && want > max) want = max;
-  g* head = sched.runq_head;
-  g* tail;
-  int32_t taken;
-  if (want == 1 && head->batchlen > 1) {
-    g* rest = head->schedlink;
-    rest->batchlen = head->batchlen - 1;
-    rest->batchtail = head->batchtail;
-    sched.runq_head = rest;
-    tail = head;
-    taken = 1;
-  } else {
-    tail = head->batchtail;
-    taken = head->batchlen;
-    for (g* b = tail->schedlink; b && taken + b->batchlen <= want &&
-                                 taken + b->batchlen <= static_cast<int32_t>(kRunqSize / 2);
-         b = tail->schedlink) {
-      taken += b->batchlen;
-      tail = b->batchtail;
-    }
-    sched.runq_head = tail->schedlink;
-  }
-  tail->schedlink = nullptr;
-  if (!sched.runq_head) sched.runq_tail = nullptr;
-  sched.runqsize.fetch_sub(taken, std::memory_order_relaxed);
-  sched.globalq.fetch_add(taken, std::memory_order_relaxed);
-  *n = taken;
-  return head;
-}
-
-// Without sched.lock: the chain's first g to run, the rest to pp's queue.
-g* runqputchain(p* pp, g* chain) {
-  if (!chain) return nullptr;
-  for (g* g1 = chain->schedlink; g1;) {
-    g* next = g1->schedlink;
-    runqput(pp, g1, false);
-    g1 = next;
-  }
-  return chain;
-}
-
-// Takes a fair share of the global queue: a task to run, the rest onto
-// pp's local queue. Takes sched.lock.
-g* globrunqget(p* pp, int32_t max) {
-  if (sched.runqsize.load(std::memory_order_relaxed) == 0) return nullptr;
-  int32_t n;
-  g* chain;
-  {
-    alloc::lock_guard l(sched.lock);
-    chain = globrunqtake(max, &n);
-  }
-  return runqputchain(pp, chain);
-}
-
 // ---------------------------------------------------------------- free gs
 
 // A dead g's stack goes to the P's stack cache for the next task to run;
 // the g to the P's free list (half of it to the global list when it is full).
-void gfput(p* pp, g* gp) {
+static void gfput(p* pp, g* gp) {
   if (gp->stk.span) stack_put(pp->stacks, gp->stk);
   gp->sp = nullptr;
   gp->fn = nullptr;
@@ -291,7 +106,7 @@ void gfput(p* pp, g* gp) {
   }
 }
 
-g* gfget(p* pp) {
+static g* gfget(p* pp) {
   if (pp && pp->gfree) {
     g* gp = pp->gfree;
     pp->gfree = gp->schedlink;
@@ -345,6 +160,7 @@ p* pidleget() {
   if (pp) {
     sched.pidle = pp->link;
     sched.npidle.fetch_sub(1, std::memory_order_relaxed);
+    if (sched.sysmonwait.load(std::memory_order_relaxed)) sysmon_wake();
   }
   return pp;
 }
@@ -358,10 +174,11 @@ m* mget() {
   return mp;
 }
 
-void mstart(m* mp);
-void* mthread_main(void* arg) {
+static void mstart(m* mp);
+static void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
+  mp->procid = static_cast<int>(gettid());
   // Every M is a root of the collector: its stacks are those of its tasks.
   gc::register_current_thread(false);
   overflow_altstack();
@@ -370,7 +187,7 @@ void* mthread_main(void* arg) {
 }
 
 // A new M to run pp. sched.lock is not held.
-void newm(p* pp, bool spinning) {
+static void newm(p* pp, bool spinning) {
   m* mp = new m;
   {
     alloc::lock_guard l(sched.lock);
@@ -392,10 +209,9 @@ void notewakeup(m* mp) {
   alloc::futex_wake(&mp->park, 1);
 }
 
-// Gives an idle P to an idle (or new) M and wakes it.
-void startm(bool spinning) {
+void startm(p* pp, bool spinning) {
   sched.lock.lock();
-  p* pp = pidleget();
+  if (!pp) pp = pidleget();
   if (!pp) {
     sched.lock.unlock();
     if (spinning) sched.nmspinning.fetch_sub(1, std::memory_order_relaxed);
@@ -420,65 +236,17 @@ void wakep() {
   if (sched.nmspinning.load(std::memory_order_relaxed) != 0 ||
       !sched.nmspinning.compare_exchange_strong(zero, 1, std::memory_order_acq_rel))
     return;
-  startm(true);
+  startm(nullptr, true);
 }
 
-void resetspinning(m* mp) {
+static void resetspinning(m* mp) {
   mp->spinning = false;
   if (sched.nmspinning.fetch_sub(1, std::memory_order_acq_rel) == 1) wakep();
 }
 
-// ---------------------------------------------------------------- deadlock
-
-// True if the process has threads the scheduler does not know: they may
-// still ready a task, so "every task is asleep" proves nothing.
-bool foreign_threads() {
-  int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return true;
-  char buf[4096];
-  ssize_t n = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (n <= 0) return true;
-  buf[n] = 0;
-  const char* t = strstr(buf, "\nThreads:");
-  if (!t) return true;
-  long threads = strtol(t + 9, nullptr, 10);
-  long known = sched.mcount + (alloc::scavenger_running() ? 1 : 0) + gc::runtime_threads();
-  return threads > known;
-}
-
-bool timers_pending() {
-  return timers_earliest(false) != 0;
-}
-
-// Every P is idle, no task is runnable and no timer is pending: if no other
-// thread can wake a task, every task is asleep for good. sched.lock held.
-void checkdead() {
-  if (sched.shutdown.load() || !sched.running.load()) return;
-  if (sched.npidle.load() != gomaxprocs.load() || sched.runqsize.load() != 0) return;
-  for (int32_t i = 0; i < gomaxprocs.load(); i++)
-    if (!runq_empty(allp[i])) return;
-  if (timers_pending() || foreign_threads()) return;
-  alloc::print_err("fatal error: all tasks are asleep - deadlock!\n");
-  int shown = 0, more = 0;
-  for (g* gp = sched.allg; gp; gp = gp->allnext) {
-    if (gp->status.load() != gstatus::waiting) continue;
-    if (shown < 64) {
-      dprintf(2, "\ntask %llu [%s]\n", static_cast<unsigned long long>(gp->goid),
-              gp->waitreason ? gp->waitreason : "waiting");
-      shown++;
-    } else {
-      more++;
-    }
-  }
-  if (more) dprintf(2, "\n... and %d more blocked tasks\n", more);
-  fflush(stdout);
-  _exit(2);
-}
-
 // ---------------------------------------------------------------- switching
 
-void run_after(m* mp) {
+static void run_after(m* mp) {
   after a = mp->next_after;
   if (a.fn) {
     mp->next_after = after{};
@@ -486,10 +254,10 @@ void run_after(m* mp) {
   }
 }
 
-void task_main(void* arg);
+static void task_main(void* arg);
 
 // Gives gp (a task about to run for the first time) a stack and a context.
-void prepare(g* gp) {
+static void prepare(g* gp) {
   if (gp->sp) return;
   if (!gp->stk.span) {
     gp->stk = stack_get(getm()->pp->stacks);
@@ -503,14 +271,15 @@ void prepare(g* gp) {
 // timers are not run here: the old task may still hold the lock its timer
 // callback needs (its m::after releases it only after the switch), so a due
 // timer sends the M through g0, where findrunnable runs it after m::after.
-g* next_local(p* pp) {
-  pp->schedtick++;
-  if (pp->schedtick % 61 == 0)
+static g* next_local(p* pp) {
+  uint32_t tick = pp->schedtick.load(std::memory_order_relaxed) + 1;
+  pp->schedtick.store(tick, std::memory_order_relaxed);
+  if (tick % 61 == 0)
     if (g* gp = globrunqget(pp, 1)) return gp;
   return runqget(pp);
 }
 
-bool timers_due(p* pp) {
+static bool timers_due(p* pp) {
   int64_t t0 = pp->timer0.load(std::memory_order_relaxed);
   return t0 != 0 && t0 <= now_ns();
 }
@@ -518,7 +287,7 @@ bool timers_due(p* pp) {
 // A task about to run on this M: if the collector has not scanned its stack
 // this cycle, scan it now, before it can change (gc/roots.h). After mp->curg
 // is set: a stop of the world from here on finds the task through its M.
-inline void gc_before_run(g* gp) {
+static inline void gc_before_run(g* gp) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (__builtin_expect(gp->gcscan.load(std::memory_order_relaxed) != gc::task_scan_gen(), 0))
     gc::scan_task_before_run(gp);
@@ -534,6 +303,7 @@ void switch_out(m* mp, g* gp) {
   if (next && next->sp) {
     mp->curg = next;
     next->status.store(gstatus::running, std::memory_order_relaxed);
+    next->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(next);
     gort_ctx_switch_to(&gp->sp, &next->sp);
   } else {
@@ -547,9 +317,15 @@ void switch_out(m* mp, g* gp) {
   run_after(getm());
 }
 
+void switch_to_g0(m* mp, g* gp) {
+  mp->curg = nullptr;
+  gort_ctx_switch(&gp->sp, mp->g0sp);
+  run_after(getm());
+}
+
 // ---------------------------------------------------------------- finding work
 
-g* stealwork(p* pp) {
+static g* stealwork(p* pp) {
   int32_t n = gomaxprocs.load(std::memory_order_relaxed);
   for (int round = 0; round < 4; round++) {
     bool last = round == 3;
@@ -572,7 +348,7 @@ g* stealwork(p* pp) {
 
 // Parks mp until startm hands it a P (returns true) or, for the timer
 // sleeper, the earliest timer is due (returns false, holding no P).
-bool stopm(m* mp) {
+static bool stopm(m* mp) {
   stack_pool_trim();  // idle time: the cheapest moment for system calls
   sched.lock.lock();
   if (mp->is_m0 && sched.shutdown.load()) {
@@ -595,7 +371,7 @@ bool stopm(m* mp) {
   // An M that sees an earlier one than the sleeper waits for takes over.
   int64_t wait = -1;
   if (!sched.shutdown.load()) {
-    int64_t next = timers_earliest(true);
+    int64_t next = timers_earliest(false);
     int64_t until = sched.sleep_until.load(std::memory_order_seq_cst);
     if (next != 0 && (!sched.timer_sleeper || next < until)) {
       if (sched.timer_sleeper) notewakeup(sched.timer_sleeper);
@@ -603,7 +379,7 @@ bool stopm(m* mp) {
       sched.sleep_until.store(next, std::memory_order_seq_cst);
       // A timer_add that read sleep_until before this store must be seen
       // here (both sides: store, then load, sequentially consistent).
-      int64_t again = timers_earliest(true);
+      int64_t again = timers_earliest(false);
       if (again != 0 && again < next) {
         next = again;
         sched.sleep_until.store(next, std::memory_order_seq_cst);
@@ -636,13 +412,55 @@ bool stopm(m* mp) {
   sched.lock.unlock();
   mp->park.store(0, std::memory_order_relaxed);
   // Handed a P while watching timers: someone else must watch them now.
-  if (was_sleeper && handed && timers_earliest(true) != 0) wakep();
+  if (was_sleeper && handed && timers_earliest(false) != 0) wakep();
   return handed;
+}
+
+// Parks mp (holding no P) until it is handed one (true), or on m0 until the
+// run is over (false).
+static bool park_until_p(m* mp) {
+  for (;;) {
+    if (mp->is_m0 && sched.shutdown.load()) {
+      // The run is over once every other M is parked.
+      for (;;) {
+        sched.lock.lock();
+        // Ms still in a blocking call park when it returns (syscall.cc).
+        bool all = sched.nmidle + sched.nmsyscall.load() >= sched.mcount - 1;
+        sched.done.store(0, std::memory_order_relaxed);
+        sched.lock.unlock();
+        if (all) return false;
+        alloc::futex_wait(&sched.done, 0, 1000000);
+      }
+    }
+    if (stopm(mp)) {
+      acquirep(mp, mp->nextp);
+      mp->nextp = nullptr;
+      return true;
+    }
+    // The timer sleeper woke. It watches every P's timers, those of Ps
+    // whose M is busy in a long task or blocked in a call included: it runs
+    // the due ones (without a P, a readied task goes to the global queue),
+    // then takes an idle P, if there is one, to run what they readied.
+    if (sched.shutdown.load()) continue;
+    for (int32_t i = 0; i < gomaxprocs.load(); i++) {
+      int64_t t0 = allp[i]->timer0.load(std::memory_order_relaxed);
+      if (t0 != 0 && t0 <= now_ns()) timers_run(allp[i], now_ns());
+    }
+    sched.lock.lock();
+    p* p2 = sched.runqsize.load() > 0 ? pidleget() : nullptr;
+    sched.lock.unlock();
+    if (p2) {
+      acquirep(mp, p2);
+      return true;
+    }
+  }
 }
 
 // Blocks until there is a task for mp to run; mp holds a P on return.
 // Returns null only on m0 when the run is over.
-g* findrunnable(m* mp) {
+static g* findrunnable(m* mp) {
+  // Back from a blocking call that found no P (syscall.cc): park first.
+  if (!mp->pp && !park_until_p(mp)) return nullptr;
 top:
   p* pp = mp->pp;
   if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
@@ -701,36 +519,8 @@ idle:
       break;
     }
   }
-  for (;;) {
-    if (mp->is_m0 && sched.shutdown.load()) {
-      // The run is over once every other M is parked.
-      for (;;) {
-        sched.lock.lock();
-        bool all = sched.nmidle >= sched.mcount - 1;
-        sched.done.store(0, std::memory_order_relaxed);
-        sched.lock.unlock();
-        if (all) return nullptr;
-        alloc::futex_wait(&sched.done, 0, 1000000);
-      }
-    }
-    if (stopm(mp)) {
-      acquirep(mp, mp->nextp);
-      mp->nextp = nullptr;
-      goto top;
-    }
-    // The timer sleeper woke: take a P to run timers with, if one is idle.
-    sched.lock.lock();
-    p* p2 = sched.shutdown.load() ? nullptr : pidleget();
-    sched.lock.unlock();
-    if (p2) {
-      acquirep(mp, p2);
-      for (int32_t i = 0; i < gomaxprocs.load(); i++) {
-        int64_t t0 = allp[i]->timer0.load(std::memory_order_relaxed);
-        if (t0 != 0 && t0 <= now_ns()) timers_run(allp[i], now_ns());
-      }
-      goto top;
-    }
-  }
+  if (!park_until_p(mp)) return nullptr;
+  goto top;
 }
 
 // The scheduler loop on an M's own stack (g0).
@@ -744,12 +534,13 @@ void schedule_loop(m* mp) {
     prepare(gp);
     mp->curg = gp;
     gp->status.store(gstatus::running, std::memory_order_relaxed);
+    gp->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(gp);
     gort_ctx_switch_to(&mp->g0sp, &gp->sp);
   }
 }
 
-void mstart(m* mp) {
+static void mstart(m* mp) {
   acquirep(mp, mp->nextp);
   mp->nextp = nullptr;
   schedule_loop(mp);
@@ -757,22 +548,11 @@ void mstart(m* mp) {
 
 // ---------------------------------------------------------------- task exit
 
-void gfput_after(void*, g* prev) {
+static void gfput_after(void*, g* prev) {
   gfput(getm()->pp, prev);
 }
 
-// Wakes every idle M, taking it off the idle list, so that m0's count of
-// parked Ms only counts Ms that parked after they saw shutdown.
-void shutdown_wake_all() {
-  alloc::lock_guard l(sched.lock);
-  while (m* mp = mget()) {
-    mp->on_idle = false;
-    mp->nextp = nullptr;
-    notewakeup(mp);
-  }
-}
-
-[[noreturn]] void goexit(g* gp) {
+[[noreturn]] static void goexit(g* gp) {
   sched.exited.fetch_add(1, std::memory_order_relaxed);
   if (gp == sched.main_g) {
     sched.shutdown.store(true, std::memory_order_release);
@@ -785,14 +565,14 @@ void shutdown_wake_all() {
   __builtin_unreachable();
 }
 
-[[noreturn]] void task_died(g* gp, const char* what) {
+[[noreturn]] static void task_died(g* gp, const char* what) {
   fflush(stdout);
   alloc::print_err("task %llu ended with an uncaught exception: %s\n",
                    static_cast<unsigned long long>(gp->goid), what);
   _exit(2);
 }
 
-void task_main(void* arg) {
+static void task_main(void* arg) {
   g* gp = static_cast<g*>(arg);
   run_after(getm());
   auto* c = static_cast<detail::closure*>(gp->fn);
@@ -808,55 +588,6 @@ void task_main(void* arg) {
   goexit(gp);
 }
 
-// ---------------------------------------------------------------- run
-
-void set_maxprocs(int32_t n) {
-  if (n > g_nallp) {
-    p** np = static_cast<p**>(::operator new(sizeof(p*) * n));
-    for (int32_t i = 0; i < g_nallp; i++) np[i] = allp[i];
-    for (int32_t i = g_nallp; i < n; i++) {
-      np[i] = new p;
-      np[i]->id = i;
-      np[i]->mcache = alloc::cache_create();
-    }
-    p** old = allp;
-    allp = np;
-    g_nallp = n;
-    ::operator delete(old);
-  }
-  gomaxprocs.store(n);
-  sched.pidle = nullptr;
-  sched.npidle.store(0);
-  for (int32_t i = n - 1; i >= 0; i--) pidleput(allp[i]);
-}
-
-// After the main task: everything still runnable or waiting is abandoned.
-// Its g and stack are never reused (a channel may still point into that
-// stack); a late ready() of it is ignored.
-void abandon_leftovers() {
-  for (int32_t i = 0; i < g_nallp; i++) {
-    p* pp = allp[i];
-    pp->runqhead.store(0);
-    pp->runqtail.store(0);
-    pp->runnext.store(nullptr);
-    timers_clear(pp);
-  }
-  {
-    alloc::lock_guard l(sched.lock);
-    sched.runq_head = sched.runq_tail = nullptr;
-    sched.runqsize.store(0);
-  }
-  alloc::lock_guard l(sched.allg_lock);
-  for (g* gp = sched.allg; gp; gp = gp->allnext) {
-    gstatus s = gp->status.load();
-    if (s == gstatus::runnable || s == gstatus::waiting)
-      gp->status.store(static_cast<gstatus>(static_cast<uint32_t>(s) | kAbandoned));
-  }
-}
-
-// gp to this P's runnext (the running task or timer made it ready, so it
-// runs next here), or from a thread outside the scheduler to the global
-// queue; then an idle P gets an M if none is spinning.
 void make_runnable(g* gp) {
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   m* mp = getm();
@@ -868,11 +599,6 @@ void make_runnable(g* gp) {
   }
   wakep();
 }
-
-thread_local m* tl_m0 = nullptr;
-bool g_inited = false;
-
-}  // namespace
 
 void gopark(void (*fn)(void*, g*), void* arg, const char* reason) {
   m* mp = getm();
@@ -1015,63 +741,6 @@ void task_start(g* gp) {
   make_runnable(gp);
 }
 
-int run_main(g* main_task, const RunOptions& opts) {
-  if (sched.running.load() || getm())
-    alloc::fatal("gort::run: a run is already in progress (runs cannot nest or overlap)");
-  int32_t n = opts.maxprocs > 0 ? opts.maxprocs : maxprocs_from_env();
-  if (opts.maxprocs > kMaxProcsLimit)
-    alloc::fatal("gort::run: RunOptions::maxprocs %d is over the limit of %d", opts.maxprocs,
-                 kMaxProcsLimit);
-  if (!g_inited) {
-    g_inited = true;
-    overflow_install();
-    stack_init(opts.stack_size ? opts.stack_size : stack_size_from_env());
-  } else if (opts.stack_size) {
-    stack_init(opts.stack_size);
-  }
-  overflow_altstack();
-  // A root of the collector while it is an M (unless it was one already).
-  bool was_gc_thread = gc::is_registered();
-  gc::register_current_thread(false);
-  m* m0 = tl_m0;
-  {
-    alloc::lock_guard l(sched.lock);
-    set_maxprocs(n);
-    if (!m0) {
-      m0 = tl_m0 = new m;
-      m0->is_m0 = true;
-    }
-    m0->id = sched.mcount++;
-    sched.done.store(0);
-    sched.goidgen.store(1);
-    sched.nmspinning.store(0);
-    // m0 holds a P and the main task is queued before anything else can
-    // see the run start: a stray M then finds no P to take and no reason
-    // to call it a deadlock.
-    alloc::tl_thread.sched_m = m0;
-    acquirep(m0, pidleget());
-    sched.main_g = main_task;
-    main_task->goid = 1;
-    main_task->status.store(gstatus::runnable, std::memory_order_relaxed);
-    runqput(m0->pp, main_task, true);
-    sched.spawned.fetch_add(1, std::memory_order_relaxed);
-    sched.shutdown.store(false);
-    sched.running.store(true);
-  }
-  schedule_loop(m0);
-  // Every other M is parked and every P idle.
-  abandon_leftovers();
-  {
-    alloc::lock_guard l(sched.lock);
-    sched.mcount--;
-    sched.main_g = nullptr;
-    sched.running.store(false);
-  }
-  alloc::tl_thread.sched_m = nullptr;
-  if (!was_gc_thread) gc::unregister_current_thread();
-  return 0;
-}
-
 }  // namespace detail
 
 void yield() {
@@ -1107,6 +776,9 @@ SchedStats sched_stats() {
   s.m_parks = sched.mparks.load();
   s.stacks_live = rt::stacks_live();
   s.stacks_cached = rt::stacks_pooled();
+  s.retakes = sched.retakes.load();
+  s.preemptions = sched.preempts.load();
+  s.async_preemptions = sched.async_preempts.load();
   return s;
 }
 

@@ -53,6 +53,7 @@ enum class gstatus : uint32_t {
   running,   // on an M
   waiting,   // parked: in a channel, semaphore, sleep...
   dead,      // finished; its g and stack are being reused
+  syscall,   // in a blocking call on its M, which holds no P (syscall.cc)
 };
 
 // A status bit on gs left runnable or waiting when a run ended: they never
@@ -86,6 +87,13 @@ struct g {
   // The collector's task generation (gc/roots.h): == gc::g_scangen when this
   // task's stack was scanned in the current cycle; kScanBusy while claimed.
   std::atomic<uint32_t> gcscan{0};
+  // Preemption (preempt.cc): preempt asks the task to yield at its next safe
+  // point (set by sysmon, cleared when it yields); nopreempt > 0 while the
+  // runtime runs program code under a runtime lock (a channel element's
+  // move), where an asynchronous preemption must not land.
+  std::atomic<bool> preempt{false};
+  uint32_t nopreempt = 0;
+  uint32_t syscalldepth = 0;  // nested gort::blocking / gort_blocking_enter
   alignas(16) unsigned char inline_fn[64];
 };
 
@@ -115,6 +123,10 @@ struct m {
   g* nextg = nullptr;                  // a new task switch_out chose, for g0 to start
   alloc::mcache* own_cache = nullptr;  // the thread's cache while it holds a P
   uint64_t fastrand = 0;
+  // In a blocking call (syscall.cc): the P it left, and the run it was in.
+  p* oldp = nullptr;
+  uint64_t syscall_run = 0;
+  int procid = 0;  // the thread's id, for the preemption signal
 };
 
 inline constexpr uint32_t kRunqSize = 256;
@@ -123,7 +135,14 @@ struct alignas(64) p {
   int id = 0;
   std::atomic<m*> mp{nullptr};  // owner, or null when idle (read racily as a hint)
   p* link = nullptr;            // idle P list
-  uint32_t schedtick = 0;
+  // Counts switches on this P; sysmon reads it to see a task that has run
+  // for 10 ms (preempt.cc).
+  std::atomic<uint32_t> schedtick{0};
+  // The M in a blocking call with this P (entersyscall), or null. Whoever
+  // CASes it from that M to null owns the P: the M itself when its call
+  // returns (exitsyscall's fast path), or sysmon retaking it (handoffp).
+  std::atomic<m*> syscallm{nullptr};
+  std::atomic<uint32_t> syscalltick{0};  // counts entersyscalls, for sysmon
   // Local run queue: owner writes tail, anyone CASes head.
   std::atomic<uint32_t> runqhead{0};
   std::atomic<uint32_t> runqtail{0};
@@ -155,6 +174,14 @@ struct schedt {
   int32_t nmidle = 0;
   int32_t mcount = 0;
   std::atomic<int32_t> nmspinning{0};
+  // Ms in a blocking call (entersyscall to exitsyscall): neither idle nor
+  // running tasks. The deadlock check and the end of a run count them.
+  std::atomic<int32_t> nmsyscall{0};
+  uint64_t runid = 0;  // counts runs (sched.lock): a call that outlives its run
+  // sysmon (sysmon.cc): 1 while it sleeps deeply (every P idle); a P taken
+  // from the idle list wakes it.
+  std::atomic<uint32_t> sysmonwait{0};
+  std::atomic<int32_t> nsysmon{0};  // sysmon and its helper threads, for checkdead
   // Global free gs (sched.lock).
   g* gfree = nullptr;
   // One M at a time sleeps until the next timer; others park untimed.
@@ -171,6 +198,7 @@ struct schedt {
   g* allg = nullptr;
   // Counters (SchedStats).
   std::atomic<uint64_t> spawned{0}, exited{0}, steals{0}, globalq{0}, mparks{0};
+  std::atomic<uint64_t> retakes{0}, preempts{0}, async_preempts{0};
 };
 
 extern schedt sched;
@@ -202,6 +230,54 @@ void semrelease(uint32_t* addr, bool handoff);
 
 uint64_t fastrand();
 int64_t now_ns();  // CLOCK_MONOTONIC, as steady_clock
+
+// ---- between the scheduler's files (proc.cc, run.cc, sysmon.cc, ...)
+
+// Ps and Ms (proc.cc). pidleput, pidleget and mget want sched.lock held.
+void acquirep(m* mp, p* pp);
+void releasep(m* mp);
+void pidleput(p* pp);
+p* pidleget();
+m* mget();
+void notewakeup(m* mp);
+// Gives pp (null: an idle P, if any) to an idle or new M and wakes it.
+void startm(p* pp, bool spinning);
+void wakep();  // startm(spinning) unless an M already spins
+// The M's scheduler loop on its own stack; returns on m0 when the run ends.
+void schedule_loop(m* mp);
+// Switches away from the running gp, whose status and m::after are set.
+void switch_out(m* mp, g* gp);
+// The same, straight to the M's own stack (g0), whatever is runnable.
+void switch_to_g0(m* mp, g* gp);
+// gp to this P's runnext, or from a thread without a P to the global queue.
+void make_runnable(g* gp);
+
+// A run's end and the deadlock check (run.cc). checkdead wants sched.lock.
+void checkdead();
+void shutdown_wake_all();
+
+// Blocking calls (syscall.cc): the task stays on its M, the P may go on
+// without it. handoffp gives a P whose M is blocked to work or the idle list.
+void entersyscall();
+void exitsyscall();
+void handoffp(p* pp);
+// Yields a task whose preempt flag is set, to the global queue (preempt.cc).
+void gopreempt(m* mp, g* gp);
+// Called where a task may be preempted cooperatively (channel operations,
+// yield, leaving a blocking call): one load when nobody asks.
+inline void preempt_check() {
+  m* mp = getm();
+  if (mp && mp->curg && __builtin_expect(mp->curg->preempt.load(std::memory_order_relaxed), 0))
+    gopreempt(mp, mp->curg);
+}
+// sysmon (sysmon.cc): started with the first run, runs until exit.
+void sysmon_start();
+void sysmon_wake();   // a P left the idle list while sysmon slept deeply
+void preempt_init();  // installs the preemption signal's handler (preempt.cc)
+// Asks the task running on pp to yield: the flag, and the signal unless
+// GORT_DEBUG=asyncpreemptoff=1 (preempt.cc; sysmon calls it).
+void preemptone(p* pp);
+void libc_linked();  // libc.cc: a static link always takes the interposed calls
 
 }  // namespace gort::rt
 

@@ -45,6 +45,11 @@
 #include <type_traits>
 #include <utility>
 
+// The C form of gort::blocking, for code between which a task may block
+// unseen: nests; does nothing on a thread that runs no task.
+extern "C" void gort_blocking_enter(void);
+extern "C" void gort_blocking_exit(void);
+
 namespace gort {
 
 using Clock = std::chrono::steady_clock;
@@ -156,6 +161,28 @@ void go(F&& f) {
   detail::task_start(detail::make_task(std::forward<F>(f)));
 }
 
+namespace detail {
+void blocking_enter();
+void blocking_exit();
+}  // namespace detail
+
+// Runs fn, which may block in a way the runtime cannot see (a futex of its
+// own, a driver call, a library's internal lock), as a blocking call: the
+// task's P goes on with other tasks if fn lasts (sysmon hands it to another
+// M), and the task gets a P back afterwards. The common blocking libc calls
+// (read, write, recv, send, accept, connect, poll, waitpid...) are handled
+// already; sleeps in a task park it on a timer. On a plain thread, just fn().
+// Nothing in fn may use the scheduler (no channel, no sleep_for, no yield).
+template <class F>
+decltype(auto) blocking(F&& fn) {
+  struct leave {
+    ~leave() { detail::blocking_exit(); }
+  };
+  detail::blocking_enter();
+  leave l;
+  return std::forward<F>(fn)();
+}
+
 void yield();                // lets other tasks run (Go's Gosched)
 void sleep_for(Duration d);  // parks the task (or the thread) for d
 void sleep_until(Clock::time_point t);
@@ -167,11 +194,14 @@ int default_maxprocs();  // what run would use now: GORT_MAXPROCS or the CPU cou
 // Scheduler counters, cumulative over the process.
 struct SchedStats {
   uint64_t tasks_spawned, tasks_exited, tasks_live;
-  uint64_t steals;         // tasks moved by work stealing
-  uint64_t global_runq;    // tasks taken from the global run queue
-  uint64_t m_parks;        // an M went to sleep for lack of work
-  uint64_t stacks_cached;  // pooled task stacks now
-  uint64_t stacks_live;    // task stacks in use now
+  uint64_t steals;             // tasks moved by work stealing
+  uint64_t global_runq;        // tasks taken from the global run queue
+  uint64_t m_parks;            // an M went to sleep for lack of work
+  uint64_t stacks_cached;      // pooled task stacks now
+  uint64_t stacks_live;        // task stacks in use now
+  uint64_t retakes;            // Ps sysmon took from Ms in a blocking call
+  uint64_t preemptions;        // tasks that yielded because they were asked to
+  uint64_t async_preemptions;  // ... of which at the preemption signal
 };
 SchedStats sched_stats();
 

@@ -223,6 +223,31 @@ BOOST_AUTO_TEST_CASE(stack_overflow_is_reported) {
   BOOST_TEST(n.err.find("overflowed") == std::string::npos, DESCRIBE(n));
 }
 
+// Tasks that spin with no runtime call are preempted by signal; with
+// GORT_DEBUG=asyncpreemptoff=1 none is, and tasks that make runtime calls are
+// still preempted cooperatively. schedtrace prints Go's SCHED line.
+BOOST_AUTO_TEST_CASE(preemption_and_schedtrace) {
+  result r = run_prog("sched_spin", "spin", {"GORT_DEBUG=schedtrace=10"});
+  BOOST_TEST(r.status == 0, DESCRIBE(r));
+  BOOST_TEST(r.out.find("ok") != std::string::npos, DESCRIBE(r));
+  std::string async = number_after(r.out, "async");
+  BOOST_TEST(!async.empty(), DESCRIBE(r));
+  BOOST_TEST(async != "0", DESCRIBE(r));
+  BOOST_TEST(r.err.find("SCHED ") != std::string::npos, DESCRIBE(r));
+  BOOST_TEST(r.err.find("gomaxprocs=2 idleprocs=") != std::string::npos, DESCRIBE(r));
+
+  result c = run_prog("sched_spin", "coop", {"GORT_DEBUG=asyncpreemptoff=1"});
+  BOOST_TEST(c.status == 0, DESCRIBE(c));
+  BOOST_TEST(number_after(c.out, "async") == "0", DESCRIBE(c));
+  BOOST_TEST(number_after(c.out, "preemptions") != "0", DESCRIBE(c));
+  BOOST_TEST(c.err.find("SCHED") == std::string::npos, DESCRIBE(c));
+
+  // A typo in a setting is named, and the program still runs.
+  result b = run_prog("sched_spin", "coop", {"GORT_DEBUG=schedtrace=x"});
+  BOOST_TEST(b.status == 0, DESCRIBE(b));
+  BOOST_TEST(b.err.find("GORT_DEBUG=schedtrace=x") != std::string::npos, DESCRIBE(b));
+}
+
 // The public headers build as C++17 and C++20 (users' projects are not all
 // on C++20), with warnings as errors. Run from the source tree, as make does.
 BOOST_AUTO_TEST_CASE(headers_build_as_cxx17_and_cxx20) {
@@ -235,6 +260,7 @@ BOOST_AUTO_TEST_CASE(headers_build_as_cxx17_and_cxx20) {
       "    gort::Chan<int> c(1); c.send(1);\n"
       "    gort::select(gort::on_recv(c, [](int, bool) {}), gort::on_default());\n"
       "    gort::RWMutex rw; rw.lock_shared(); rw.unlock_shared();\n"
+      "    (void)gort::blocking([] { return 1; }); gort_blocking_enter(); gort_blocking_exit();\n"
       "  });\n"
       "}\n";
   for (const char* std : {"-std=c++17", "-std=c++20"}) {
