@@ -25,7 +25,7 @@ class gcBitsAlloc {
     while ((1u << i) < words) i++;
     return i;
   }
-  // A zeroed block for nbits bits.
+  // A zeroed block for nbits bits; nullptr if the OS refuses a new chunk.
   uint64_t* alloc(uint32_t nbits) {
     int i = size_index(nbits);
     size_t bytes = size_t{8} << i;
@@ -33,7 +33,7 @@ class gcBitsAlloc {
     if (p) {
       free_[i] = *reinterpret_cast<uint64_t**>(p);
     } else {
-      if (left_ < bytes) refill();
+      if (left_ < bytes && !refill()) return nullptr;
       p = reinterpret_cast<uint64_t*>(chunk_);
       chunk_ += bytes;
       left_ -= bytes;
@@ -50,12 +50,13 @@ class gcBitsAlloc {
 
  private:
   static constexpr size_t kChunk = 64 * 1024;
-  void refill() {
+  bool refill() {
     void* c = sys_map(kChunk, 4096);
-    if (!c) fatal("out of memory mapping %zu bytes of span bitmaps", kChunk);
+    if (!c) return false;
     chunk_ = static_cast<char*>(c);
     left_ = kChunk;
     mapped_ += kChunk;
+    return true;
   }
   uint64_t* free_[kSizes] = {};
   char* chunk_ = nullptr;

@@ -16,6 +16,9 @@
 #include "gort/malloc.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -297,4 +300,117 @@ GORT_EXPORT size_t malloc_usable_size(void* p) noexcept {
 GORT_EXPORT int malloc_trim(size_t) noexcept {
   ensure_init();
   return scavenge_now() > 0 ? 1 : 0;
+}
+
+// ---- glibc's statistics and options, answered from gort's heap ----
+//
+// Programs call these to report their memory or tune glibc; under LD_PRELOAD
+// glibc's own versions would describe glibc's empty heap. The fields map as
+// closely as the designs allow:
+//   arena     heap committed (glibc: bytes obtained with brk)
+//   ordblks   free page runs in the mheap (1 if any memory is free)
+//   hblks, hblkhd  0: gort maps no block on its own (large blocks are spans)
+//   uordblks  bytes in live objects
+//   fordblks  the rest of the committed heap (free spans, cached objects)
+//   fsmblks   free objects waiting in thread and transfer caches (glibc: fastbins)
+//   keepcost  backed free memory that malloc_trim would release now
+namespace {
+struct info2 {
+  size_t arena, ordblks, uordblks, fordblks, fsmblks, keepcost;
+};
+info2 heap_info() {
+  gort_malloc_stats_t st;
+  gort_malloc_stats(&st);
+  info2 i{};
+  i.arena = st.heap_mapped;
+  i.uordblks = st.bytes_allocated < st.heap_mapped ? st.bytes_allocated : st.heap_mapped;
+  i.fordblks = i.arena - i.uordblks;
+  i.ordblks = st.heap_free + st.heap_released > 0 ? 1 : 0;
+  i.fsmblks = st.bytes_cached;
+  i.keepcost = st.heap_free;
+  return i;
+}
+int clamp_int(size_t v) {
+  return v > INT_MAX ? INT_MAX : static_cast<int>(v);
+}
+}  // namespace
+
+GORT_EXPORT struct mallinfo2 mallinfo2(void) noexcept {
+  info2 i = heap_info();
+  struct mallinfo2 m = {};
+  m.arena = i.arena;
+  m.ordblks = i.ordblks;
+  m.uordblks = i.uordblks;
+  m.fordblks = i.fordblks;
+  m.fsmblks = i.fsmblks;
+  m.keepcost = i.keepcost;
+  return m;
+}
+
+// The deprecated int version: values above INT_MAX read as INT_MAX (glibc
+// wraps them around, which is worse).
+GORT_EXPORT struct mallinfo mallinfo(void) noexcept {
+  info2 i = heap_info();
+  struct mallinfo m = {};
+  m.arena = clamp_int(i.arena);
+  m.ordblks = clamp_int(i.ordblks);
+  m.uordblks = clamp_int(i.uordblks);
+  m.fordblks = clamp_int(i.fordblks);
+  m.fsmblks = clamp_int(i.fsmblks);
+  m.keepcost = clamp_int(i.keepcost);
+  return m;
+}
+
+// glibc's summary on stderr, in glibc's shape, followed by gort's own table.
+GORT_EXPORT void malloc_stats(void) noexcept {
+  info2 i = heap_info();
+  char buf[512];
+  int n = snprintf(buf, sizeof buf,
+                   "Arena 0:\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+                   "Total (incl. mmap):\nsystem bytes     = %10zu\nin use bytes     = %10zu\n"
+                   "max mmap regions = %10d\nmax mmap bytes   = %10d\n",
+                   i.arena, i.uordblks, i.arena, i.uordblks, 0, 0);
+  if (n > 0) sys_write_all(2, buf, static_cast<size_t>(n) < sizeof buf ? n : sizeof buf - 1);
+  print_stats(2);
+}
+
+// glibc's options are accepted (1) and have no effect: gort's caches, spans
+// and scavenger replace what they tune (docs/alloc.md, "glibc's extras").
+// M_TRIM_THRESHOLD, M_TOP_PAD and M_MMAP_THRESHOLD with a value < 0 are
+// refused as glibc refuses them; an unknown option returns 0.
+GORT_EXPORT int mallopt(int param, int value) noexcept {
+  switch (param) {
+    case M_MXFAST:
+    case M_ARENA_TEST:
+    case M_ARENA_MAX:
+    case M_MMAP_MAX:
+    case M_PERTURB:
+    case M_CHECK_ACTION:
+      return 1;
+    case M_TRIM_THRESHOLD:
+    case M_TOP_PAD:
+    case M_MMAP_THRESHOLD:
+      return value >= 0 ? 1 : 0;
+    default:
+      return 0;
+  }
+}
+
+// glibc's XML report, with gort's numbers. options must be 0.
+GORT_EXPORT int malloc_info(int options, FILE* fp) noexcept {
+  if (options != 0 || !fp) {
+    errno = EINVAL;
+    return -1;
+  }
+  info2 i = heap_info();
+  fprintf(fp,
+          "<malloc version=\"gort-1\">\n<heap nr=\"0\">\n"
+          "<total type=\"fast\" count=\"0\" size=\"%zu\"/>\n"
+          "<system type=\"current\" size=\"%zu\"/>\n"
+          "<aspace type=\"total\" size=\"%zu\"/>\n</heap>\n"
+          "<total type=\"fast\" count=\"0\" size=\"%zu\"/>\n"
+          "<system type=\"current\" size=\"%zu\"/>\n"
+          "<aspace type=\"total\" size=\"%zu\"/>\n</malloc>\n",
+          i.fsmblks, i.arena, i.arena, i.fsmblks, i.arena, i.arena);
+  return 0;
 }

@@ -103,7 +103,8 @@ mcache* cache_create() {
   if (c)
     g_pool = c->next_all;
   else
-    c = g_cache_alloc.alloc();
+    c = g_cache_alloc.try_alloc();
+  if (!c) return nullptr;  // no memory for a cache: the thread allocates uncached
   init_stacks(c);
   c->prev_all = nullptr;
   c->next_all = g_live;

@@ -33,12 +33,30 @@ void mheap::set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls) {
     g_window[idx + i] = cls ? static_cast<uint16_t>(i << 8 | cls) : 0;
 }
 
+// The window is reserved PROT_NONE, covering as much heap as the address-space
+// limit allows (a 1 GiB RLIMIT_AS needs a 256 KiB window, not 256 MiB), and
+// its pages are made writable as the arenas they describe are committed
+// (commit_window), so it costs no commit charge for heap that does not exist.
 void mheap::reserve_window() {
-  size_t pages = kWindowBytes >> kPageShift;
-  void* m = sys_map(pages * sizeof(uint16_t), 4096, true);
+  size_t cover = kWindowBytes;
+  size_t limit = sys_as_limit();
+  if (limit < cover) cover = (limit + kArenaSize - 1) & ~(kArenaSize - 1);
+  size_t pages = cover >> kPageShift;
+  void* m = sys_reserve(nullptr, pages * sizeof(uint16_t), 4096);
   if (!m) return;  // no window: free() takes the two-level lookup
   g_window = static_cast<uint16_t*>(m);
   __atomic_store_n(&g_window_pages, pages, __ATOMIC_RELEASE);
+}
+
+// Makes the window's entries for heap pages [base, base+bytes) writable.
+// false: no commit for them (the heap must not grow over them).
+bool mheap::commit_window(uintptr_t base, size_t bytes) {
+  uintptr_t lo = (base - kWindowBase) >> kPageShift, hi = lo + (bytes >> kPageShift);
+  if (base < kWindowBase || lo >= g_window_pages) return true;  // outside the window
+  if (hi > g_window_pages) hi = g_window_pages;
+  uintptr_t a = reinterpret_cast<uintptr_t>(g_window + lo) & ~uintptr_t{4095};
+  uintptr_t b = (reinterpret_cast<uintptr_t>(g_window + hi) + 4095) & ~uintptr_t{4095};
+  return sys_commit(reinterpret_cast<void*>(a), b - a);
 }
 
 void mheap::set_free_ends(mspan* s) {
@@ -146,10 +164,10 @@ mspan* mheap::carve(mspan* f, uintptr_t start, uintptr_t npages) {
     f->nbacked = f->npages - count_released(f->base, f->npages, false);
     backed_left -= f->nbacked;
     insert_free(f);
-    s = spanalloc_.alloc();
+    s = spanalloc_.try_alloc();
   }
   if (end < fend) {
-    mspan* t = spanalloc_.alloc();
+    mspan* t = spanalloc_.try_alloc();
     t->base = end;
     t->npages = (fend - end) / kPageSize;
     t->nbacked = backed_left - (npages - count_released(start, npages, false));
@@ -195,41 +213,91 @@ void mheap::free_locked(mspan* s) {
 
 // ---- growth ----
 
+// Address space is reserved in arena-aligned regions of whole arenas,
+// PROT_NONE, and committed (made read-write) in steps of kCommitStep from the
+// start of the newest region (Go's curArena): only committed pages are ever in
+// a span. A region that cannot be placed right after the last one starts a
+// new current region; the old one's uncommitted tail is unmapped, giving its
+// address space back (its arenas keep their metadata, with no pages in spans).
 bool mheap::grow(uintptr_t npages) {
   if (npages > (uintptr_t{1} << (kAddrBits - kPageShift - 1))) return false;
-  size_t bytes = (npages * kPageSize + kArenaSize - 1) & ~(kArenaSize - 1);
-  void* p = nullptr;
+  size_t want = (npages * kPageSize + kCommitStep - 1) & ~(kCommitStep - 1);
+  if (cur_end_ - cur_base_ < want && !reserve_region(want)) return false;
+  if (!commit_window(cur_base_, want)) return false;
+  if (!sys_commit(reinterpret_cast<void*>(cur_base_), want)) return false;
+  mspan* s = spanalloc_.try_alloc();
+  if (!s) return false;  // the pages stay committed and are used next time
+  s->base = cur_base_;
+  s->npages = want / kPageSize;
+  s->nbacked = 0;
+  s->free_since = coarse_nanotime();
+  cur_base_ += want;
+  st_.mapped += want;
+  st_.free_pages += s->npages;
+  st_.released_pages += s->npages;
+  free_locked(s);
+  return true;
+}
+
+// Reserves a region with room for want bytes past the current commit point:
+// extends the current region when the next arenas are free, else starts a new
+// one. Arena metadata is mapped for every arena of the region first, so a
+// failure leaves nothing half-published.
+bool mheap::reserve_region(size_t want) {
   if (next_hint_ == 0) {
     next_hint_ = kFirstArenaHint;
     reserve_window();
   }
-  if (next_hint_ + bytes < (uintptr_t{1} << kAddrBits))
-    p = sys_map_at(reinterpret_cast<void*>(next_hint_), bytes);
-  if (!p) p = sys_map(bytes, kArenaSize);
+  auto round = [](size_t b) { return (b + kArenaSize - 1) & ~(kArenaSize - 1); };
+  auto fits = [](uintptr_t at, size_t b) { return at + b > at && ((at + b) >> kAddrBits) == 0; };
+  // Extend the current region in place if the arenas after it are free.
+  size_t more = round(want - (cur_end_ - cur_base_));
+  if (cur_end_ != 0 && cur_end_ == next_hint_ && fits(cur_end_, more) &&
+      sys_reserve(reinterpret_cast<void*>(cur_end_), more, kArenaSize)) {
+    if (map_arena_meta(cur_end_, more)) {
+      cur_end_ += more;
+      next_hint_ = cur_end_;
+      st_.reserved += more;
+      return true;
+    }
+    sys_unmap(reinterpret_cast<void*>(cur_end_), more);
+    return false;
+  }
+  // Else a new region: at the hint, else wherever the OS puts it.
+  size_t bytes = round(want);
+  void* p = nullptr;
+  if (fits(next_hint_, bytes))
+    p = sys_reserve(reinterpret_cast<void*>(next_hint_), bytes, kArenaSize);
+  if (!p) p = sys_reserve(nullptr, bytes, kArenaSize);
   if (!p) return false;
   uintptr_t base = reinterpret_cast<uintptr_t>(p);
-  if ((base + bytes) >> kAddrBits) {
+  if (!fits(base, bytes) || !map_arena_meta(base, bytes)) {
     sys_unmap(p, bytes);
     return false;
   }
+  if (cur_end_ > cur_base_) sys_unmap(reinterpret_cast<void*>(cur_base_), cur_end_ - cur_base_);
+  st_.reserved += bytes;
+  st_.reserved -= cur_end_ - cur_base_;
+  cur_base_ = base;
+  cur_end_ = next_hint_ = base + bytes;
+  return true;
+}
+
+// Gives every arena of [base, base+bytes) its heapArena, unless it has one
+// from an earlier region there (whose pages were never committed, so its map
+// is empty and its released bits set). Published one by one: an arena's
+// metadata is never unmapped once published, as free() reads it without the
+// lock. false: out of memory (the arenas published so far stay, empty).
+bool mheap::map_arena_meta(uintptr_t base, size_t bytes) {
   for (uintptr_t a = base; a < base + bytes; a += kArenaSize) {
+    if (arena_of(a)) continue;
     void* meta = sys_map(sizeof(heapArena), 4096);
-    if (!meta) fatal("out of memory mapping arena metadata");
+    if (!meta) return false;
     heapArena* ha = static_cast<heapArena*>(meta);
     memset(ha->released, 0xff, sizeof ha->released);  // fresh pages hold no memory
     __atomic_store_n(&g_arenas[a >> kArenaShift], ha, __ATOMIC_RELEASE);
     st_.meta_mapped += sizeof(heapArena);
   }
-  next_hint_ = base + bytes;
-  st_.mapped += bytes;
-  mspan* s = spanalloc_.alloc();
-  s->base = base;
-  s->npages = bytes / kPageSize;
-  s->nbacked = 0;
-  s->free_since = coarse_nanotime();
-  st_.free_pages += s->npages;
-  st_.released_pages += s->npages;
-  free_locked(s);
   return true;
 }
 
@@ -239,6 +307,9 @@ mspan* mheap::alloc_locked(uintptr_t npages, uintptr_t align_pages) {
   if (npages == 0) fatal("mheap: allocation of 0 pages");
   uintptr_t need = npages + align_pages - 1;
   if (need < npages) return nullptr;
+  // carve() needs up to two span records and grow() one: get them now, so
+  // that running out of metadata memory fails here, before anything changes.
+  if (!spanalloc_.ensure(3)) return nullptr;
   mspan* f = find_free(need);
   if (!f) {
     if (!grow(need)) return nullptr;
@@ -272,26 +343,52 @@ mspan* mheap::alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages) 
   return s;
 }
 
-mspan* mheap::alloc_small_span(uint32_t cls) {
-  mspan* s = alloc_span(class_to_npages[cls], spanState::small);
-  if (!s) return nullptr;
+// A span's two bitmaps, taken before its pages so that running out of
+// memory for them leaves nothing to undo but the bitmaps. false: no memory.
+bool mheap::alloc_bitmaps(uint32_t nelems, uint64_t** alloc_bits, uint64_t** mark_bits) {
   lock_guard g(lock_);
-  uint32_t nelems = static_cast<uint32_t>(s->npages * kPageSize / class_to_size[cls]);
-  s->init_small(cls, gcbits_.alloc(nelems), gcbits_.alloc(nelems));
+  *alloc_bits = gcbits_.alloc(nelems);
+  *mark_bits = *alloc_bits ? gcbits_.alloc(nelems) : nullptr;
+  if (*mark_bits) return true;
+  if (*alloc_bits) gcbits_.free(*alloc_bits, nelems);
+  return false;
+}
+
+void mheap::free_bitmaps(uint32_t nelems, uint64_t* alloc_bits, uint64_t* mark_bits) {
+  lock_guard g(lock_);
+  gcbits_.free(alloc_bits, nelems);
+  gcbits_.free(mark_bits, nelems);
+}
+
+mspan* mheap::alloc_small_span(uint32_t cls) {
+  uint32_t nelems = static_cast<uint32_t>(class_to_npages[cls] * kPageSize / class_to_size[cls]);
+  uint64_t *abits, *mbits;
+  if (!alloc_bitmaps(nelems, &abits, &mbits)) return nullptr;
+  mspan* s = alloc_span(class_to_npages[cls], spanState::small);
+  if (!s) {
+    free_bitmaps(nelems, abits, mbits);
+    return nullptr;
+  }
+  lock_guard g(lock_);
+  s->init_small(cls, abits, mbits);
   set_page_class(s->base, s->npages, static_cast<uint8_t>(cls));
   return s;
 }
 
 mspan* mheap::alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t size) {
-  mspan* s =
-      alloc_span(cls ? class_to_npages[cls] : npages, cls ? spanState::gc : spanState::gclarge);
-  if (!s) return nullptr;
+  if (cls) npages = class_to_npages[cls];
+  uint32_t nelems = cls ? static_cast<uint32_t>(npages * kPageSize / class_to_size[cls]) : 1;
+  uint64_t *abits, *mbits;
+  if (!alloc_bitmaps(nelems, &abits, &mbits)) return nullptr;
+  mspan* s = alloc_span(npages, cls ? spanState::gc : spanState::gclarge);
+  if (!s) {
+    free_bitmaps(nelems, abits, mbits);
+    return nullptr;
+  }
   lock_guard g(lock_);
-  uint32_t nelems = 1;
   if (cls) {
     s->elemsize = class_to_size[cls];
     s->div_mul = div_mul_for(s->elemsize);
-    nelems = static_cast<uint32_t>(s->npages * kPageSize / s->elemsize);
   } else {
     s->elemsize = static_cast<uint32_t>(size > 0xffffffffu ? 0 : size);  // 0: the whole span
     s->div_mul = 0;  // objindex() is 0 everywhere in the span
@@ -302,8 +399,8 @@ mspan* mheap::alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t 
   s->alloc_count = 0;
   s->freeindex = 0;
   s->allocCache = 0;
-  s->allocBits = gcbits_.alloc(nelems);
-  s->gcmarkBits = gcbits_.alloc(nelems);
+  s->allocBits = abits;
+  s->gcmarkBits = mbits;
   return s;
 }
 
@@ -340,7 +437,8 @@ void mheap::free_span(mspan* s, int64_t freed_at) {
 void mheap::shrink_span(mspan* s, uintptr_t npages) {
   {
     lock_guard g(lock_);
-    mspan* t = spanalloc_.alloc();
+    mspan* t = spanalloc_.try_alloc();
+    if (!t) return;  // no record for the tail: the span keeps it (still correct)
     t->base = s->base + npages * kPageSize;
     t->npages = s->npages - npages;
     s->npages = npages;

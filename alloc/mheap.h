@@ -2,9 +2,17 @@
 //
 // Address space comes from the OS in arenas of 64 MiB, each aligned to 64 MiB
 // (so also to 2 MiB huge pages), as in Go on 64-bit Linux. A region larger
-// than one arena (a huge allocation) is a run of adjacent arenas. Each arena
-// has out-of-line metadata, a heapArena: a page map entry per 8 KiB page and a
-// per-page "released" bit.
+// than one arena (a huge allocation) is a run of adjacent arenas. Regions are
+// reserved PROT_NONE and committed (made read-write) 4 MiB at a time as the
+// heap grows, like Go's sysReserve/sysMap: a strict commit limit
+// (vm.overcommit_memory=2) charges only what the heap has used, and nothing is
+// reserved before the first allocation but what that allocation needs. When
+// the OS refuses (ulimit -v, the commit limit) the allocation fails with
+// ENOMEM and the heap is unchanged. Each arena has out-of-line metadata, a
+// heapArena: a page map entry per 8 KiB page and a per-page "released" bit.
+//
+// Invariant: every page in a span (free or in use) is committed; pages of a
+// region beyond cur_base_ are reserved only and in no span.
 //
 // Page map (O(1) pointer -> span): arenas[addr >> 26] is the arena's
 // heapArena or null (not gort's memory); its spans[page] is
@@ -48,6 +56,9 @@ inline constexpr size_t kPagesPerArena = kArenaSize / kPageSize;
 inline constexpr size_t kAddrBits = 48;  // x86-64 user space
 inline constexpr size_t kArenaL1 = size_t{1} << (kAddrBits - kArenaShift);
 inline constexpr size_t kFreeListsExact = 128;  // free lists by exact page count 1..127
+// The heap commits address space in steps of 4 MiB (two huge pages, like Go's
+// 4 MiB palloc chunks): few mprotect calls, and whole huge pages.
+inline constexpr size_t kCommitStep = size_t{4} << 20;
 
 // The page map array comes first and is page-aligned: when a whole arena is
 // free and released, it is all zero, and the scavenger releases it too.
@@ -115,7 +126,8 @@ inline mspan* span_of(const void* ptr) {
 }
 
 struct heapStats {
-  size_t mapped = 0;          // arena bytes reserved from the OS
+  size_t mapped = 0;          // arena bytes committed (read-write): every page in a span
+  size_t reserved = 0;        // arena address space reserved (PROT_NONE until committed)
   size_t inuse_pages = 0;     // pages in small or large spans
   size_t free_pages = 0;      // pages in free spans (backed or not)
   size_t released_pages = 0;  // free pages that hold no memory
@@ -167,6 +179,11 @@ class mheap {
   mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages);
   mspan* find_free(uintptr_t npages);
   bool grow(uintptr_t npages);
+  bool alloc_bitmaps(uint32_t nelems, uint64_t** alloc_bits, uint64_t** mark_bits);
+  void free_bitmaps(uint32_t nelems, uint64_t* alloc_bits, uint64_t* mark_bits);
+  bool reserve_region(size_t want);
+  bool map_arena_meta(uintptr_t base, size_t bytes);
+  bool commit_window(uintptr_t base, size_t bytes);
   mspan* carve(mspan* f, uintptr_t start, uintptr_t npages);
   void insert_free(mspan* s);
   void remove_free(mspan* s);
@@ -184,9 +201,12 @@ class mheap {
   spanList free_[kFreeListsExact];  // free_[n]: free spans of exactly n pages
   spanList free_large_;             // free spans of >= kFreeListsExact pages
   uint64_t nonempty_[kFreeListsExact / 64] = {};
-  fixalloc<mspan, size_t{1} << 30> spanalloc_;  // room for 11 million spans
+  fixalloc<mspan, size_t{1} << 30> spanalloc_;  // regions grow up to 1 GiB each
   gcBitsAlloc gcbits_;
   uintptr_t next_hint_ = 0;  // where the next arena region would be adjacent
+  // The newest region's reserved, not yet committed part (Go's curArena);
+  // grow() commits from cur_base_ up.
+  uintptr_t cur_base_ = 0, cur_end_ = 0;
   heapStats st_;
 };
 

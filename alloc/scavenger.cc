@@ -21,8 +21,10 @@ namespace {
 enum : uint32_t { kNotStarted, kStarting, kRunning };
 std::atomic<uint32_t> g_state{kNotStarted};
 std::atomic<bool> g_want_start{false};
-std::atomic<bool> g_idle{false};      // asleep with no deadline
-std::atomic<uint32_t> g_wake_seq{0};  // futex word
+std::atomic<bool> g_idle{false};          // asleep with no deadline
+std::atomic<uint32_t> g_wake_seq{0};      // futex word
+std::atomic<int64_t> g_retry_at{0};       // no start attempt before this (coarse ns)
+std::atomic<bool> g_start_failed{false};  // the failure was reported once
 
 constexpr int64_t kMinSleepNs = 10 * 1000000LL;
 
@@ -78,6 +80,7 @@ void scavenger_note_cached() {
 void scavenger_poll() {
   if (!g_want_start.load(std::memory_order_relaxed)) return;
   if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
+  if (coarse_nanotime() < g_retry_at.load(std::memory_order_relaxed)) return;
   if (g_heap.free_backed_bytes() < kScavengerStartBytes) return;
   uint32_t expect = kNotStarted;
   if (!g_state.compare_exchange_strong(expect, kStarting)) return;
@@ -96,9 +99,14 @@ void scavenger_poll() {
   pthread_attr_destroy(&attr);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
   if (rc != 0) {
-    print_err("cannot start the scavenger thread (error %d); free memory stays mapped", rc);
+    // Typically EAGAIN at an address-space or thread limit: no memory for a
+    // stack now, maybe later. Try again in a second, not on every free.
+    if (!g_start_failed.exchange(true))
+      print_err("cannot start the scavenger thread (error %d); retrying every second", rc);
+    g_retry_at.store(coarse_nanotime() + 1000000000, std::memory_order_relaxed);
+    g_state.store(kNotStarted, std::memory_order_relaxed);
     errno = saved_errno;
-    return;  // stay in kStarting: do not retry on every free
+    return;
   }
   pthread_setname_np(t, "gort-scavenger");
   g_state.store(kRunning, std::memory_order_release);

@@ -42,6 +42,7 @@ void collect_stats(gort_malloc_stats_t* out) {
   }
   heapStats h = g_heap.stats();
   out->heap_mapped = h.mapped;
+  out->heap_reserved = h.reserved;
   out->heap_inuse = h.inuse_pages * kPageSize;
   out->heap_free = (h.free_pages - h.released_pages) * kPageSize;
   out->heap_released = h.released_pages * kPageSize;

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,15 +30,39 @@ void* sys_map(size_t n, size_t align, bool noreserve) {
   return reinterpret_cast<void*>(aligned);
 }
 
-void* sys_map_at(void* hint, size_t n) {
-  void* p = mmap(hint, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                 -1, 0);
-  if (p == MAP_FAILED) return nullptr;
-  if (p != hint) {  // kernels before 4.17 treat the flag as a plain hint
-    munmap(p, n);
-    return nullptr;
+void* sys_reserve(void* hint, size_t n, size_t align) {
+  if (n + align < n) return nullptr;
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  if (hint) {
+    void* p = mmap(hint, n, PROT_NONE, flags | MAP_FIXED_NOREPLACE, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    if (p != hint) {  // kernels before 4.17 treat the flag as a plain hint
+      munmap(p, n);
+      return nullptr;
+    }
+    return p;
   }
-  return p;
+  void* raw = mmap(nullptr, n + align, PROT_NONE, flags, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = (start + align - 1) & ~(uintptr_t{align} - 1);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + n + align, want_end = aligned + n;
+  if (end > want_end) munmap(reinterpret_cast<void*>(want_end), end - want_end);
+  return reinterpret_cast<void*>(aligned);
+}
+
+bool sys_commit(void* p, size_t n) {
+  int saved = errno;
+  bool ok = mprotect(p, n, PROT_READ | PROT_WRITE) == 0;
+  if (ok) errno = saved;
+  return ok;
+}
+
+size_t sys_as_limit() {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return SIZE_MAX;
+  return static_cast<size_t>(rl.rlim_cur);
 }
 
 void sys_unmap(void* p, size_t n) {

@@ -1,9 +1,15 @@
 // The allocator's only contact with the operating system's memory calls.
 //
-// Heap memory is reserved with mmap as read-write anonymous private memory:
-// Linux backs a page only when it is first touched, so a reservation costs
-// address space, not RSS. Memory goes back with madvise(MADV_DONTNEED), after
-// which the pages read as zero when touched again. gort never calls
+// Heap address space is reserved with mmap as PROT_NONE (Go's sysReserve) and
+// made read-write piece by piece as the heap grows (sysMap): a PROT_NONE
+// mapping costs address space but no commit charge, so a program under
+// vm.overcommit_memory=2 is charged only for what the heap uses. Linux backs a
+// read-write page only when it is first touched, so committed memory costs RSS
+// only once used. Under an address-space limit (ulimit -v, RLIMIT_AS) every
+// mapping counts, PROT_NONE or not, so reservations are sized to the need,
+// never fixed up front (alloc/mheap.h, alloc/fixalloc.h). Memory goes back
+// with madvise(MADV_DONTNEED), after which the pages read as zero when touched
+// again. gort never calls
 // madvise(MADV_HUGEPAGE): arenas are 2 MiB aligned so the kernel *can* use
 // huge pages when THP is "always", but gort does not force them (see
 // docs/tuning.md, "Transparent Huge Pages").
@@ -20,9 +26,16 @@ namespace gort::alloc {
 // returns nullptr. noreserve maps without swap accounting (metadata tables that
 // are mostly never touched).
 void* sys_map(size_t n, size_t align, bool noreserve = false);
-// Maps n bytes exactly at hint, or returns nullptr if that address is taken.
-void* sys_map_at(void* hint, size_t n);
-// Unmaps a range obtained from sys_map.
+// Reserves n bytes of address space aligned to align, inaccessible
+// (PROT_NONE), at hint if hint is not null (nullptr if that address is taken),
+// else anywhere. nullptr: the OS refused (errno ENOMEM).
+void* sys_reserve(void* hint, size_t n, size_t align);
+// Makes reserved pages [p, p+n) read-write (page-aligned). false: the commit
+// limit was reached.
+bool sys_commit(void* p, size_t n);
+// The address-space limit (RLIMIT_AS) in bytes, or SIZE_MAX if none.
+size_t sys_as_limit();
+// Unmaps a range obtained from sys_map or sys_reserve.
 void sys_unmap(void* p, size_t n);
 // Returns the pages of [p, p+n) to the OS; they read as zero afterwards.
 void sys_release(void* p, size_t n);

@@ -40,7 +40,7 @@ typedef struct gort_size_class_stats {
 } gort_size_class_stats_t;
 
 typedef struct gort_malloc_stats {
-  size_t heap_mapped;     /* address space reserved for the heap (arenas) */
+  size_t heap_mapped;     /* heap address space committed (read-write); not RSS */
   size_t heap_inuse;      /* bytes in spans holding objects */
   size_t heap_free;       /* bytes in free spans still backed by memory */
   size_t heap_released;   /* bytes in free spans returned to the OS (or never touched) */
@@ -55,6 +55,7 @@ typedef struct gort_malloc_stats {
   uint64_t scavenge_passes;
   uint32_t thread_caches; /* live thread caches */
   int32_t scavenger_running;
+  size_t heap_reserved; /* heap address space reserved (PROT_NONE until committed) */
   gort_size_class_stats_t classes[GORT_NUM_SIZE_CLASSES];
 } gort_malloc_stats_t;
 

@@ -162,4 +162,32 @@ BOOST_AUTO_TEST_CASE(bad_frees_are_reported_and_abort) {
   }
 }
 
+// Under an address-space limit of 1 GiB (ulimit -v, RLIMIT_AS), where glibc,
+// jemalloc and mimalloc run, gort runs the same programs: it reserves address
+// space as the heap grows, never a fixed amount up front.
+BOOST_AUTO_TEST_CASE(real_programs_under_ulimit_v_1g) {
+  tmpdir d;
+  std::string f = d.path + "/in.txt";
+  BOOST_REQUIRE(
+      run({"sh", "-c", "seq 200000 | awk '{ print ($1 * 7919) % 100003, $1 }' > " + f}).status ==
+      0);
+  std::string limit = "ulimit -v 1048576; ";
+  same_output(limit + "/usr/bin/python3 -c '" + kPython + "'");
+  same_output(limit + "sort -n " + f + " | sha256sum; sort -S 4M -k2 " + f + " | tail -2");
+  same_output(limit + "git --version; git -C " + d.path + " init -q r && git -C " + d.path +
+              "/r status --porcelain | wc -l");
+}
+
+// At the limit malloc, calloc, realloc, the aligned calls and operator new
+// fail cleanly (NULL + ENOMEM, bad_alloc after the new_handler), nothing
+// allocated before is lost, and the program allocates again after freeing.
+BOOST_AUTO_TEST_CASE(malloc_fails_cleanly_at_an_address_space_limit) {
+  for (std::string mib : {"256", "1024"}) {
+    result r = run({test_prog("as_limit"), mib}, {preload_env()}, "", 120);
+    BOOST_TEST(r.status == 0, "limit " << mib << " MiB: status " << r.status << "\n"
+                                       << r.out << r.err);
+    BOOST_TEST(r.out == "ok\n", r.out);
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
