@@ -74,6 +74,10 @@ void set_maxprocs(int32_t n) {
       np[i] = new p;
       np[i]->id = i;
       np[i]->mcache = alloc::cache_create();
+      // Without its cache a P's tasks would fall back to a thread's, which
+      // the P hand-off does not expect: refuse clearly instead.
+      if (!np[i]->mcache)
+        alloc::fatal("no memory for P %d's mcache (address-space limit reached?)", i);
     }
     p** old = allp;
     allp = np;
