@@ -19,9 +19,9 @@
 // handler is installed with SA_RESTART, so a system call it interrupts is
 // restarted where the kernel allows (read, write, accept...); calls that
 // never restart after a handler (poll, epoll_wait, nanosleep, select) return
-// EINTR as they would for any signal. It runs on the interrupted task's
-// stack (no SA_ONSTACK) and yields from inside the handler only at a safe
-// point:
+// EINTR as they would for any signal. It runs on the M's alternate signal
+// stack (SA_ONSTACK: a task spinning near the end of its stack must not
+// overflow because a signal came) and yields only at a safe point:
 //  - the thread is an M running a task (curg) that was asked to yield, holds
 //    a P, and is on that task's stack;
 //  - the interrupted PC is in the program's own code: the main executable or
@@ -34,15 +34,21 @@
 //  - not inside a collector busy region (gc/heap.h), nor while the runtime
 //    runs the program's code under a runtime lock (g::nopreempt: a channel
 //    element's move constructor).
+//  - the task's stack has 16 KiB of room below the interrupted stack
+//    pointer (a task that deep is preempted at its next runtime call).
 // Otherwise the handler returns at once and sysmon asks again 10 ms later.
 //
-// Yielding in the handler switches stacks with the kernel's signal frame
-// still on the task's stack; the task resumes, maybe on another M, by
-// returning from the handler, and rt_sigreturn restores its registers there.
-// Before the switch the handler unblocks SIGURG on this thread (it goes on
-// running other tasks); after it, it writes the current thread's signal
-// mask and alternate signal stack into the frame, so the return restores
-// the resuming thread's own, and restores errno as the task last saw it.
+// To yield, the handler copies the kernel's signal frame (registers and
+// vector state) from the alternate stack onto the task's stack, below the
+// red zone, moves there and switches out; the task resumes, maybe on
+// another M, by an rt_sigreturn on that copy, which restores every
+// register. (It cannot yield on the alternate stack: that belongs to the
+// M, which reuses it for its next signal.) Before the switch it unblocks
+// SIGURG on this thread (it goes on running other tasks); after it, it
+// writes the current thread's signal mask and alternate signal stack into
+// the frame, so the return restores the resuming thread's own, and
+// restores errno as the task last saw it. While the copy is on the task's
+// stack the collector scans it with the stack, registers included.
 //
 // What a task may hold when it is preempted or resumes on another M is in
 // docs/runtime.md ("What a task may hold"): thread_local addresses and
@@ -134,6 +140,81 @@ void preempt_after(void*, g* prev) {
   globrunqput(prev);
 }
 
+// Room a task's stack must have below the interrupted stack pointer for
+// the copied signal frame (up to ~3 KiB of vector state on AVX-512
+// machines) and the frames of gopreempt and of anything it calls.
+constexpr uintptr_t kPreemptRoom = 16 << 10;
+constexpr uintptr_t kRedZone = 128;
+
+// The kernel's frame for a handler: [pretcode][ucontext][siginfo]...[fpstate],
+// fpstate 64-byte aligned above the rest. Its size, from the frame's start
+// (ucv - 8) to the end of fpstate; 0 if it cannot be told.
+size_t signal_frame_size(const ucontext_t* uc) {
+  auto* fp = reinterpret_cast<const unsigned char*>(uc->uc_mcontext.fpregs);
+  if (!fp) return 0;
+  size_t fpsize = 512;  // fxsave's area
+  uint32_t magic1, extended;
+  memcpy(&magic1, fp + 464, 4);  // fxsave's sw_reserved: struct _fpx_sw_bytes
+  memcpy(&extended, fp + 468, 4);
+  if (magic1 == 0x46505853u && extended >= 512 && extended <= (64u << 10)) fpsize = extended;
+  auto lo = reinterpret_cast<uintptr_t>(uc) - 8;
+  auto fpend = reinterpret_cast<uintptr_t>(fp) + fpsize;
+  if (fpend <= lo || fpend - lo > (64u << 10)) return 0;
+  return fpend - lo;
+}
+
+// After the switch back to a task preempted in its handler (maybe on
+// another M): the frame will restore this thread's signal mask and
+// alternate stack, not the interrupted thread's, and errno as the task saw
+// it.
+void fix_frame_for_this_thread(ucontext_t* uc) {
+  pthread_sigmask(SIG_SETMASK, nullptr, &uc->uc_sigmask);
+  stack_t ss;
+  if (sigaltstack(nullptr, &ss) == 0) {
+    ss.ss_flags &= ~SS_ONSTACK;
+    uc->uc_stack = ss;
+  }
+}
+
+void unblock_preempt_signal() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, kPreemptSignal);
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
+}
+
+// Runs on the task's stack, under the frame copied there: yields, then
+// returns into the interrupted code through rt_sigreturn on the copy.
+[[noreturn]] void preempt_on_task_stack(ucontext_t* uc) {
+  int saved = errno;
+  m* mp = getm();
+  unblock_preempt_signal();
+  gopreempt(mp, mp->curg);
+  fix_frame_for_this_thread(uc);
+  errno = saved;
+  // rt_sigreturn reads the frame at rsp - 8 (its pretcode word): rsp is the
+  // ucontext.
+  asm volatile(
+      "mov %0, %%rsp\n\t"
+      "mov $15, %%eax\n\t"  // SYS_rt_sigreturn
+      "syscall\n\t"
+      "ud2"
+      :
+      : "r"(uc)
+      : "memory");
+  __builtin_unreachable();
+}
+
+// The handler runs on the M's alternate signal stack (SA_ONSTACK), so a
+// task close to its stack's end does not overflow when the signal comes.
+// It cannot yield there: the task may resume on another M, whose alternate
+// stack is not this one, and this M reuses its own for the next signal. So
+// at a safe point with room, it copies the kernel's frame onto the task's
+// stack below the red zone (fpstate kept 64-byte aligned, as xrstor
+// needs), moves to the task's stack under the copy and yields there; the
+// kernel then restores every register from the copy (Go injects a call to
+// asyncPreempt instead, which saves them by hand). A thread with no
+// alternate stack runs the handler on the task's stack and yields in place.
 void sigpreempt(int sig, siginfo_t* info, void* ucv) {
   int saved = errno;
   m* mp = getm();
@@ -148,21 +229,49 @@ void sigpreempt(int sig, siginfo_t* info, void* ucv) {
   uintptr_t sp = static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]);
   if (!mp->pp || gp->nopreempt || gc::tl_gc.busy ||
       gp->status.load(std::memory_order_relaxed) != gstatus::running ||
-      !(gp->stk.span && sp > gp->stk.lo && sp < gp->stk.hi) || !safe_pc(pc)) {
+      !(gp->stk.span && sp > gp->stk.lo + kPreemptRoom && sp <= gp->stk.hi) || !safe_pc(pc)) {
     errno = saved;
     return;  // not at a safe point: sysmon asks again
   }
+  auto here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  if (here >= gp->stk.lo && here < gp->stk.hi) {
+    // No alternate stack: the frame is already on the task's stack.
+    sched.async_preempts.fetch_add(1, std::memory_order_relaxed);
+    unblock_preempt_signal();
+    gopreempt(mp, gp);
+    fix_frame_for_this_thread(uc);
+    errno = saved;
+    return;
+  }
+  size_t len = signal_frame_size(uc);
+  if (!len) {
+    errno = saved;
+    return;
+  }
+  auto lo = reinterpret_cast<uintptr_t>(uc) - 8;
+  uintptr_t fpoff = reinterpret_cast<uintptr_t>(uc->uc_mcontext.fpregs) - lo;
+  uintptr_t newfp = (sp - kRedZone - (len - fpoff)) & ~uintptr_t{63};
+  uintptr_t newlo = newfp - fpoff;
+  if (newlo < gp->stk.lo + kPreemptRoom / 2) {
+    errno = saved;
+    return;
+  }
   sched.async_preempts.fetch_add(1, std::memory_order_relaxed);
-  sigset_t s;
-  sigemptyset(&s);
-  sigaddset(&s, kPreemptSignal);
-  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
-  gopreempt(mp, gp);
-  // Back, maybe on another thread: that thread's mask and alternate stack.
-  pthread_sigmask(SIG_SETMASK, nullptr, &uc->uc_sigmask);
-  stack_t ss;
-  if (sigaltstack(nullptr, &ss) == 0) uc->uc_stack = ss;
+  memcpy(reinterpret_cast<void*>(newlo), reinterpret_cast<void*>(lo), len);
+  auto* copy = reinterpret_cast<ucontext_t*>(newlo + 8);
+  copy->uc_mcontext.fpregs = reinterpret_cast<fpregset_t>(newfp);
   errno = saved;
+  // Leave the alternate stack for good: call preempt_on_task_stack(copy)
+  // with a 16-byte aligned stack pointer below the copy.
+  uintptr_t newsp = (newlo - 64) & ~uintptr_t{15};
+  asm volatile(
+      "mov %0, %%rsp\n\t"
+      "call *%1\n\t"
+      "ud2"
+      :
+      : "r"(newsp), "r"(&preempt_on_task_stack), "D"(copy)
+      : "memory");
+  __builtin_unreachable();
 }
 
 }  // namespace
@@ -191,7 +300,7 @@ void preempt_init() {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = sigpreempt;
-  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigemptyset(&sa.sa_mask);
   sigaction(kPreemptSignal, &sa, &g_old_action);
   if (g_old_action.sa_sigaction == sigpreempt) memset(&g_old_action, 0, sizeof g_old_action);

@@ -242,6 +242,13 @@ BOOST_AUTO_TEST_CASE(preemption_and_schedtrace) {
   BOOST_TEST(number_after(c.out, "preemptions") != "0", DESCRIBE(c));
   BOOST_TEST(c.err.find("SCHED") == std::string::npos, DESCRIBE(c));
 
+  // Registers, vector ones included, come back intact from a preemption by
+  // signal, whichever M the task resumes on.
+  result g = run_prog("sched_spin", "regs", {});
+  BOOST_TEST(g.status == 0, DESCRIBE(g));
+  BOOST_TEST(g.out.find("ok") != std::string::npos, DESCRIBE(g));
+  BOOST_TEST(number_after(g.out, "async") != "0", DESCRIBE(g));
+
   // A typo in a setting is named, and the program still runs.
   result b = run_prog("sched_spin", "coop", {"GORT_DEBUG=schedtrace=x"});
   BOOST_TEST(b.status == 0, DESCRIBE(b));
