@@ -263,3 +263,18 @@ check-format:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- hardening: libFuzzer over random malloc API sequences (test/fuzz) ----
+# clang's libFuzzer with UBSan; not ASan, which would replace gort's malloc.
+# FUZZ_SECONDS bounds the run (default 5 minutes); the corpus stays in
+# $(BUILD)/fuzz/corpus between runs.
+FUZZ_SECONDS ?= 300
+.PHONY: fuzz
+$(BUILD)/fuzz/malloc_fuzz: test/fuzz/malloc_fuzz.cc $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@) $(BUILD)/fuzz/corpus
+	clang++ $(CXXSTD) -O1 -g $(WARN) -Iinclude -I. -fsanitize=fuzzer,undefined \
+	  -fno-sanitize-recover=undefined -fsized-deallocation -fno-builtin-malloc -fno-builtin-free \
+	  -o $@ $< $(BUILD)/lib/libgort.a -pthread -ldl
+fuzz: $(BUILD)/fuzz/malloc_fuzz
+	$(BUILD)/fuzz/malloc_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -rss_limit_mb=4096 \
+	  -print_final_stats=1 $(BUILD)/fuzz/corpus

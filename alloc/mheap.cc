@@ -110,15 +110,125 @@ void mheap::release_arena_maps(const mspan* s) {
 
 // ---- free lists ----
 
+// Treap priority: a hash of the span's base (unique among free spans), so the
+// shape is that of a random binary search tree whatever order runs arrive in.
+static inline uint64_t treap_prio(const mspan* s) {
+  uint64_t x = s->base >> kPageShift;
+  x *= 0x9e3779b97f4a7c15ull;
+  return x ^ (x >> 29);
+}
+static inline bool treap_less(const mspan* a, const mspan* b) {
+  return a->npages < b->npages || (a->npages == b->npages && a->base < b->base);
+}
+
+void mheap::treap_insert(mspan** link, mspan* s) {
+  mspan* t = *link;
+  if (!t) {
+    s->tleft = s->tright = nullptr;
+    *link = s;
+    return;
+  }
+  st_.page_search_steps++;
+  if (treap_less(s, t)) {
+    treap_insert(&t->tleft, s);
+    if (treap_prio(t->tleft) > treap_prio(t)) {  // rotate right
+      mspan* l = t->tleft;
+      t->tleft = l->tright;
+      l->tright = t;
+      *link = l;
+    }
+  } else {
+    treap_insert(&t->tright, s);
+    if (treap_prio(t->tright) > treap_prio(t)) {  // rotate left
+      mspan* r = t->tright;
+      t->tright = r->tleft;
+      r->tleft = t;
+      *link = r;
+    }
+  }
+}
+
+void mheap::treap_remove(mspan* s) {
+  mspan** link = &free_large_;
+  while (*link != s) {
+    if (!*link) fatal("mheap: a free run is missing from the treap");
+    st_.page_search_steps++;
+    link = treap_less(s, *link) ? &(*link)->tleft : &(*link)->tright;
+  }
+  // Merge the two subtrees in place of s, higher priority on top.
+  mspan *a = s->tleft, *b = s->tright;
+  while (a && b) {
+    if (treap_prio(a) > treap_prio(b)) {
+      *link = a;
+      link = &a->tright;
+      a = a->tright;
+    } else {
+      *link = b;
+      link = &b->tleft;
+      b = b->tleft;
+    }
+  }
+  *link = a ? a : b;
+  s->tleft = s->tright = nullptr;
+}
+
+// The smallest run of at least npages pages, lowest address on ties: one
+// descent. The lower address keeps the heap compact and leaves high addresses
+// free to be released.
+mspan* mheap::treap_best_fit(uintptr_t npages) {
+  mspan* best = nullptr;
+  for (mspan* t = free_large_; t;) {
+    st_.page_search_steps++;
+    if (t->npages >= npages) {
+      best = t;
+      t = t->tleft;
+    } else {
+      t = t->tright;
+    }
+  }
+  return best;
+}
+
+void mheap::scavq_push(mspan* s) {
+  s->in_scavq = true;
+  s->snext = nullptr;
+  s->sprev = scavq_last_;
+  if (scavq_last_)
+    scavq_last_->snext = s;
+  else
+    scavq_first_ = s;
+  scavq_last_ = s;
+}
+
+void mheap::scavq_remove(mspan* s) {
+  if (!s->in_scavq) return;
+  if (s->sprev)
+    s->sprev->snext = s->snext;
+  else
+    scavq_first_ = s->snext;
+  if (s->snext)
+    s->snext->sprev = s->sprev;
+  else
+    scavq_last_ = s->sprev;
+  s->snext = s->sprev = nullptr;
+  s->in_scavq = false;
+}
+
 void mheap::insert_free(mspan* s) {
   s->state = spanState::free;
   set_free_ends(s);
-  spanList& l = s->npages < kFreeListsExact ? free_[s->npages] : free_large_;
-  if (s->nbacked > 0)
-    l.push_front(s);  // reuse backed memory first: no page faults
-  else
-    l.push_back(s);
-  if (s->npages < kFreeListsExact) nonempty_[s->npages / 64] |= uint64_t{1} << (s->npages % 64);
+  if (s->npages < kFreeListsExact) {
+    spanList& l = free_[s->npages];
+    if (s->nbacked > 0)
+      l.push_front(s);  // reuse backed memory first: no page faults
+    else
+      l.push_back(s);
+    nonempty_[s->npages / 64] |= uint64_t{1} << (s->npages % 64);
+  } else {
+    treap_insert(&free_large_, s);
+    st_.free_large_runs++;
+  }
+  if (s->nbacked > 0) scavq_push(s);
 }
 
 void mheap::remove_free(mspan* s) {
@@ -126,8 +236,10 @@ void mheap::remove_free(mspan* s) {
     free_[s->npages].remove(s);
     if (free_[s->npages].empty()) nonempty_[s->npages / 64] &= ~(uint64_t{1} << (s->npages % 64));
   } else {
-    free_large_.remove(s);
+    treap_remove(s);
+    st_.free_large_runs--;
   }
+  scavq_remove(s);
 }
 
 mspan* mheap::find_free(uintptr_t npages) {
@@ -138,15 +250,7 @@ mspan* mheap::find_free(uintptr_t npages) {
       if (bits) return free_[w * 64 + static_cast<uintptr_t>(__builtin_ctzll(bits))].first;
     }
   }
-  // Best fit among the large runs; on a tie the lower address, which keeps
-  // the heap compact and leaves high addresses free to be released.
-  mspan* best = nullptr;
-  for (mspan* s = free_large_.first; s; s = s->next) {
-    if (s->npages < npages) continue;
-    if (!best || s->npages < best->npages || (s->npages == best->npages && s->base < best->base))
-      best = s;
-  }
-  return best;
+  return treap_best_fit(npages);
 }
 
 // f is a free span already removed from the lists. Returns a span for
@@ -479,22 +583,16 @@ size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
   int64_t now = coarse_nanotime();
   lock_.lock();
   for (;;) {
-    mspan* pick = nullptr;
-    int64_t wait = -1;
-    auto consider = [&](spanList& l) {
-      for (mspan* s = l.first; s && !pick; s = s->next) {
-        if (s->nbacked == 0) break;  // backed spans come first in each list
-        int64_t age = now - s->free_since;
-        if (age >= min_age_ns)
-          pick = s;
-        else if (wait < 0 || min_age_ns - age < wait)
-          wait = min_age_ns - age;
-      }
-    };
-    for (uintptr_t n = 1; n < kFreeListsExact && !pick; n++) consider(free_[n]);
-    if (!pick) consider(free_large_);
+    // The queue's front is the span that has waited longest (see mheap.h):
+    // if it is too young, so is everything behind it, to within the delay.
+    mspan* pick = scavq_first_;
+    if (pick) st_.page_search_steps++;
+    if (pick && now - pick->free_since < min_age_ns) {
+      if (next_ns) *next_ns = min_age_ns - (now - pick->free_since);
+      break;
+    }
     if (!pick) {
-      if (next_ns) *next_ns = wait;
+      if (next_ns) *next_ns = -1;
       break;
     }
     remove_free(pick);
@@ -538,6 +636,31 @@ heapStats mheap::stats() {
   return s;
 }
 
+// Checks order (lo < t < hi) and heap priority below t; counts nodes.
+const char* mheap::treap_verify(mspan* t, mspan* lo, mspan* hi, uintptr_t* n) {
+  if (!t) return nullptr;
+  ++*n;
+  if (t->npages < kFreeListsExact) return "a small free span is in the treap";
+  if ((lo && !treap_less(lo, t)) || (hi && !treap_less(t, hi))) return "the treap is out of order";
+  if ((t->tleft && treap_prio(t->tleft) > treap_prio(t)) ||
+      (t->tright && treap_prio(t->tright) > treap_prio(t)))
+    return "the treap's priorities are out of order";
+  if (const char* e = treap_verify(t->tleft, lo, t, n)) return e;
+  return treap_verify(t->tright, t, hi, n);
+}
+
+static void flatten_treap(mspan* t, spanList* out) {
+  if (!t) return;
+  flatten_treap(t->tleft, out);
+  out->push_back(t);
+  flatten_treap(t->tright, out);
+}
+
+static uintptr_t count_backed_runs(const mspan* t) {
+  if (!t) return 0;
+  return (t->nbacked > 0) + count_backed_runs(t->tleft) + count_backed_runs(t->tright);
+}
+
 const char* mheap::verify() {
   lock_guard g(lock_);
   uintptr_t free_pages = 0, released = 0;
@@ -577,7 +700,31 @@ const char* mheap::verify() {
     bool bit = nonempty_[n / 64] >> (n % 64) & 1;
     if (bit != !free_[n].empty()) return "the non-empty bitmap disagrees with a free list";
   }
-  if (const char* e = check(free_large_, 0)) return e;
+  // The treap: flattened into a list (linked through next) for check().
+  uintptr_t nlarge = 0;
+  if (const char* e = treap_verify(free_large_, nullptr, nullptr, &nlarge)) return e;
+  if (nlarge != st_.free_large_runs) return "the treap's run count disagrees with its nodes";
+  spanList large;  // no std::vector: malloc under mheap.lock could deadlock
+  flatten_treap(free_large_, &large);
+  const char* le = check(large, 0);
+  for (mspan* t = large.first; t;) {  // put the links back as free spans keep them
+    mspan* n = t->next;
+    t->next = t->prev = nullptr;
+    t = n;
+  }
+  if (le) return le;
+  // The scavenger queue holds exactly the free spans with backed pages.
+  uintptr_t queued = 0, backed_spans = 0;
+  for (mspan* q = scavq_first_; q; q = q->snext) {
+    if (q->state != spanState::free || !q->in_scavq) return "a queued span is not free";
+    if (q->nbacked == 0) return "a fully released span is in the scavenger queue";
+    if ((q->snext ? q->snext->sprev : scavq_last_) != q) return "the scavenger queue is broken";
+    queued++;
+  }
+  for (uintptr_t n = 1; n < kFreeListsExact; n++)
+    for (mspan* q = free_[n].first; q; q = q->next) backed_spans += q->nbacked > 0;
+  backed_spans += count_backed_runs(free_large_);
+  if (queued != backed_spans) return "the scavenger queue misses a backed free span";
   if (free_pages != st_.free_pages) return "free page statistics disagree with the free lists";
   if (released != st_.released_pages) return "released page statistics disagree with the bitmap";
   if ((st_.free_pages + st_.inuse_pages) * kPageSize != st_.mapped)

@@ -24,10 +24,27 @@
 // below is set for exactly the pages of small spans inside it.
 //
 // Free pages are kept as free spans, coalesced with free neighbours on every
-// free, in lists by size (1..127 pages, exact) plus one list of larger runs
-// (best fit, lowest address on ties). Within a list, spans that are still
-// backed by memory come first so reuse avoids page faults; fully released
-// spans go last.
+// free, in lists by size (1..127 pages, exact; a two-word bitmap says which
+// are non-empty) plus, for larger runs, a treap ordered by (npages, base):
+// best fit with the lowest address on ties is one descent, O(log n) expected
+// in the number of free runs, whatever the fragmentation (a linear walk of a
+// list of large runs cost O(n) per allocation). Within an exact list, spans
+// that are still backed by memory come first so reuse avoids page faults;
+// fully released spans go last.
+//
+// Scavenger queue (Go's scavenger index does the same job with a bitmap per
+// chunk): every free span with backed pages is also in scavq_, in the order it
+// (re)entered the free set. The scavenger releases from the front while the
+// front is old enough and stops at the first young one, so each pass costs
+// O(spans released + 1), never a rescan of every list after each release. The
+// queue is only nearly ordered by age (a carved prefix keeps its older age but
+// goes to the back), which delays no span by more than the scavenge delay
+// after it entered the queue: the front is released by then, and by
+// induction everything ahead of a span.
+//
+// page_search_steps counts the nodes visited by the large-run search and the
+// spans examined by the scavenger, so tests assert the cost (an operation
+// count, not a time).
 //
 // released bit (per page): 1 when the page holds no memory (never touched, or
 // given back with MADV_DONTNEED) and reads as zero. A span allocated from
@@ -136,7 +153,9 @@ struct heapStats {
   uint64_t large_frees = 0;
   uint64_t scavenged_bytes = 0;  // cumulative bytes returned to the OS
   uint64_t scavenge_passes = 0;
-  size_t meta_mapped = 0;  // span metadata and arena metadata
+  uint64_t page_search_steps = 0;  // cumulative: treap nodes + scavenger queue entries visited
+  size_t free_large_runs = 0;      // free runs in the treap
+  size_t meta_mapped = 0;          // span metadata and arena metadata
 };
 
 class mheap {
@@ -187,6 +206,12 @@ class mheap {
   mspan* carve(mspan* f, uintptr_t start, uintptr_t npages);
   void insert_free(mspan* s);
   void remove_free(mspan* s);
+  void treap_insert(mspan** link, mspan* s);
+  void treap_remove(mspan* s);
+  mspan* treap_best_fit(uintptr_t npages);
+  const char* treap_verify(mspan* t, mspan* lo, mspan* hi, uintptr_t* n);
+  void scavq_push(mspan* s);
+  void scavq_remove(mspan* s);
   void free_locked(mspan* s);
   void set_pages(uintptr_t base, uintptr_t npages, mspan* s);
   void set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls);
@@ -199,7 +224,9 @@ class mheap {
 
   mutex lock_;                      // guards everything below
   spanList free_[kFreeListsExact];  // free_[n]: free spans of exactly n pages
-  spanList free_large_;             // free spans of >= kFreeListsExact pages
+  mspan* free_large_ = nullptr;     // treap root: free spans of >= kFreeListsExact pages
+  mspan* scavq_first_ = nullptr;    // scavenger queue (free spans with backed pages)
+  mspan* scavq_last_ = nullptr;
   uint64_t nonempty_[kFreeListsExact / 64] = {};
   fixalloc<mspan, size_t{1} << 30> spanalloc_;  // regions grow up to 1 GiB each
   gcBitsAlloc gcbits_;

@@ -83,6 +83,16 @@ struct mspan {
   uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle (gc/sweep.cc)
   gcKind gckind = gcKind::noscan;
   void* specials = nullptr;  // finalizers and weak references of its objects (gc/final.h)
+  // --- free spans only (mheap.h) ---
+  // Free runs of kFreeListsExact pages or more sit in the mheap's treap
+  // (ordered by npages, then base; heap-ordered by a hash of base): tleft,
+  // tright. Free spans with backed pages also sit in the scavenger's queue, in
+  // the order they entered it: snext, sprev, in_scavq.
+  mspan* tleft = nullptr;
+  mspan* tright = nullptr;
+  mspan* snext = nullptr;
+  mspan* sprev = nullptr;
+  bool in_scavq = false;
 
   uintptr_t limit() const { return base + npages * kPageSize; }
   // Small spans: whether off starts one of the span's objects (the check free()

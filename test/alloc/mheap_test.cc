@@ -69,6 +69,7 @@ BOOST_AUTO_TEST_CASE(aligned_spans) {
 BOOST_AUTO_TEST_CASE(random_alloc_free_keeps_invariants) {
   std::mt19937_64 rng(42);
   std::vector<mspan*> live;
+  live.reserve(3000);  // its growth would take small spans and skew inuse_pages
   heapStats before = g_heap.stats();
   for (int i = 0; i < 3000; i++) {
     if (live.empty() || rng() % 3 != 0) {
@@ -132,6 +133,83 @@ BOOST_AUTO_TEST_CASE(scavenge_releases_and_memory_reads_zero) {
   mspan* t = g_heap.alloc_span(256, spanState::large);
   BOOST_TEST(!t->needzero);
   g_heap.free_span(t);
+}
+
+namespace {
+// Leaves nruns free runs of run_pages pages, each after a one-page span in
+// use and (as consecutive spans are carved from one free run) before the next
+// one, so they cannot coalesce: each span of run_pages + 1 pages is shrunk to
+// its first page. Returns the one-page spans.
+std::vector<mspan*> fragment(size_t nruns, uintptr_t run_pages) {
+  std::vector<mspan*> heads;
+  for (size_t i = 0; i < nruns; i++) {
+    mspan* s = g_heap.alloc_span(run_pages + 1, spanState::large);
+    BOOST_REQUIRE(s);
+    heads.push_back(s);
+  }
+  for (mspan* s : heads) g_heap.shrink_span(s, 1);
+  return heads;
+}
+void unfragment(const std::vector<mspan*>& heads) {
+  for (mspan* s : heads) g_heap.free_span(s);
+}
+// Search steps per large allocation + free pair over a heap with nruns free
+// large runs.
+double steps_per_large_pair(size_t nruns) {
+  std::vector<mspan*> all = fragment(nruns, kFreeListsExact);
+  BOOST_REQUIRE(g_heap.stats().free_large_runs >= nruns / 2);
+  require_valid();
+  const int kPairs = 200;
+  uint64_t before = g_heap.stats().page_search_steps;
+  for (int i = 0; i < kPairs; i++) {
+    mspan* s = g_heap.alloc_span(kFreeListsExact, spanState::large);
+    BOOST_REQUIRE(s);
+    g_heap.free_span(s);
+  }
+  uint64_t steps = g_heap.stats().page_search_steps - before;
+  unfragment(all);
+  require_valid();
+  return static_cast<double>(steps) / kPairs;
+}
+}  // namespace
+
+// The cost of finding a large free run is a treap descent, O(log n) in the
+// number of free runs: 32 times more runs cost a small constant factor more
+// steps, where the old linear best fit cost 32 times more (it walked them all).
+BOOST_AUTO_TEST_CASE(large_run_search_cost_does_not_grow_with_fragmentation) {
+  double few = steps_per_large_pair(16);
+  double many = steps_per_large_pair(512);
+  BOOST_TEST_MESSAGE("search steps per large alloc+free: " << few << " with 16 runs, " << many
+                                                           << " with 512 runs");
+  BOOST_TEST(many < 4 * few + 8);
+  BOOST_TEST(many < 150);  // a walk of the runs alone would be >= 512
+}
+
+// A scavenge pass examines each span it releases once, plus the young span it
+// stops at: O(released), not a rescan of every list after each release.
+BOOST_AUTO_TEST_CASE(scavenge_cost_is_linear_in_what_it_releases) {
+  g_heap.scavenge(0, nullptr);
+  const size_t n = 2000;
+  std::vector<mspan*> all = fragment(n, 2);
+  uint64_t before = g_heap.stats().page_search_steps;
+  int64_t next = 0;
+  // Nothing is old enough yet: one look at the queue's front.
+  BOOST_TEST(g_heap.scavenge(int64_t{3600} * 1000000000, &next) == 0u);
+  BOOST_TEST(next > 0);
+  BOOST_TEST(g_heap.stats().page_search_steps - before <= 1u);
+  before = g_heap.stats().page_search_steps;
+  size_t released = g_heap.scavenge(0, nullptr);
+  uint64_t steps = g_heap.stats().page_search_steps - before;
+  BOOST_TEST_MESSAGE("scavenge of " << n << " runs: " << steps << " steps, " << released
+                                    << " bytes");
+  // A background scavenger pass may take some of the runs first, and its
+  // steps count too: allow for it, far below the n*n/2 of a rescan per release.
+  BOOST_TEST(steps <= 2 * n + 8);
+  heapStats st = g_heap.stats();
+  BOOST_TEST(st.free_pages == st.released_pages);
+  require_valid();
+  unfragment(all);
+  require_valid();
 }
 
 BOOST_AUTO_TEST_SUITE_END()
