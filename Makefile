@@ -278,3 +278,24 @@ $(BUILD)/fuzz/malloc_fuzz: test/fuzz/malloc_fuzz.cc $(BUILD)/lib/libgort.a
 fuzz: $(BUILD)/fuzz/malloc_fuzz
 	$(BUILD)/fuzz/malloc_fuzz -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -rss_limit_mb=4096 \
 	  -print_final_stats=1 $(BUILD)/fuzz/corpus
+
+# ---- HTTP end-to-end benchmark (issue 12): gort::net, gort + libc, Go net/http ----
+# bench/http/http_server.cc (both gort variants), bench/http/http_probe.cc
+# (fairness and idle-connection clients), bench/peers/go/httpserver.go, wrk.
+# Part of `make bench` (not `make run`): bench/results/http.md.
+HTTP_BINS := $(BUILD)/bench/http/http_server $(BUILD)/bench/http/http_probe $(BUILD)/bench/peers/go/httpserver
+.PHONY: http-benches http-bench
+http-benches: $(HTTP_BINS)
+
+$(BUILD)/bench/http/http_server: bench/http/http_server.cc include/gort/net.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
+
+$(BUILD)/bench/http/http_probe: bench/http/http_probe.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $<
+
+http-bench: deps http-benches
+	python3 bench/http/run_http.py $(BUILD) bench/results/http.md
+
+bench: http-bench

@@ -24,12 +24,16 @@
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -38,7 +42,9 @@
 #include <atomic>
 
 #include "gort/runtime.h"
+#include "runtime/netpoll.h"
 #include "runtime/proc.h"
+#include "runtime/runq.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -111,6 +117,7 @@ int64_t timespec_ns(const struct timespec* ts) {
 
 using gort::rt::blocking_call;
 using gort::rt::on_task;
+using gort::rt::preempt_check;
 using gort::rt::resolve;
 using gort::rt::task_sleep;
 
@@ -123,39 +130,10 @@ using gort::rt::task_sleep;
     return blocking_call([&]() -> ret { return fn ? fn args : (ret)(raw); }); \
   }
 
-GORT_BLOCKING(ssize_t, read, (int fd, void* buf, size_t n), (fd, buf, n),
-              syscall(SYS_read, fd, buf, n))
-GORT_BLOCKING(ssize_t, write, (int fd, const void* buf, size_t n), (fd, buf, n),
-              syscall(SYS_write, fd, buf, n))
-GORT_BLOCKING(ssize_t, readv, (int fd, const struct iovec* iov, int n), (fd, iov, n),
-              syscall(SYS_readv, fd, iov, n))
-GORT_BLOCKING(ssize_t, writev, (int fd, const struct iovec* iov, int n), (fd, iov, n),
-              syscall(SYS_writev, fd, iov, n))
 GORT_BLOCKING(ssize_t, pread, (int fd, void* buf, size_t n, off_t off), (fd, buf, n, off),
               syscall(SYS_pread64, fd, buf, n, off))
 GORT_BLOCKING(ssize_t, pwrite, (int fd, const void* buf, size_t n, off_t off), (fd, buf, n, off),
               syscall(SYS_pwrite64, fd, buf, n, off))
-GORT_BLOCKING(ssize_t, recv, (int fd, void* buf, size_t n, int flags), (fd, buf, n, flags),
-              syscall(SYS_recvfrom, fd, buf, n, flags, nullptr, nullptr))
-GORT_BLOCKING(ssize_t, recvfrom,
-              (int fd, void* buf, size_t n, int flags, struct sockaddr* a, socklen_t* alen),
-              (fd, buf, n, flags, a, alen), syscall(SYS_recvfrom, fd, buf, n, flags, a, alen))
-GORT_BLOCKING(ssize_t, recvmsg, (int fd, struct msghdr* msg, int flags), (fd, msg, flags),
-              syscall(SYS_recvmsg, fd, msg, flags))
-GORT_BLOCKING(ssize_t, send, (int fd, const void* buf, size_t n, int flags), (fd, buf, n, flags),
-              syscall(SYS_sendto, fd, buf, n, flags, nullptr, 0))
-GORT_BLOCKING(ssize_t, sendto,
-              (int fd, const void* buf, size_t n, int flags, const struct sockaddr* a,
-               socklen_t alen),
-              (fd, buf, n, flags, a, alen), syscall(SYS_sendto, fd, buf, n, flags, a, alen))
-GORT_BLOCKING(ssize_t, sendmsg, (int fd, const struct msghdr* msg, int flags), (fd, msg, flags),
-              syscall(SYS_sendmsg, fd, msg, flags))
-GORT_BLOCKING(int, accept, (int fd, struct sockaddr* a, socklen_t* alen), (fd, a, alen),
-              syscall(SYS_accept, fd, a, alen))
-GORT_BLOCKING(int, accept4, (int fd, struct sockaddr* a, socklen_t* alen, int flags),
-              (fd, a, alen, flags), syscall(SYS_accept4, fd, a, alen, flags))
-GORT_BLOCKING(int, connect, (int fd, const struct sockaddr* a, socklen_t alen), (fd, a, alen),
-              syscall(SYS_connect, fd, a, alen))
 GORT_BLOCKING(int, ppoll,
               (struct pollfd * fds, nfds_t n, const struct timespec* ts, const sigset_t* mask),
               (fds, n, ts, mask), syscall(SYS_ppoll, fds, n, ts, mask, _NSIG / 8))
@@ -184,6 +162,29 @@ GORT_EXPORT int poll(struct pollfd* fds, nfds_t n, int ms) {
     return 0;
   }
   auto fn = reinterpret_cast<int (*)(struct pollfd*, nfds_t, int)>(resolve(real, "poll"));
+  // One watched descriptor waited on for reading or for writing, from a
+  // task: a look that does not block, then a park on the netpoller.
+  gort::rt::pollDesc* pd;
+  short ev = n == 1 ? fds[0].events : 0;
+  bool rd = ev & (POLLIN | POLLRDHUP | POLLPRI), wr = ev & POLLOUT;
+  if (n == 1 && ms != 0 && rd != wr && (pd = gort::rt::pd_lookup(fds[0].fd)) && on_task()) {
+    int64_t deadline = ms > 0 ? gort::rt::now_ns() + static_cast<int64_t>(ms) * 1000000 : 0;
+    uint32_t seq = pd->seq.load(std::memory_order_acquire);
+    for (;;) {
+      int r = fn ? fn(fds, 1, 0) : static_cast<int>(syscall(SYS_poll, fds, 1, 0));
+      if (r != 0) return r;
+      int e = errno;
+      int w = gort::rt::pd_wait(pd, rd ? gort::rt::kModeRead : gort::rt::kModeWrite, deadline, seq);
+      if (w == ETIMEDOUT) {
+        errno = e;
+        return 0;
+      }
+      if (w == EBADF) {
+        fds[0].revents = POLLNVAL;
+        return 1;
+      }
+    }
+  }
   return blocking_call([&]() -> int {
     return fn ? fn(fds, n, ms) : static_cast<int>(syscall(SYS_poll, fds, n, ms));
   });
@@ -258,6 +259,510 @@ GORT_EXPORT unsigned int sleep(unsigned int s) {
   if (fn) return fn(s);
   struct timespec ts = {static_cast<time_t>(s), 0};
   return syscall(SYS_nanosleep, &ts, &ts) == 0 ? 0 : static_cast<unsigned>(ts.tv_sec);
+}
+
+// ---- sockets and pipes: the netpoller (netpoll.h)
+//
+// A socket or pipe a task makes (socket, socketpair, pipe, pipe2, accept,
+// accept4, and dup of one) is watched by the netpoller (pd_open). A socket
+// is non-blocking in the kernel from birth; pollDesc::user_nonblock keeps
+// what the program asked for (SOCK_NONBLOCK, O_NONBLOCK through fcntl, ioctl
+// FIONBIO), and fcntl(F_GETFL) answers with it. A pipe keeps the program's
+// own mode in the kernel (raw system calls, stdio's internal reads and child
+// processes share it): a task polls it without blocking, parks until it is
+// ready, then makes the call as a blocking call. On such a descriptor:
+//  - a task whose call would block parks on the netpoller (pd_wait) and
+//    retries, so the program sees a blocking call that kept neither the M
+//    nor the P; a write on a blocking descriptor goes on until every byte is
+//    written, as the kernel's blocking write does; SO_RCVTIMEO / SO_SNDTIMEO
+//    become a deadline that ends the call with EAGAIN, as the kernel does;
+//  - a thread that runs no task (or code inside gort::blocking) gets the
+//    blocking behaviour the same way, with poll() on the descriptor instead
+//    of parking: nothing changes for it;
+//  - if the program made it non-blocking (or passes MSG_DONTWAIT), every
+//    call is one system call and EAGAIN comes back, as without gort;
+//  - close() and dup2()/dup3() onto it wake its waiters with EBADF first.
+// Descriptors made otherwise (inherited, opened by libc internally, regular
+// files) keep the hand-off path above. A descriptor closed behind libc's
+// back (fclose of an fdopen'ed socket: libc calls its internal close) keeps
+// its pollDesc until the number is reused by one of the calls here.
+
+namespace gort::rt {
+namespace {
+
+// errno's address read through a volatile pointer: __errno_location is a
+// const function, and across a park the task may be on another thread.
+int* (*volatile g_errno_loc)() = __errno_location;
+inline int& cur_errno() {
+  return *g_errno_loc();
+}
+
+using fcntl_fn = int (*)(int, int, ...);
+int real_fcntl(int fd, int cmd, long arg) {
+  static std::atomic<void*> real{nullptr};
+  auto fn = reinterpret_cast<fcntl_fn>(resolve(real, "fcntl"));
+  return fn ? fn(fd, cmd, arg) : static_cast<int>(syscall(SYS_fcntl, fd, cmd, arg));
+}
+
+// fd was made non-blocking for the runtime; watch it, or if the netpoller
+// cannot, give it back the blocking mode the program asked for.
+void manage(int fd, bool user_nonblock, const pollDesc* from = nullptr, bool knb = true) {
+  if (from) knb = from->kernel_nonblock.load();
+  pollDesc* pd = pd_open(fd, user_nonblock, knb);
+  if (!pd) {
+    if (!user_nonblock && knb) {
+      int fl = real_fcntl(fd, F_GETFL, 0);
+      if (fl >= 0) real_fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    return;
+  }
+  if (from) {
+    pd->rcvtimeo.store(from->rcvtimeo.load());
+    pd->sndtimeo.store(from->sndtimeo.load());
+  }
+}
+
+// Blocking behaviour on a plain thread: poll, then retry. timeo: ns, 0 none.
+int thread_wait(int fd, int mode, int64_t deadline) {
+  struct pollfd pfd = {fd, static_cast<short>(mode == kModeRead ? POLLIN : POLLOUT), 0};
+  int ms = -1;
+  if (deadline) {
+    int64_t left = deadline - now_ns();
+    if (left <= 0) return ETIMEDOUT;
+    ms = static_cast<int>((left + 999999) / 1000000);
+  }
+  int r = static_cast<int>(syscall(SYS_poll, &pfd, 1, ms));
+  if (r < 0) return errno;
+  if (r == 0) return ETIMEDOUT;
+  return 0;
+}
+
+// A call on a watched descriptor ends the task's turn when others wait, as
+// a blocking call does (syscall.cc, exitsyscall): a task whose reads always
+// find data (a client that answers at once) would otherwise keep its P until
+// sysmon's 10 ms preemption while the other connections wait.
+void io_turn_end() {
+  m* mp = getm();
+  if (mp->pp && (sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(mp->pp)))
+    mp->curg->preempt.store(true, std::memory_order_relaxed);
+  preempt_check();
+}
+
+// The I/O loop on a watched descriptor. f(done) makes one non-blocking call
+// for what is left after done bytes; full: go on until n bytes (blocking
+// write, MSG_WAITALL).
+// A pipe in blocking mode: is it ready for mode now (a poll that does not
+// block)? Hang-up and errors count as ready: the call reports them.
+bool ready_now(int fd, int mode) {
+  struct pollfd pfd = {fd, static_cast<short>(mode == kModeRead ? POLLIN : POLLOUT), 0};
+  return syscall(SYS_poll, &pfd, 1, 0) != 0;
+}
+
+template <class F>
+ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n, F f) {
+  if (nonblock || pd->user_nonblock.load(std::memory_order_relaxed)) return f(0);
+  bool task = on_task();
+  bool knb = pd->kernel_nonblock.load(std::memory_order_relaxed);
+  if (!knb && !task) return f(0);  // a blocking pipe on a plain thread: as without gort
+  int64_t timeo = (mode == kModeRead ? pd->rcvtimeo : pd->sndtimeo).load(std::memory_order_relaxed);
+  int64_t deadline = timeo ? now_ns() + timeo : 0;
+  int* old_errno = &cur_errno();
+  int saved = *old_errno;
+  uint32_t seq = pd->seq.load(std::memory_order_acquire);
+  size_t done = 0;
+  ssize_t r;
+  int e = 0;
+  for (;;) {
+    if (!knb) {
+      // A blocking pipe: wait until ready, then the call as a blocking call
+      // (it may still block on a write larger than the room: hand-off).
+      if (!ready_now(fd, mode)) {
+        r = -1;
+        cur_errno() = EAGAIN;
+      } else {
+        r = blocking_call([&] { return f(done); });
+      }
+    } else {
+      r = f(done);
+    }
+    if (r >= 0) {
+      done += static_cast<size_t>(r);
+      if (!full || r == 0 || done >= n) break;
+      continue;
+    }
+    e = cur_errno();
+    if (e != EAGAIN && e != EWOULDBLOCK) break;
+    int w = task ? pd_wait(pd, mode, deadline, seq) : thread_wait(fd, mode, deadline);
+    if (w != 0) {
+      e = w == ETIMEDOUT ? EAGAIN : w;
+      break;
+    }
+  }
+  if (done > 0) r = static_cast<ssize_t>(done);  // a partial transfer, then an error: the count
+  if (task) io_turn_end();
+  if (r < 0) {
+    cur_errno() = e;
+    if (&cur_errno() != old_errno) *old_errno = e;
+  } else {
+    cur_errno() = saved;  // the EAGAINs on the way are the runtime's, not the program's
+  }
+  return r;
+}
+
+}  // namespace
+}  // namespace gort::rt
+
+using gort::rt::cur_errno;
+using gort::rt::kModeRead;
+using gort::rt::kModeWrite;
+using gort::rt::manage;
+using gort::rt::np_io;
+using gort::rt::pd_lookup;
+using gort::rt::pollDesc;
+
+#define GORT_REAL(ret, name, params)       \
+  static std::atomic<void*> real{nullptr}; \
+  auto fn = reinterpret_cast<ret(*) params>(resolve(real, #name))
+
+GORT_EXPORT ssize_t read(int fd, void* buf, size_t n) {
+  GORT_REAL(ssize_t, read, (int, void*, size_t));
+  auto call = [&](size_t) -> ssize_t {
+    return fn ? fn(fd, buf, n) : syscall(SYS_read, fd, buf, n);
+  };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
+  GORT_REAL(ssize_t, write, (int, const void*, size_t));
+  auto call = [&](size_t d) -> ssize_t {
+    const char* b = static_cast<const char*>(buf) + d;
+    return fn ? fn(fd, b, n - d) : syscall(SYS_write, fd, b, n - d);
+  };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeWrite, false, true, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t recv(int fd, void* buf, size_t n, int flags) {
+  GORT_REAL(ssize_t, recv, (int, void*, size_t, int));
+  auto call = [&](size_t d) -> ssize_t {
+    char* b = static_cast<char*>(buf) + d;
+    return fn ? fn(fd, b, n - d, flags)
+              : syscall(SYS_recvfrom, fd, b, n - d, flags, nullptr, nullptr);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeRead, flags & MSG_DONTWAIT, flags & MSG_WAITALL, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t recvfrom(int fd, void* buf, size_t n, int flags, struct sockaddr* a,
+                             socklen_t* alen) {
+  GORT_REAL(ssize_t, recvfrom, (int, void*, size_t, int, struct sockaddr*, socklen_t*));
+  auto call = [&](size_t d) -> ssize_t {
+    char* b = static_cast<char*>(buf) + d;
+    return fn ? fn(fd, b, n - d, flags, a, alen)
+              : syscall(SYS_recvfrom, fd, b, n - d, flags, a, alen);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeRead, flags & MSG_DONTWAIT, flags & MSG_WAITALL, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t send(int fd, const void* buf, size_t n, int flags) {
+  GORT_REAL(ssize_t, send, (int, const void*, size_t, int));
+  auto call = [&](size_t d) -> ssize_t {
+    const char* b = static_cast<const char*>(buf) + d;
+    return fn ? fn(fd, b, n - d, flags) : syscall(SYS_sendto, fd, b, n - d, flags, nullptr, 0);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeWrite, flags & MSG_DONTWAIT, true, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t sendto(int fd, const void* buf, size_t n, int flags, const struct sockaddr* a,
+                           socklen_t alen) {
+  GORT_REAL(ssize_t, sendto, (int, const void*, size_t, int, const struct sockaddr*, socklen_t));
+  auto call = [&](size_t d) -> ssize_t {
+    const char* b = static_cast<const char*>(buf) + d;
+    return fn ? fn(fd, b, n - d, flags, a, alen)
+              : syscall(SYS_sendto, fd, b, n - d, flags, a, alen);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeWrite, flags & MSG_DONTWAIT, a == nullptr, n, call);
+  return blocking_call([&] { return call(0); });
+}
+
+// Vectored and message calls: one non-blocking call per readiness; a
+// partial writev on a blocking descriptor goes on with what is left.
+namespace {
+size_t iov_total(const struct iovec* iov, int n) {
+  size_t t = 0;
+  for (int i = 0; i < n; i++) t += iov[i].iov_len;
+  return t;
+}
+// iov advanced by done bytes into out (n entries at most); returns the count.
+int iov_skip(const struct iovec* iov, int n, size_t done, struct iovec* out) {
+  int k = 0;
+  for (int i = 0; i < n; i++) {
+    if (done >= iov[i].iov_len) {
+      done -= iov[i].iov_len;
+      continue;
+    }
+    out[k].iov_base = static_cast<char*>(iov[i].iov_base) + done;
+    out[k].iov_len = iov[i].iov_len - done;
+    done = 0;
+    k++;
+  }
+  return k;
+}
+}  // namespace
+
+GORT_EXPORT ssize_t readv(int fd, const struct iovec* iov, int n) {
+  GORT_REAL(ssize_t, readv, (int, const struct iovec*, int));
+  auto call = [&](size_t) -> ssize_t {
+    return fn ? fn(fd, iov, n) : syscall(SYS_readv, fd, iov, n);
+  };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, 0, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t writev(int fd, const struct iovec* iov, int n) {
+  GORT_REAL(ssize_t, writev, (int, const struct iovec*, int));
+  pollDesc* pd = pd_lookup(fd);
+  if (!pd || n <= 0 || n > 1024)
+    return blocking_call(
+        [&]() -> ssize_t { return fn ? fn(fd, iov, n) : syscall(SYS_writev, fd, iov, n); });
+  struct iovec rest[1024];
+  auto call = [&](size_t d) -> ssize_t {
+    if (d == 0) return fn ? fn(fd, iov, n) : syscall(SYS_writev, fd, iov, n);
+    int k = iov_skip(iov, n, d, rest);
+    return fn ? fn(fd, rest, k) : syscall(SYS_writev, fd, rest, k);
+  };
+  return np_io(pd, fd, kModeWrite, false, true, iov_total(iov, n), call);
+}
+
+GORT_EXPORT ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {
+  GORT_REAL(ssize_t, recvmsg, (int, struct msghdr*, int));
+  auto call = [&](size_t) -> ssize_t {
+    return fn ? fn(fd, msg, flags) : syscall(SYS_recvmsg, fd, msg, flags);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeRead, flags & MSG_DONTWAIT, false, 0, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT ssize_t sendmsg(int fd, const struct msghdr* msg, int flags) {
+  GORT_REAL(ssize_t, sendmsg, (int, const struct msghdr*, int));
+  auto call = [&](size_t) -> ssize_t {
+    return fn ? fn(fd, msg, flags) : syscall(SYS_sendmsg, fd, msg, flags);
+  };
+  if (pollDesc* pd = pd_lookup(fd))
+    return np_io(pd, fd, kModeWrite, flags & MSG_DONTWAIT, false, 0, call);
+  return blocking_call([&] { return call(0); });
+}
+
+GORT_EXPORT int accept4(int fd, struct sockaddr* a, socklen_t* alen, int flags) {
+  GORT_REAL(int, accept4, (int, struct sockaddr*, socklen_t*, int));
+  bool task = on_task();
+  int f2 = task ? flags | SOCK_NONBLOCK : flags;
+  auto call = [&](size_t) -> ssize_t {
+    return fn ? fn(fd, a, alen, f2) : syscall(SYS_accept4, fd, a, alen, f2);
+  };
+  ssize_t r;
+  if (pollDesc* pd = pd_lookup(fd))
+    r = np_io(pd, fd, kModeRead, false, false, 0, call);
+  else
+    r = blocking_call([&] { return call(0); });
+  if (r >= 0 && task) manage(static_cast<int>(r), flags & SOCK_NONBLOCK);
+  return static_cast<int>(r);
+}
+
+GORT_EXPORT int accept(int fd, struct sockaddr* a, socklen_t* alen) {
+  return accept4(fd, a, alen, 0);
+}
+
+GORT_EXPORT int connect(int fd, const struct sockaddr* a, socklen_t alen) {
+  GORT_REAL(int, connect, (int, const struct sockaddr*, socklen_t));
+  auto call = [&]() -> int {
+    return fn ? fn(fd, a, alen) : static_cast<int>(syscall(SYS_connect, fd, a, alen));
+  };
+  pollDesc* pd = pd_lookup(fd);
+  if (!pd) return blocking_call(call);
+  int r = call();
+  if (r == 0 || cur_errno() != EINPROGRESS || pd->user_nonblock.load()) return r;
+  // In progress: wait until writable, then the outcome is SO_ERROR.
+  int64_t timeo = pd->sndtimeo.load();
+  int64_t deadline = timeo ? gort::rt::now_ns() + timeo : 0;
+  int w;
+  if (on_task()) {
+    w = gort::rt::pd_wait(pd, kModeWrite, deadline, pd->seq.load());
+    gort::rt::io_turn_end();
+  } else {
+    w = gort::rt::thread_wait(fd, kModeWrite, deadline);
+  }
+  if (w != 0) {
+    cur_errno() = w == ETIMEDOUT ? EINPROGRESS : w;
+    return -1;
+  }
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) return -1;
+  if (err != 0) {
+    cur_errno() = err;
+    return -1;
+  }
+  return 0;
+}
+
+// ---- making, duplicating, closing and configuring descriptors
+
+GORT_EXPORT int socket(int domain, int type, int proto) {
+  GORT_REAL(int, socket, (int, int, int));
+  bool task = on_task();
+  int t2 = task ? type | SOCK_NONBLOCK : type;
+  int fd = fn ? fn(domain, t2, proto) : static_cast<int>(syscall(SYS_socket, domain, t2, proto));
+  if (fd >= 0) {
+    if (task)
+      manage(fd, type & SOCK_NONBLOCK);
+    else if (pd_lookup(fd))
+      gort::rt::pd_close(fd);  // a number closed behind libc's back, reused
+  }
+  return fd;
+}
+
+GORT_EXPORT int socketpair(int domain, int type, int proto, int sv[2]) {
+  GORT_REAL(int, socketpair, (int, int, int, int*));
+  bool task = on_task();
+  int t2 = task ? type | SOCK_NONBLOCK : type;
+  int r = fn ? fn(domain, t2, proto, sv)
+             : static_cast<int>(syscall(SYS_socketpair, domain, t2, proto, sv));
+  if (r == 0 && task) {
+    manage(sv[0], type & SOCK_NONBLOCK);
+    manage(sv[1], type & SOCK_NONBLOCK);
+  }
+  return r;
+}
+
+GORT_EXPORT int pipe2(int fds[2], int flags) {
+  GORT_REAL(int, pipe2, (int*, int));
+  bool task = on_task();
+  int r = fn ? fn(fds, flags) : static_cast<int>(syscall(SYS_pipe2, fds, flags));
+  if (r == 0 && task) {  // the program's mode stays in the kernel (see pollDesc::kernel_nonblock)
+    manage(fds[0], flags & O_NONBLOCK, nullptr, false);
+    manage(fds[1], flags & O_NONBLOCK, nullptr, false);
+  }
+  return r;
+}
+
+GORT_EXPORT int pipe(int fds[2]) {
+  return pipe2(fds, 0);
+}
+
+GORT_EXPORT int close(int fd) {
+  GORT_REAL(int, close, (int));
+  if (pd_lookup(fd)) gort::rt::pd_close(fd);
+  return fn ? fn(fd) : static_cast<int>(syscall(SYS_close, fd));
+}
+
+GORT_EXPORT int dup(int fd) {
+  GORT_REAL(int, dup, (int));
+  int r = fn ? fn(fd) : static_cast<int>(syscall(SYS_dup, fd));
+  if (r >= 0)
+    if (pollDesc* pd = pd_lookup(fd)) manage(r, pd->user_nonblock.load(), pd);
+  return r;
+}
+
+GORT_EXPORT int dup3(int oldfd, int newfd, int flags) {
+  GORT_REAL(int, dup3, (int, int, int));
+  if (oldfd != newfd && pd_lookup(newfd)) gort::rt::pd_close(newfd);
+  int r = fn ? fn(oldfd, newfd, flags) : static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
+  if (r >= 0 && oldfd != newfd)
+    if (pollDesc* pd = pd_lookup(oldfd)) manage(r, pd->user_nonblock.load(), pd);
+  return r;
+}
+
+GORT_EXPORT int dup2(int oldfd, int newfd) {
+  if (oldfd == newfd) {
+    GORT_REAL(int, dup2, (int, int));
+    return fn ? fn(oldfd, newfd)
+              : static_cast<int>(syscall(SYS_fcntl, oldfd, F_GETFD) < 0 ? -1 : newfd);
+  }
+  return dup3(oldfd, newfd, 0);
+}
+
+namespace {
+int fcntl_common(int fd, int cmd, long arg) {
+  using gort::rt::real_fcntl;
+  pollDesc* pd = pd_lookup(fd);
+  if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)  // waits for a file lock: a blocking call
+    return blocking_call([&] { return real_fcntl(fd, cmd, arg); });
+  if (!pd) return real_fcntl(fd, cmd, arg);
+  switch (cmd) {
+    case F_GETFL: {
+      int r = real_fcntl(fd, F_GETFL, 0);
+      if (!pd->kernel_nonblock.load()) return r;
+      if (r >= 0) r = (r & ~O_NONBLOCK) | (pd->user_nonblock.load() ? O_NONBLOCK : 0);
+      return r;
+    }
+    case F_SETFL: {
+      int r = real_fcntl(fd, F_SETFL, pd->kernel_nonblock.load() ? arg | O_NONBLOCK : arg);
+      if (r == 0) pd->user_nonblock.store(arg & O_NONBLOCK);
+      return r;
+    }
+    case F_DUPFD:
+    case F_DUPFD_CLOEXEC: {
+      int r = real_fcntl(fd, cmd, arg);
+      if (r >= 0) manage(r, pd->user_nonblock.load(), pd);
+      return r;
+    }
+    default:
+      return real_fcntl(fd, cmd, arg);
+  }
+}
+}  // namespace
+
+GORT_EXPORT int fcntl(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  long arg = va_arg(ap, long);
+  va_end(ap);
+  return fcntl_common(fd, cmd, arg);
+}
+
+GORT_EXPORT int fcntl64(int fd, int cmd, ...) {
+  va_list ap;
+  va_start(ap, cmd);
+  long arg = va_arg(ap, long);
+  va_end(ap);
+  return fcntl_common(fd, cmd, arg);
+}
+
+GORT_EXPORT int ioctl(int fd, unsigned long req, ...) {
+  GORT_REAL(int, ioctl, (int, unsigned long, ...));
+  va_list ap;
+  va_start(ap, req);
+  void* arg = va_arg(ap, void*);
+  va_end(ap);
+  if (req == FIONBIO && arg)
+    if (pollDesc* pd = pd_lookup(fd)) {
+      pd->user_nonblock.store(*static_cast<int*>(arg) != 0);
+      if (pd->kernel_nonblock.load()) return 0;
+    }
+  return fn ? fn(fd, req, arg) : static_cast<int>(syscall(SYS_ioctl, fd, req, arg));
+}
+
+GORT_EXPORT int setsockopt(int fd, int level, int opt, const void* val, socklen_t len) {
+  GORT_REAL(int, setsockopt, (int, int, int, const void*, socklen_t));
+  int r = fn ? fn(fd, level, opt, val, len)
+             : static_cast<int>(syscall(SYS_setsockopt, fd, level, opt, val, len));
+  if (r == 0 && level == SOL_SOCKET && (opt == SO_RCVTIMEO || opt == SO_SNDTIMEO) &&
+      len >= sizeof(struct timeval))
+    if (pollDesc* pd = pd_lookup(fd)) {
+      auto* tv = static_cast<const struct timeval*>(val);
+      int64_t ns = static_cast<int64_t>(tv->tv_sec) * 1000000000 + tv->tv_usec * 1000LL;
+      (opt == SO_RCVTIMEO ? pd->rcvtimeo : pd->sndtimeo).store(ns);
+    }
+  return r;
 }
 
 namespace gort::rt {

@@ -20,6 +20,7 @@
 #include "gort/runtime.h"
 #include "runtime/context.h"
 #include "runtime/maxprocs.h"
+#include "runtime/netpoll.h"
 #include "runtime/overflow.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
@@ -205,8 +206,11 @@ static void newm(p* pp, bool spinning) {
 }
 
 void notewakeup(m* mp) {
-  mp->park.store(1, std::memory_order_release);
-  alloc::futex_wake(&mp->park, 1);
+  mp->park.store(1, std::memory_order_seq_cst);
+  if (mp->in_netpoll.load(std::memory_order_seq_cst))
+    netpoll_break();
+  else
+    alloc::futex_wake(&mp->park, 1);
 }
 
 void startm(p* pp, bool spinning) {
@@ -388,8 +392,29 @@ static bool stopm(m* mp) {
       if (wait < 0) wait = 0;
     }
   }
+  // Tasks wait on the network and no M polls: this one blocks in epoll
+  // instead of its futex (Go's findrunnable: the last M polls), until a
+  // descriptor is ready, the earliest timer is due or notewakeup breaks it.
+  bool poller = false;
+  if (!sched.shutdown.load() && netpoll_waiters.load(std::memory_order_seq_cst) > 0 &&
+      !netpoll_sleeper.load()) {
+    netpoll_sleeper.store(mp);
+    poller = true;
+  }
   sched.lock.unlock();
-  if (wait != 0) {
+  if (poller) {
+    mp->in_netpoll.store(true, std::memory_order_seq_cst);
+    int32_t n = 0;
+    g* list = nullptr;
+    if (mp->park.load(std::memory_order_seq_cst) == 0) list = netpoll(wait, &n);
+    mp->in_netpoll.store(false, std::memory_order_seq_cst);
+    netpoll_sleeper.store(nullptr);
+    if (list) {
+      g* tail = list;
+      while (tail->schedlink) tail = tail->schedlink;
+      globrunqputbatch(list, tail, n);
+    }
+  } else if (wait != 0) {
     while (mp->park.load(std::memory_order_acquire) == 0) {
       alloc::futex_wait(&mp->park, 0, wait);
       if (wait >= 0) break;
@@ -451,6 +476,7 @@ static bool park_until_p(m* mp) {
     sched.lock.unlock();
     if (p2) {
       acquirep(mp, p2);
+      if (sched.runqsize.load(std::memory_order_relaxed) > 1) wakep();
       return true;
     }
   }
@@ -472,6 +498,18 @@ top:
   if (g* gp = globrunqget(pp, 0)) {
     if (mp->spinning) resetspinning(mp);
     return gp;
+  }
+  // Tasks wait on the network and nobody blocks in epoll: a look that
+  // does not block (Go's findrunnable does the same before stealing).
+  if (netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+      !netpoll_sleeper.load(std::memory_order_relaxed)) {
+    int32_t n;
+    if (g* list = netpoll(0, &n)) {
+      g* gp = runqputchain(pp, list);
+      if (mp->spinning) resetspinning(mp);
+      if (n > 1) wakep();
+      return gp;
+    }
   }
   {
     int32_t busy = gomaxprocs.load() - sched.npidle.load();

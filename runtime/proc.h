@@ -127,6 +127,9 @@ struct m {
   p* oldp = nullptr;
   uint64_t syscall_run = 0;
   int procid = 0;  // the thread's id, for the preemption signal
+  // Blocked in epoll_wait (netpoll.cc) instead of its futex: notewakeup
+  // breaks the poll. Set before park is read, as park is set before this.
+  std::atomic<bool> in_netpoll{false};
 };
 
 inline constexpr uint32_t kRunqSize = 256;

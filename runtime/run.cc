@@ -31,6 +31,7 @@
 #include "gc/roots.h"
 #include "gort/runtime.h"
 #include "runtime/maxprocs.h"
+#include "runtime/netpoll.h"
 #include "runtime/overflow.h"
 #include "runtime/proc.h"
 #include "runtime/runq.h"
@@ -103,6 +104,7 @@ void abandon_leftovers() {
     pp->runnext.store(nullptr);
     timers_clear(pp);
   }
+  netpoll_run_end();
   {
     alloc::lock_guard l(sched.lock);
     sched.runq_head = sched.runq_tail = nullptr;
@@ -126,6 +128,7 @@ void checkdead() {
   if (sched.shutdown.load() || !sched.running.load()) return;
   if (sched.npidle.load() != gomaxprocs.load() || sched.runqsize.load() != 0) return;
   if (sched.nmsyscall.load() != 0) return;  // a blocking call may still ready a task
+  if (netpoll_waiters.load() != 0) return;  // the network may still ready a task (as in Go)
   for (int32_t i = 0; i < gomaxprocs.load(); i++)
     if (!runq_empty(allp[i])) return;
   if (timers_pending() || foreign_threads()) return;

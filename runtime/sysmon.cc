@@ -10,6 +10,7 @@
 //    after 10 ms in any case;
 //  - asks a task that has run for more than 10 ms without a switch on its P
 //    to yield (preemptone, preempt.cc);
+//  - polls the network when tasks wait on it and nobody polled for 10 ms;
 //  - wakes an M if a timer is overdue by more than a millisecond and no M is
 //    spinning (a backstop for the timer sleeper);
 //  - forces a collection and a scavenge when the collector has a heap and
@@ -30,6 +31,7 @@
 #include "alloc/scavenger.h"
 #include "alloc/sys.h"
 #include "gort/gc.h"
+#include "runtime/netpoll.h"
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
@@ -42,6 +44,7 @@ constexpr int64_t kForcePreemptNs = 10 * 1000000;  // Go's forcePreemptNS
 constexpr int64_t kMaxSyscallNs = 10 * 1000000;
 constexpr int64_t kForceGCPeriodNs = 120LL * 1000000000;
 constexpr int64_t kMinDelayUs = 20, kMaxDelayUs = 10000;
+constexpr int64_t kNetpollNs = 10 * 1000000;  // Go's sysmon: poll if not polled for 10 ms
 
 struct sysmontick {
   uint32_t schedtick = 0;
@@ -190,6 +193,16 @@ void* sysmon_main(void*) {
       idle = 0;
     else
       idle++;
+    // Tasks wait on the network, no M blocks in epoll and none looked for
+    // 10 ms (every M busy running tasks): poll for them (Go's sysmon).
+    if (sched.running.load() && netpoll_waiters.load() > 0 && !netpoll_sleeper.load() &&
+        netpoll_last.load(std::memory_order_relaxed) + kNetpollNs < now) {
+      int32_t n;
+      if (g* list = netpoll(0, &n)) {
+        injectglist(list, n);
+        idle = 0;
+      }
+    }
     int64_t t0 = sched.running.load() ? timers_earliest(false) : 0;
     if (t0 != 0 && t0 + 1000000 < now && sched.nmspinning.load() == 0) wakep();
     forcegc(now);

@@ -7,7 +7,7 @@ PKGS="g++ make pkg-config libboost-test-dev libbenchmark-dev \
       libjemalloc2 libjemalloc-dev libmimalloc2.0 libmimalloc-dev \
       libgoogle-perftools4 libgoogle-perftools-dev valgrind \
       python3 python3-matplotlib git procps coreutils \
-      golang-go libboost-fiber-dev libboost-context-dev libgc-dev"
+      golang-go libboost-fiber-dev libboost-context-dev libgc-dev wrk"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $p"

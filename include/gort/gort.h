@@ -7,6 +7,7 @@
 
 #ifdef __cplusplus
 #include <gort/runtime.h>
+#include <gort/net.h>
 #endif
 
 #endif /* GORT_GORT_H */

@@ -1,0 +1,411 @@
+// The netpoller: a task waiting for a socket or a pipe costs a parked task,
+// not an OS thread (Go's netpoll.go and netpoll_epoll.go).
+//
+// One epoll instance watches every descriptor the runtime manages, each
+// registered once, edge-triggered, for reading and writing together
+// (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET), with the descriptor's
+// pollDesc as the event's data. A descriptor is managed when a task made it
+// (socket, socketpair, pipe, pipe2, accept, dup of a managed one: libc.cc)
+// or gort::net did. A socket is non-blocking in the kernel from birth and
+// the program's own view of O_NONBLOCK lives in pollDesc::user_nonblock; a
+// pipe keeps the program's mode (kernel_nonblock false), and a task waits
+// for its readiness here before making the call.
+//
+// Waiting. A task whose I/O returned EAGAIN calls pd_wait: under the
+// pollDesc's lock it takes a pending edge (ready[mode]) if one came since it
+// last looked, or puts a pollWait node (on its own stack) on the mode's wait
+// list and parks; the lock is released by gopark's after-function, once the
+// task's context is saved, so an edge or a timeout that takes the lock sees a
+// parked task. An edge wakes every waiter of that mode (several tasks may
+// accept on one listener or read one pipe; they retry and the losers park
+// again) or, with nobody waiting, leaves ready[mode] set, so an edge between
+// the EAGAIN and the park is never lost. Go allows one waiter per mode
+// (its fdMutex serialises readers); C programs share descriptors freely, so
+// here a list.
+//
+// Deadlines are per wait (gort::net's Conn deadlines and SO_RCVTIMEO /
+// SO_SNDTIMEO both become an absolute deadline for pd_wait): a timer armed
+// after the park takes the node off the list and readies the task with
+// ETIMEDOUT. close() (pd_close) bumps seq, marks the pollDesc inactive and
+// wakes every waiter with EBADF before the number can be reused.
+//
+// Finding the readied tasks (netpoll): an M looking for work polls without
+// blocking (findrunnable) when tasks wait and no M is blocked in epoll; the
+// last M to go idle blocks in epoll_wait instead of its futex, bounded by
+// the earliest timer, and is woken by an eventfd edge (netpoll_break) when
+// notewakeup hands it a P or shutdown comes; sysmon polls when nobody has for
+// 10 ms (every M busy running tasks). Readied tasks go to the poller's P (the
+// first runs at once) or to the global queue, and idle Ps get Ms.
+//
+// Invariants: a pollDesc is never freed (the table only grows), so a stale
+// epoll event or a late timer only ever touches valid memory; every change
+// of ready[] and of the wait lists happens under pollDesc::lock; a task is
+// on at most one wait list, and whoever takes its node off the list (an
+// edge, its timer, close) readies it, exactly once. netpoll_waiters counts
+// parked waiters so the scheduler's polls cost one load when none wait.
+//
+// Lock order: pollDesc::lock, then a P's timers_lock (arming the deadline),
+// then sched.lock (ready); the netpoll init lock is a leaf.
+#include "runtime/netpoll.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <new>
+
+#include "alloc/sys.h"
+#include "runtime/proc.h"
+#include "runtime/runq.h"
+#include "runtime/timer.h"
+
+namespace gort::rt {
+
+std::atomic<int32_t> netpoll_waiters{0};
+std::atomic<m*> netpoll_sleeper{nullptr};
+std::atomic<int64_t> netpoll_last{0};
+
+namespace {
+
+// A task parked on a pollDesc: on its own stack for the wait's duration.
+struct pollWait {
+  g* gp = nullptr;
+  pollWait* next = nullptr;
+  int result = 0;  // 0 ready, ETIMEDOUT, EBADF
+};
+
+// The per-descriptor wait state, beside the public pollDesc fields (kept
+// out of the header: only this file touches it).
+struct pollState {
+  alloc::mutex lock;
+  bool ready[2] = {false, false};
+  pollWait* waiters[2] = {nullptr, nullptr};
+};
+
+struct pdFull : pollDesc {
+  pollState st;
+};
+
+constexpr int kChunkBits = 10, kChunkSize = 1 << kChunkBits, kChunks = 1 << 12;  // 4M fds
+std::atomic<std::atomic<pdFull*>*> g_table[kChunks];
+
+std::atomic<int> g_epfd{-1};
+int g_breakfd = -1;
+alloc::mutex g_init_lock;
+std::atomic<uint32_t> g_breaking{0};
+
+inline int idx(int mode) {
+  return mode == kModeRead ? 0 : 1;
+}
+
+int sys_epoll_ctl(int op, int fd, struct epoll_event* ev) {
+  return static_cast<int>(
+      syscall(SYS_epoll_ctl, g_epfd.load(std::memory_order_acquire), op, fd, ev));
+}
+
+bool init() {
+  if (g_epfd.load(std::memory_order_acquire) >= 0) return true;
+  alloc::lock_guard l(g_init_lock);
+  if (g_epfd.load() >= 0) return true;
+  int ep = static_cast<int>(syscall(SYS_epoll_create1, EPOLL_CLOEXEC));
+  if (ep < 0) return false;
+  int bfd = static_cast<int>(syscall(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (bfd < 0) {
+    syscall(SYS_close, ep);
+    return false;
+  }
+  struct epoll_event ev {};
+  ev.events = EPOLLIN | EPOLLET;
+  ev.data.ptr = nullptr;  // the break descriptor
+  if (syscall(SYS_epoll_ctl, ep, EPOLL_CTL_ADD, bfd, &ev) != 0) {
+    syscall(SYS_close, ep);
+    syscall(SYS_close, bfd);
+    return false;
+  }
+  g_breakfd = bfd;
+  netpoll_last.store(now_ns());
+  g_epfd.store(ep, std::memory_order_release);
+  return true;
+}
+
+pdFull* slot(int fd, bool make) {
+  if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
+  auto& chunk_ref = g_table[fd >> kChunkBits];
+  std::atomic<pdFull*>* chunk = chunk_ref.load(std::memory_order_acquire);
+  if (!chunk) {
+    if (!make) return nullptr;
+    auto* fresh = new std::atomic<pdFull*>[kChunkSize]();
+    if (!chunk_ref.compare_exchange_strong(chunk, fresh, std::memory_order_acq_rel)) {
+      delete[] fresh;
+    } else {
+      chunk = fresh;
+    }
+  }
+  auto& s = chunk[fd & (kChunkSize - 1)];
+  pdFull* pd = s.load(std::memory_order_acquire);
+  if (!pd && make) {
+    auto* fresh = new pdFull;
+    fresh->fd = fd;
+    if (!s.compare_exchange_strong(pd, fresh, std::memory_order_acq_rel))
+      delete fresh;
+    else
+      pd = fresh;
+  }
+  return pd;
+}
+
+// Takes every waiter of mode off pd's list with result r; pd's lock held.
+// Returns them as a chain through schedlink (still waiting).
+g* take_waiters(pdFull* pd, int i, int r, g* chain, int32_t* n) {
+  for (pollWait* w = pd->st.waiters[i]; w; w = w->next) {
+    w->result = r;
+    if (abandoned(w->gp)) continue;
+    w->gp->schedlink = chain;
+    chain = w->gp;
+    (*n)++;
+  }
+  pd->st.waiters[i] = nullptr;
+  return chain;
+}
+
+void ready_chain(g* chain) {
+  while (chain) {
+    g* next = chain->schedlink;
+    ready(chain);
+    chain = next;
+  }
+}
+
+// A deadline passed: the node, if still listed, leaves with ETIMEDOUT.
+struct waitTimer {
+  timer t;
+  pdFull* pd;
+  pollWait* w;
+  int i;
+};
+
+void deadline_fire(timer* t, int64_t) {
+  auto* wt = static_cast<waitTimer*>(t->arg);
+  pdFull* pd = wt->pd;
+  g* gp = nullptr;
+  {
+    alloc::lock_guard l(pd->st.lock);
+    for (pollWait** pw = &pd->st.waiters[wt->i]; *pw; pw = &(*pw)->next) {
+      if (*pw == wt->w) {
+        *pw = wt->w->next;
+        wt->w->result = ETIMEDOUT;
+        gp = wt->w->gp;
+        break;
+      }
+    }
+  }
+  if (gp && !abandoned(gp)) ready(gp);
+  t->firing.store(0, std::memory_order_release);  // the waiter may now return
+}
+
+struct parkArgs {
+  pdFull* pd;
+  waitTimer* wt;
+};
+
+void park_commit(void* arg, g*) {
+  auto* a = static_cast<parkArgs*>(arg);
+  if (a->wt) timer_add(&a->wt->t, a->wt->t.when);
+  a->pd->st.lock.unlock();
+}
+
+}  // namespace
+
+bool netpoll_inited() {
+  return g_epfd.load(std::memory_order_relaxed) >= 0;
+}
+
+pollDesc* pd_lookup(int fd) {
+  pdFull* pd = slot(fd, false);
+  return pd && pd->active.load(std::memory_order_acquire) ? pd : nullptr;
+}
+
+pollDesc* pd_open(int fd, bool user_nonblock, bool kernel_nonblock) {
+  if (!init()) return nullptr;
+  pdFull* pd = slot(fd, true);
+  if (!pd) return nullptr;
+  {
+    alloc::lock_guard l(pd->st.lock);
+    pd->st.ready[0] = pd->st.ready[1] = false;
+    pd->user_nonblock.store(user_nonblock, std::memory_order_relaxed);
+    pd->kernel_nonblock.store(kernel_nonblock, std::memory_order_relaxed);
+    pd->rcvtimeo.store(0, std::memory_order_relaxed);
+    pd->sndtimeo.store(0, std::memory_order_relaxed);
+    pd->closing.store(false, std::memory_order_relaxed);
+  }
+  struct epoll_event ev {};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = pd;
+  if (sys_epoll_ctl(EPOLL_CTL_ADD, fd, &ev) != 0) {
+    // Already there (a number closed behind libc's back and reused): modify.
+    if (errno != EEXIST || sys_epoll_ctl(EPOLL_CTL_MOD, fd, &ev) != 0) return nullptr;
+  }
+  pd->active.store(true, std::memory_order_release);
+  return pd;
+}
+
+void pd_close(int fd) {
+  pdFull* pd = slot(fd, false);
+  if (!pd || !pd->active.load(std::memory_order_acquire)) return;
+  int32_t n = 0;
+  g* chain = nullptr;
+  {
+    alloc::lock_guard l(pd->st.lock);
+    pd->closing.store(true, std::memory_order_relaxed);
+    pd->active.store(false, std::memory_order_release);
+    pd->seq.fetch_add(1, std::memory_order_acq_rel);
+    pd->st.ready[0] = pd->st.ready[1] = false;
+    chain = take_waiters(pd, 0, EBADF, chain, &n);
+    chain = take_waiters(pd, 1, EBADF, chain, &n);
+  }
+  sys_epoll_ctl(EPOLL_CTL_DEL, fd, nullptr);
+  ready_chain(chain);
+}
+
+void pd_kick(pollDesc* base) {
+  auto* pd = static_cast<pdFull*>(base);
+  int32_t n = 0;
+  g* chain = nullptr;
+  {
+    alloc::lock_guard l(pd->st.lock);
+    chain = take_waiters(pd, 0, 0, chain, &n);
+    chain = take_waiters(pd, 1, 0, chain, &n);
+  }
+  ready_chain(chain);
+}
+
+int pd_wait(pollDesc* base, int mode, int64_t deadline, uint32_t seq) {
+  auto* pd = static_cast<pdFull*>(base);
+  int i = idx(mode);
+  pd->st.lock.lock();
+  if (pd->seq.load(std::memory_order_relaxed) != seq || !pd->active.load()) {
+    pd->st.lock.unlock();
+    return EBADF;
+  }
+  if (pd->st.ready[i]) {
+    pd->st.ready[i] = false;
+    pd->st.lock.unlock();
+    return 0;
+  }
+  if (deadline != 0 && deadline <= now_ns()) {
+    pd->st.lock.unlock();
+    return ETIMEDOUT;
+  }
+  pollWait w;
+  w.gp = getg();
+  w.next = pd->st.waiters[i];
+  pd->st.waiters[i] = &w;
+  waitTimer wt;
+  parkArgs a{pd, nullptr};
+  if (deadline != 0) {
+    wt.t.when = deadline;
+    wt.t.f = deadline_fire;
+    wt.t.arg = &wt;
+    wt.pd = pd;
+    wt.w = &w;
+    wt.i = i;
+    a.wt = &wt;
+  }
+  netpoll_waiters.fetch_add(1, std::memory_order_seq_cst);
+  gopark(park_commit, &a, mode == kModeRead ? "IO wait (read)" : "IO wait (write)");
+  netpoll_waiters.fetch_sub(1, std::memory_order_relaxed);
+  if (deadline != 0 && !timer_del(&wt.t)) timer_wait_fired(&wt.t);
+  return w.result;
+}
+
+g* netpoll(int64_t delay_ns, int32_t* n) {
+  *n = 0;
+  int ep = g_epfd.load(std::memory_order_acquire);
+  if (ep < 0) return nullptr;
+  int ms;
+  if (delay_ns < 0)
+    ms = -1;
+  else if (delay_ns == 0)
+    ms = 0;
+  else if (delay_ns < 1000000)
+    ms = 1;
+  else if (delay_ns < 1000000000000LL)
+    ms = static_cast<int>(delay_ns / 1000000);
+  else
+    ms = 1000000000;
+  struct epoll_event evs[128];
+  int r = static_cast<int>(syscall(SYS_epoll_pwait, ep, evs, 128, ms, nullptr, _NSIG / 8));
+  netpoll_last.store(now_ns(), std::memory_order_relaxed);
+  if (r <= 0) return nullptr;
+  g* chain = nullptr;
+  for (int k = 0; k < r; k++) {
+    auto* pd = static_cast<pdFull*>(evs[k].data.ptr);
+    uint32_t e = evs[k].events;
+    if (!pd) {  // netpoll_break
+      uint64_t v;
+      ssize_t rr = ::syscall(SYS_read, g_breakfd, &v, sizeof v);
+      (void)rr;
+      g_breaking.store(0, std::memory_order_release);
+      continue;
+    }
+    bool rd = e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+    bool wr = e & (EPOLLOUT | EPOLLHUP | EPOLLERR);
+    alloc::lock_guard l(pd->st.lock);
+    if (rd) {
+      if (pd->st.waiters[0])
+        chain = take_waiters(pd, 0, 0, chain, n);
+      else
+        pd->st.ready[0] = true;
+    }
+    if (wr) {
+      if (pd->st.waiters[1])
+        chain = take_waiters(pd, 1, 0, chain, n);
+      else
+        pd->st.ready[1] = true;
+    }
+  }
+  for (g* gp = chain; gp; gp = gp->schedlink)
+    gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  return chain;
+}
+
+void netpoll_run_end() {
+  netpoll_waiters.store(0);
+  for (int c = 0; c < kChunks; c++) {
+    std::atomic<pdFull*>* chunk = g_table[c].load(std::memory_order_acquire);
+    if (!chunk) continue;
+    for (int k = 0; k < kChunkSize; k++) {
+      pdFull* pd = chunk[k].load(std::memory_order_acquire);
+      if (!pd) continue;
+      alloc::lock_guard l(pd->st.lock);
+      pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
+    }
+  }
+}
+
+void netpoll_break() {
+  if (g_breakfd < 0) return;
+  if (g_breaking.exchange(1, std::memory_order_acq_rel) != 0) return;
+  uint64_t one = 1;
+  ssize_t r = ::syscall(SYS_write, g_breakfd, &one, sizeof one);
+  (void)r;
+}
+
+void injectglist(g* list, int32_t n) {
+  if (!list) return;
+  g* tail = list;
+  while (tail->schedlink) tail = tail->schedlink;
+  globrunqputbatch(list, tail, n);
+  // One M per readied task, up to the idle Ps.
+  for (int32_t i = 0; i < n && sched.npidle.load(std::memory_order_relaxed) > 0; i++) {
+    int32_t before = sched.npidle.load();
+    startm(nullptr, false);
+    if (sched.npidle.load() == before) break;
+  }
+}
+
+}  // namespace gort::rt

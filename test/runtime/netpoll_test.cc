@@ -1,0 +1,515 @@
+// The netpoller through the interposed libc calls (issue 12): sockets and
+// pipes a task makes park the task, not its M, while the program still sees
+// blocking calls, its own O_NONBLOCK, its SO_RCVTIMEO, EBADF from a close()
+// under a waiter, EOF and resets; plain threads see no change. The Makefile
+// runs the suite at GORT_MAXPROCS 1, 2 and 8. Assertions are on bytes,
+// counts and errno, never on time.
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include "common.h"
+#include "gort/net.h"
+#include "gort/runtime.h"
+
+using namespace rt_test;
+
+namespace {
+
+// errno right after the call, out of line (a task may change threads).
+__attribute__((noinline)) int read_errno(int fd, ssize_t* r) {
+  char c;
+  errno = 0;
+  *r = read(fd, &c, 1);
+  return errno;
+}
+
+int listen_lo(int backlog, uint16_t* port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(fd, backlog) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    close(fd);
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+int dial_lo(uint16_t port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool full_io(bool rd, int fd, void* buf, size_t n) {
+  char* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = rd ? read(fd, p, n) : write(fd, p, n);
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+  }
+  return true;
+}
+
+long threads_now() {
+  FILE* f = fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  long n = -1;
+  while (fgets(line, sizeof line, f))
+    if (strncmp(line, "Threads:", 8) == 0) n = strtol(line + 8, nullptr, 10);
+  fclose(f);
+  return n;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(netpoll)
+
+// 300 client tasks, each with its own connection to an echo server (a task
+// per connection), 20 round trips of 64 bytes each with plain libc calls.
+BOOST_AUTO_TEST_CASE(echo_hundreds_of_connections_libc) {
+  run_checked([] {
+    uint16_t port = 0;
+    int lfd = listen_lo(1024, &port);
+    TCHECK(lfd >= 0);
+    const int kConns = 300, kRounds = 20;
+    gort::WaitGroup served;
+    gort::go([&] {
+      for (int i = 0; i < kConns; i++) {
+        int c = accept(lfd, nullptr, nullptr);
+        TCHECK(c >= 0);
+        if (c < 0) return;
+        served.add(1);
+        gort::go([&, c] {
+          char buf[64];
+          for (;;) {
+            ssize_t n = read(c, buf, sizeof buf);
+            if (n <= 0) break;
+            if (!full_io(false, c, buf, static_cast<size_t>(n))) break;
+          }
+          close(c);
+          served.done();
+        });
+      }
+    });
+    std::atomic<int> ok{0};
+    gort::WaitGroup clients;
+    for (int i = 0; i < kConns; i++) {
+      clients.add(1);
+      gort::go([&, i] {
+        int fd = dial_lo(port);
+        TCHECK(fd >= 0);
+        bool good = fd >= 0;
+        for (int r = 0; r < kRounds && good; r++) {
+          char out[64], in[64];
+          memset(out, 'a' + (i + r) % 26, sizeof out);
+          good = full_io(false, fd, out, sizeof out) && full_io(true, fd, in, sizeof in) &&
+                 memcmp(in, out, sizeof in) == 0;
+        }
+        TCHECK(good);
+        if (good) ok++;
+        if (fd >= 0) close(fd);
+        clients.done();
+      });
+    }
+    TCHECK(wait_group_within(clients));
+    TCHECK(wait_group_within(served));
+    TCHECK_EQ(ok.load(), kConns);
+    close(lfd);
+  });
+}
+
+// 200 tasks blocked in read() on pipes at once hold no M each: the process
+// keeps a handful of threads (with the hand-off alone it took one per task).
+BOOST_AUTO_TEST_CASE(pipe_readers_park_without_threads) {
+  run_checked([] {
+    const int kPipes = 200;
+    std::vector<int> fds(2 * kPipes);
+    for (int i = 0; i < kPipes; i++) TCHECK(pipe(&fds[2 * static_cast<size_t>(i)]) == 0);
+    std::atomic<int> parked{0}, got{0};
+    gort::WaitGroup wg;
+    for (int i = 0; i < kPipes; i++) {
+      wg.add(1);
+      gort::go([&, i] {
+        parked++;
+        char c = 0;
+        TCHECK_EQ(read(fds[2 * static_cast<size_t>(i)], &c, 1), 1);
+        TCHECK_EQ(static_cast<int>(c), 'x');
+        got++;
+        wg.done();
+      });
+    }
+    TCHECK(wait_until([&] { return parked.load() == kPipes; }));
+    gort::sleep_for(std::chrono::milliseconds(50));  // sysmon would have retaken by now
+    long threads = threads_now();
+    TCHECK_MSG(threads < 40, "threads " << threads);
+    TCHECK_EQ(got.load(), 0);
+    for (int i = 0; i < kPipes; i++) {
+      char c = 'x';
+      TCHECK_EQ(write(fds[2 * static_cast<size_t>(i) + 1], &c, 1), 1);
+    }
+    TCHECK(wait_group_within(wg));
+    TCHECK_EQ(got.load(), kPipes);
+    for (int fd : fds) close(fd);
+  });
+}
+
+// A pipe between two tasks carries 4 MiB intact: writes larger than the
+// pipe's buffer are written whole (the blocking semantics), reads see EOF.
+BOOST_AUTO_TEST_CASE(pipe_between_tasks_bulk_and_eof) {
+  run_checked([] {
+    int p[2];
+    TCHECK(pipe(p) == 0);
+    const size_t kTotal = 4 << 20;
+    gort::go([&] {
+      std::vector<unsigned char> buf(256 * 1024);
+      size_t sent = 0;
+      while (sent < kTotal) {
+        for (size_t k = 0; k < buf.size(); k++) buf[k] = static_cast<unsigned char>((sent + k) * 7);
+        ssize_t n = write(p[1], buf.data(), buf.size());
+        TCHECK_EQ(n, static_cast<ssize_t>(buf.size()));
+        if (n <= 0) break;
+        sent += static_cast<size_t>(n);
+      }
+      close(p[1]);
+    });
+    size_t got = 0;
+    bool good = true;
+    std::vector<unsigned char> buf(10007);
+    for (;;) {
+      ssize_t n = read(p[0], buf.data(), buf.size());
+      if (n <= 0) {
+        TCHECK_EQ(n, 0);
+        break;
+      }
+      for (ssize_t k = 0; k < n; k++)
+        if (buf[static_cast<size_t>(k)] !=
+            static_cast<unsigned char>((got + static_cast<size_t>(k)) * 7))
+          good = false;
+      got += static_cast<size_t>(n);
+    }
+    TCHECK(good);
+    TCHECK_EQ(got, kTotal);
+    close(p[0]);
+  });
+}
+
+// SO_RCVTIMEO: a read with nothing to read ends with EAGAIN, as the kernel's.
+BOOST_AUTO_TEST_CASE(so_rcvtimeo_fires) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    timeval tv{0, 30000};
+    TCHECK(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+    ssize_t r;
+    int e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    // And data that comes before the timeout is read.
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      char c = 'k';
+      TCHECK_EQ(write(sv[1], &c, 1), 1);
+    });
+    tv = {5, 0};
+    TCHECK(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == 0);
+    e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, 1);
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
+// close() while another task waits in read() on the descriptor wakes it with
+// EBADF; so does dup2() onto it.
+BOOST_AUTO_TEST_CASE(close_and_dup2_wake_waiters) {
+  run_checked([] {
+    for (int how = 0; how < 2; how++) {
+      int sv[2];
+      TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+      std::atomic<int> err{0};
+      std::atomic<ssize_t> res{0};
+      gort::WaitGroup wg;
+      wg.add(1);
+      gort::go([&] {
+        ssize_t r;
+        err = read_errno(sv[0], &r);
+        res = r;
+        wg.done();
+      });
+      gort::sleep_for(std::chrono::milliseconds(20));
+      if (how == 0) {
+        close(sv[0]);
+      } else {
+        int other = open("/dev/null", O_RDONLY);
+        TCHECK(dup2(other, sv[0]) == sv[0]);
+        close(other);
+        close(sv[0]);
+      }
+      TCHECK(wait_group_within(wg));
+      TCHECK_EQ(res.load(), -1);
+      TCHECK_EQ(err.load(), EBADF);
+      close(sv[1]);
+    }
+  });
+}
+
+// A descriptor the program made non-blocking stays so (SOCK_NONBLOCK and
+// fcntl), and fcntl(F_GETFL) shows the program's own flag either way.
+BOOST_AUTO_TEST_CASE(program_nonblocking_stays_nonblocking) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) == 0);
+    TCHECK(fcntl(sv[0], F_GETFL) & O_NONBLOCK);
+    ssize_t r;
+    int e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    int p[2];
+    TCHECK(pipe(p) == 0);
+    TCHECK_EQ(fcntl(p[0], F_GETFL) & O_NONBLOCK, 0);  // the runtime's own flag is hidden
+    TCHECK(fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK) == 0);
+    TCHECK(fcntl(p[0], F_GETFL) & O_NONBLOCK);
+    e = read_errno(p[0], &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    TCHECK(fcntl(p[0], F_SETFL, 0) == 0);  // blocking again: a read waits for the writer
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      char c = 'z';
+      TCHECK_EQ(write(p[1], &c, 1), 1);
+    });
+    e = read_errno(p[0], &r);
+    TCHECK_EQ(r, 1);
+    for (int fd : {sv[0], sv[1], p[0], p[1]}) close(fd);
+  });
+}
+
+// EOF and reset over TCP: the reader sees 0 after an orderly close and
+// ECONNRESET after an abortive one (SO_LINGER 0).
+BOOST_AUTO_TEST_CASE(eof_and_reset) {
+  run_checked([] {
+    uint16_t port = 0;
+    int lfd = listen_lo(16, &port);
+    TCHECK(lfd >= 0);
+    for (int abortive = 0; abortive < 2; abortive++) {
+      gort::go([&, abortive] {
+        int c = accept(lfd, nullptr, nullptr);
+        TCHECK(c >= 0);
+        gort::sleep_for(std::chrono::milliseconds(10));
+        if (abortive) {
+          linger lg{1, 0};
+          TCHECK(setsockopt(c, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) == 0);
+        }
+        close(c);
+      });
+      int fd = dial_lo(port);
+      TCHECK(fd >= 0);
+      ssize_t r;
+      int e = read_errno(fd, &r);
+      if (abortive) {
+        TCHECK_EQ(r, -1);
+        TCHECK_EQ(e, ECONNRESET);
+      } else {
+        TCHECK_EQ(r, 0);
+      }
+      close(fd);
+    }
+    close(lfd);
+  });
+}
+
+// A task reads from a socket whose other end a plain thread writes; and a
+// plain thread reads, blocking as without gort, from a socket a task made.
+BOOST_AUTO_TEST_CASE(task_and_plain_thread_share_sockets) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);  // made by a task: watched
+    std::atomic<int> thread_got{0}, thread_err{0};
+    std::thread t([&] {
+      char buf[5];
+      errno = 0;
+      // sv[1] is non-blocking in the kernel; the thread must still block.
+      ssize_t n = read(sv[1], buf, sizeof buf);
+      thread_err = errno;
+      thread_got = static_cast<int>(n);
+      if (n == 5) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        TCHECK_EQ(write(sv[1], "world", 5), 5);
+      }
+    });
+    gort::sleep_for(std::chrono::milliseconds(10));
+    TCHECK_EQ(write(sv[0], "hello", 5), 5);
+    char buf[5];
+    TCHECK(full_io(true, sv[0], buf, 5));
+    TCHECK(memcmp(buf, "world", 5) == 0);
+    t.join();
+    TCHECK_EQ(thread_got.load(), 5);
+    TCHECK_EQ(thread_err.load(), 0);
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
+// poll() on one watched descriptor parks: a timeout returns 0, data 1.
+BOOST_AUTO_TEST_CASE(poll_one_descriptor) {
+  run_checked([] {
+    int p[2];
+    TCHECK(pipe(p) == 0);
+    pollfd pf{p[0], POLLIN, 0};
+    TCHECK_EQ(poll(&pf, 1, 20), 0);
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      TCHECK_EQ(write(p[1], "q", 1), 1);
+    });
+    pf.revents = 0;
+    TCHECK_EQ(poll(&pf, 1, 10000), 1);
+    TCHECK(pf.revents & POLLIN);
+    close(p[0]);
+    close(p[1]);
+  });
+}
+
+// gort::net: 300 connections echoing through Conn, both ends tasks.
+BOOST_AUTO_TEST_CASE(net_echo_hundreds_of_connections) {
+  run_checked([] {
+    std::error_code ec;
+    auto ln = gort::net::listen("127.0.0.1:0", ec);
+    TCHECK(!ec);
+    const int kConns = 300, kRounds = 20;
+    gort::WaitGroup served;
+    served.add(kConns);
+    gort::go([&] {
+      for (int i = 0; i < kConns; i++) {
+        std::error_code aec;
+        gort::net::Conn c = ln.accept(aec);
+        TCHECK_MSG(!aec, aec.message());
+        if (aec) return;
+        gort::go([&, c = std::move(c)]() mutable {
+          char buf[128];
+          std::error_code e;
+          for (;;) {
+            size_t n = c.read(buf, sizeof buf, e);
+            if (e || n == 0) break;
+            if (c.write(buf, n, e) != n || e) break;
+          }
+          served.done();
+        });
+      }
+    });
+    std::atomic<int> ok{0};
+    gort::WaitGroup clients;
+    for (int i = 0; i < kConns; i++) {
+      clients.add(1);
+      gort::go([&, i] {
+        std::error_code e;
+        auto c = gort::net::dial("127.0.0.1:" + std::to_string(ln.port()), e);
+        TCHECK_MSG(!e, e.message());
+        bool good = !e;
+        for (int r = 0; r < kRounds && good; r++) {
+          char out[100], in[100];
+          memset(out, 'A' + (i + r) % 26, sizeof out);
+          good = c.write(out, sizeof out, e) == sizeof out && !e;
+          size_t got = 0;
+          while (good && got < sizeof in) {
+            size_t n = c.read(in + got, sizeof in - got, e);
+            if (e || n == 0) good = false;
+            got += n;
+          }
+          good = good && memcmp(in, out, sizeof in) == 0;
+        }
+        TCHECK(good);
+        if (good) ok++;
+        c.close();
+        clients.done();
+      });
+    }
+    TCHECK(wait_group_within(clients));
+    TCHECK(wait_group_within(served));
+    TCHECK_EQ(ok.load(), kConns);
+  });
+}
+
+// Conn deadlines: a read with nobody writing ends with timed_out; a
+// deadline moved earlier while a task waits wakes it; close() from another
+// task wakes a reader with bad_file_descriptor; a bad address is an error.
+BOOST_AUTO_TEST_CASE(net_deadlines_and_close) {
+  run_checked([] {
+    std::error_code ec;
+    auto ln = gort::net::listen("127.0.0.1:0", ec);
+    TCHECK(!ec);
+    gort::net::Conn server;
+    gort::go([&] { server = ln.accept(ec); });
+    auto c = gort::net::dial("localhost:" + std::to_string(ln.port()), ec);
+    TCHECK(!ec);
+    char buf[8];
+    c.set_read_deadline(Clock::now() + std::chrono::milliseconds(20));
+    std::error_code e;
+    TCHECK_EQ(c.read(buf, sizeof buf, e), 0u);
+    TCHECK(e == std::errc::timed_out);
+    // Moved from none to now while the reader waits.
+    c.set_read_deadline({});
+    std::atomic<bool> done{false};
+    std::error_code e2;
+    gort::go([&] {
+      c.read(buf, sizeof buf, e2);
+      done = true;
+    });
+    gort::sleep_for(std::chrono::milliseconds(10));
+    TCHECK(!done.load());
+    c.set_read_deadline(Clock::now());
+    TCHECK(wait_until([&] { return done.load(); }));
+    TCHECK(e2 == std::errc::timed_out);
+    // close() under a waiting reader.
+    c.set_read_deadline({});
+    done = false;
+    gort::go([&] {
+      c.read(buf, sizeof buf, e2);
+      done = true;
+    });
+    gort::sleep_for(std::chrono::milliseconds(10));
+    TCHECK(!done.load());
+    c.close();
+    TCHECK(wait_until([&] { return done.load(); }));
+    TCHECK(e2 == std::errc::bad_file_descriptor);
+    // EOF at the server, then a refused dial and a bad address.
+    TCHECK(wait_until([&] { return server.valid(); }));
+    TCHECK_EQ(server.read(buf, sizeof buf, e), 0u);
+    TCHECK(!e);
+    uint16_t port = ln.port();
+    ln.close();
+    gort::net::dial("127.0.0.1:" + std::to_string(port), e);
+    TCHECK(e == std::errc::connection_refused);
+    gort::net::listen("not an address", e);
+    TCHECK(e == std::errc::invalid_argument);
+  });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
