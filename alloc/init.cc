@@ -58,6 +58,7 @@ __attribute__((constructor(101))) static void gort_alloc_constructor() {
 
 __attribute__((destructor(101))) static void gort_alloc_destructor() {
   if (g_options.mstats) print_stats(g_options.mstats_fd);
+  if (g_exit_report) g_exit_report();
 }
 
 }  // namespace gort::alloc
@@ -67,6 +68,7 @@ __attribute__((destructor(101))) static void gort_alloc_destructor() {
 // calls use internal aliases, so only the program's calls come here.
 extern "C" __attribute__((visibility("default"), noreturn)) void _exit(int status) {
   if (gort::alloc::g_options.mstats) gort::alloc::print_stats(gort::alloc::g_options.mstats_fd);
+  if (gort::alloc::g_exit_report) gort::alloc::g_exit_report();
   for (;;) syscall(SYS_exit_group, status);
 }
 extern "C" __attribute__((visibility("default"), noreturn)) void _Exit(int status) {

@@ -11,6 +11,7 @@
 namespace gort::alloc {
 
 constinit options g_options;
+void (*g_exit_report)() = nullptr;
 
 static bool parse_uint(const char* s, size_t len, int64_t max, int64_t* out) {
   if (len == 0 || len > 18) return false;
@@ -70,10 +71,12 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->schedtrace = v;
     } else if (nlen == 15 && memcmp(s, "asyncpreemptoff", 15) == 0) {
       o->asyncpreemptoff = v != 0;
+    } else if (nlen == 7 && memcmp(s, "metrics", 7) == 0) {
+      o->metrics = v != 0;
     } else {
       snprintf(why, whylen,
                "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
-               "gcpoison, schedtrace, asyncpreemptoff)",
+               "gcpoison, schedtrace, asyncpreemptoff, metrics)",
                static_cast<int>(nlen), s);
       return false;
     }
@@ -97,7 +100,7 @@ void options_init() {
     options o = g_options;
     if (parse_debug(v, &o, why, sizeof why)) {
       g_options = o;
-      if (o.mstats) {
+      if (o.mstats || o.metrics) {
         int fd = fcntl(2, F_DUPFD_CLOEXEC, 100);
         if (fd >= 0) g_options.mstats_fd = fd;
       }

@@ -37,9 +37,16 @@ struct options {
   // (runtime/preempt.cc).
   int64_t schedtrace = 0;
   bool asyncpreemptoff = false;
+  // GORT_DEBUG=metrics=1: print every metric (gort/metrics.h) at exit, to
+  // mstats_fd (gc/metrics.cc).
+  bool metrics = false;
 };
 
 extern options g_options;
+
+// More read-outs at exit from the layers above (gc/metrics.cc sets it for
+// GORT_DEBUG=metrics): called where mstats prints, at exit and in _exit.
+extern void (*g_exit_report)();
 
 // Parses the environment into g_options; safe to call before libc is ready
 // and more than once (the later calls do nothing).

@@ -12,8 +12,10 @@
 // It lives with the benchmarks because its main job is `gort bench`; `gort
 // run` is its small sibling. Paths are found from the binary's own location:
 // <bin>/../lib/libgort.so (the build tree and an installed PREFIX alike) and
-// the source tree's bench/run.py (next to the build tree, or the tree it was
-// built from, GORT_SOURCE_DIR).
+// the harness: the source tree's bench/run.py next to the build tree, else an
+// installed copy, <bin>/../libexec/gort/run.py with the benchmark programs
+// beside it (`make install`), else the tree it was built from
+// (GORT_SOURCE_DIR). The installed copy needs no source tree.
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 #ifndef GORT_SOURCE_DIR
@@ -92,24 +95,31 @@ int cmd_run(int argc, char** argv) {
 }
 
 int cmd_bench(int argc, char** argv) {
-  std::vector<std::string> candidates = {self_dir() + "/../../bench/run.py"};
-  if (*GORT_SOURCE_DIR) candidates.push_back(std::string(GORT_SOURCE_DIR) + "/bench/run.py");
-  std::string runner;
-  for (auto& c : candidates)
+  // (harness, where its programs are) in order of preference.
+  const std::string bin = self_dir();
+  std::vector<std::pair<std::string, std::string>> candidates = {
+      {bin + "/../../bench/run.py", bin + "/.."},
+      {bin + "/../libexec/gort/run.py", bin + "/../libexec/gort"}};
+  if (*GORT_SOURCE_DIR)
+    candidates.push_back({std::string(GORT_SOURCE_DIR) + "/bench/run.py", bin + "/.."});
+  std::string runner, programs, looked;
+  for (auto& [c, dir] : candidates) {
     if (exists(c)) {
       runner = c;
+      programs = dir;
       break;
     }
+    looked += (looked.empty() ? "" : ", ") + c;
+  }
   if (runner.empty()) {
     fprintf(stderr,
-            "gort: bench: cannot find bench/run.py (looked in %s%s%s); run it from a gort source "
-            "tree\n",
-            candidates[0].c_str(), candidates.size() > 1 ? " and " : "",
-            candidates.size() > 1 ? candidates[1].c_str() : "");
+            "gort: bench: cannot find the harness run.py (looked in %s); run it from a gort "
+            "source tree or a `make install`ed copy\n",
+            looked.c_str());
     return 2;
   }
-  // The harness finds the build tree next to this binary.
-  setenv("GORT_BUILD_DIR", (self_dir() + "/..").c_str(), 1);
+  setenv("GORT_BUILD_DIR", programs.c_str(), 1);
+  setenv("GORT_LIB_DIR", (bin + "/../lib").c_str(), 1);
   std::vector<char*> args = {const_cast<char*>("/usr/bin/python3"),
                              const_cast<char*>(runner.c_str())};
   for (int i = 0; i < argc; i++) args.push_back(argv[i]);

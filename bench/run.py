@@ -57,8 +57,16 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUILD = os.environ.get("GORT_BUILD_DIR", os.path.join(ROOT, "build"))
+# Two homes: the source tree (bench/run.py, programs under build/) and an
+# installed copy (`make install`: PREFIX/libexec/gort/run.py beside the
+# programs it runs, bench/..., and a REVISION file; libgort.so in PREFIX/lib).
+# `gort bench` sets GORT_BUILD_DIR and GORT_LIB_DIR for either.
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+INSTALLED = os.path.isfile(os.path.join(HERE, "REVISION"))
+BUILD = os.environ.get("GORT_BUILD_DIR", HERE if INSTALLED else os.path.join(ROOT, "build"))
+GORT_LIB = os.environ.get("GORT_LIB_DIR", os.path.join(ROOT, "..", "lib") if INSTALLED
+                          else os.path.join(BUILD, "lib"))
 LIBDIR = "/usr/lib/x86_64-linux-gnu"
 
 
@@ -121,7 +129,7 @@ def parse_figures(out):
 # ---- peers ---------------------------------------------------------------
 
 ALLOCATORS = [
-    ("gort", os.path.join(BUILD, "lib", "libgort.so"), None),
+    ("gort", os.path.join(GORT_LIB, "libgort.so"), None),
     ("glibc", "", "libc6"),
     ("jemalloc", os.path.join(LIBDIR, "libjemalloc.so.2"), "libjemalloc2"),
     ("mimalloc", os.path.join(LIBDIR, "libmimalloc.so.2"), "libmimalloc2.0"),
@@ -141,14 +149,24 @@ def check_preloadable(name, path):
 class Workload:
     """An allocator workload: one binary, run under each allocator."""
 
-    def __init__(self, name, path, about, quick=True):
-        self.name, self.path, self.about, self.quick = name, path, about, quick
+    # --quick runs every workload at a fraction of scale 1 so that `make run`
+    # (build and quick run together) stays within 3 minutes on 2 cores: a
+    # smoke comparison, not a measurement. quick_scale is that fraction;
+    # quick_rounds caps the rounds of a workload whose cost is mostly fixed
+    # (memory_return sleeps 2 s whatever the scale).
+    def __init__(self, name, path, about, quick_scale=0.1, quick_rounds=None):
+        self.name, self.path, self.about = name, path, about
+        self.quick_scale, self.quick_rounds = quick_scale, quick_rounds
 
     def peers(self, allocators):
         return [(n, [self.path], {"LD_PRELOAD": p} if p else {}) for n, p in allocators]
 
+    def effective_scale(self, scale):
+        # scale is 1 in --quick mode, 4 in a full run; quick_scale trims --quick only.
+        return self.quick_scale * scale if scale <= 1 else scale
+
     def run(self, cmd, env, scale):
-        env = dict(env, GORT_BENCH_SCALE="%g" % scale)
+        env = dict(env, GORT_BENCH_SCALE="%g" % self.effective_scale(scale))
         code, out, err, wall, maxrss = run_measured(cmd, env)
         if code != 0:
             raise Failure("exit %d: %s" % (code, err.strip()[-400:]))
@@ -174,7 +192,8 @@ class MicroWorkload(Workload):
         results = {}
         for n in names:
             code, out, err, _, _ = run_measured(
-                cmd + ["--benchmark_format=json", "--benchmark_min_time=%g" % (0.1 * scale),
+                cmd + ["--benchmark_format=json",
+                       "--benchmark_min_time=%g" % (0.1 * self.effective_scale(scale)),
                        "--benchmark_filter=^%s$" % re.escape(n)], env)
             if code != 0:
                 raise Failure("%s: exit %d: %s" % (n, code, err.strip()[-300:]))
@@ -199,12 +218,16 @@ def builtin_workloads():
         Workload("larson", w("larson"), "larson-like server: blocks freed by the next generation of threads"),
         Workload("prodcons", w("prodcons"), "4 producers allocate, 4 consumers verify and free"),
         Workload("false_sharing", w("false_sharing"), "small objects written by threads other than their allocator's"),
-        Workload("churn", w("churn"), "8 threads, random log-distributed sizes, bounded live set"),
-        Workload("realloc_growth", w("realloc_growth"), "buffers grown by doubling and by small steps"),
+        Workload("churn", w("churn"), "8 threads, random log-distributed sizes, bounded live set",
+                 quick_rounds=1),
+        Workload("realloc_growth", w("realloc_growth"), "buffers grown by doubling and by small steps",
+                 quick_rounds=1),
         Workload("short_threads", w("short_threads"), "2000 short-lived threads"),
-        Workload("memory_return", w("memory_return"), "RSS over time after freeing most memory"),
+        Workload("memory_return", w("memory_return"), "RSS over time after freeing most memory",
+                 quick_scale=0.25, quick_rounds=1),
         Workload("fragmentation", w("fragmentation"), "free 90% of small objects at random, then allocate large blocks"),
-        Workload("churn_then_free", w("rss_after_free"), "4 threads churn ~256 MiB, free it all, RSS 1 s later"),
+        Workload("churn_then_free", w("rss_after_free"), "4 threads churn ~256 MiB, free it all, RSS 1 s later",
+                 quick_rounds=1),
         MicroWorkload(os.path.join(BUILD, "bench", "micro", "malloc_bench")),
     ] + sched_workloads() + gc_workloads()
 
@@ -224,9 +247,8 @@ class PeerWorkload(Workload):
     PEERS = []
     PROCS = [1, 2]  # the default MAXPROCS values
 
-    def __init__(self, name, about, quick_scale=1.0, speedup=None):
-        super().__init__(name, self.PEERS[0][1](name), about)
-        self.quick_scale = quick_scale  # GORT_BENCH_SCALE in --quick mode (a full run: 4)
+    def __init__(self, name, about, quick_scale=0.1, speedup=None):
+        super().__init__(name, self.PEERS[0][1](name), about, quick_scale)
         self.speedup = speedup          # the time metric whose 1 -> N speed-up the report gives
         self.peer_names = [n for n, _, _, _ in self.PEERS]
         self.procs = list(self.PROCS)
@@ -247,10 +269,6 @@ class PeerWorkload(Workload):
                 if peer in self.peer_names and peer not in gone:
                     out.append((peer_label(peer, procs), [path_of(self.name)], {var: str(procs)}))
         return out
-
-    def run(self, cmd, env, scale):
-        # scale is 1 in --quick mode, 4 in a full run; quick_scale trims --quick only.
-        return super().run(cmd, env, self.quick_scale * scale if scale <= 1 else scale)
 
 
 # ---- scheduler workloads -------------------------------------------------
@@ -279,9 +297,9 @@ def sched_workloads():
     return [
         SchedWorkload("spawn", "spawn and join N trivial tasks (50000 x scale): all at once (spawn_ns), "
                       "then in batches of 100 (spawn_batch_ns)"),
-        SchedWorkload("parked", "N tasks (250000 x scale: 1M in a full run, 100000 in --quick) parked on "
+        SchedWorkload("parked", "N tasks (250000 x scale: 1M in a full run, 10000 in --quick) parked on "
                       "a channel receive: RSS per parked task; then all released by a close and joined",
-                      quick_scale=0.4),
+                      quick_scale=0.04),
         SchedWorkload("yield", "two tasks yielding in a loop (500000 x scale yields each): wall time per yield"),
         SchedWorkload("pingpong", "two tasks passing a value over two unbuffered channels "
                       "(200000 x scale round trips)"),
@@ -334,17 +352,17 @@ class GcWorkload(PeerWorkload):
     PROCS = [2]
 
     def __init__(self, name, about, targets=()):
-        super().__init__(name, about)
+        super().__init__(name, about, quick_scale=0.25)
         self.targets = list(targets)
 
 
 def gc_workloads():
     return [
         GcWorkload("binarytrees", "binary-trees (the Benchmarks Game, single-threaded): depth 21 in a "
-                   "full run, 17 in --quick; allocation-bound GC throughput and peak RSS",
+                   "full run, 13 in --quick; allocation-bound GC throughput and peak RSS",
                    [Target("time_ms", "boehm", 1.0), Target("time_ms", "go", 1.5),
                     Target("peak_rss_wait4", "boehm"), Target("peak_rss_wait4", "go")]),
-        GcWorkload("livechurn", "a live set of 1 KiB objects (200 MiB in a full run, 50 MiB in --quick) "
+        GcWorkload("livechurn", "a live set of 1 KiB objects (200 MiB in a full run, 12.5 MiB in --quick) "
                    "under churn: stop-the-world pauses and the worst latency a mutator operation sees",
                    [Target("pause_max_us", None, 1000.0, "us"), Target("pause_max_us", "go", 1.0),
                     Target("pause_p99_us", "go", 1.0), Target("op_max_us", "go", 1.0)]),
@@ -358,9 +376,7 @@ def versions(allocators):
     pkgs = {n: pkg for n, _, pkg in ALLOCATORS}
     for name, path in allocators:
         if name == "gort":
-            rev = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
-                                 capture_output=True, text=True).stdout.strip()
-            lines.append("gort %s (this tree)" % (rev or "?"))
+            lines.append("gort %s" % _gort_rev())
         elif pkgs.get(name):
             v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", pkgs[name]],
                                capture_output=True, text=True).stdout.strip()
@@ -423,6 +439,11 @@ def write_report(out_dir, kind, args, runs, names, allocators, workloads, sample
          "of this run (x1.00 = best). `wall` and `peak_rss_wait4` are measured by the harness "
          "(wait4), the rest are the workload's own figures." % runs,
          "- command: `gort bench %s`" % " ".join(args), "", "Versions:", ""]
+    once = [w.name for w in workloads if w.quick_rounds is not None]
+    if kind == "quick" and once:
+        # Their cost is mostly fixed (sleeps, first touches): one round keeps
+        # `make run` short; their cells are single samples.
+        L[4] += " In --quick, %s run %s only." % (", ".join(once), "in the first round")
     L += ["- " + v for v in versions(allocators)] + [""]
     if failures:
         L += ["## Failures", "", "These runs failed (a failed self-check is not a number):", ""]
@@ -529,7 +550,10 @@ def _out(cmd):
 
 
 def _gort_rev():
-    return _out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) or "?"
+    if INSTALLED:
+        with open(os.path.join(HERE, "REVISION")) as f:
+            return "%s (installed in %s)" % (f.read().strip() or "?", os.path.dirname(ROOT))
+    return "%s (this tree)" % (_out(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]) or "?")
 
 
 def _compiler():
@@ -541,7 +565,7 @@ def sched_versions(peers):
     lines = []
     for peer in peers:
         if peer == "gort":
-            lines.append("gort %s (this tree): bench/workloads/sched_*.cc, GORT_MAXPROCS" % _gort_rev())
+            lines.append("gort %s: bench/workloads/sched_*.cc, GORT_MAXPROCS" % _gort_rev())
         elif peer == "go":
             v = _out(["go", "version"])
             lines.append("go: %s: bench/peers/go, GOMAXPROCS" % (v or "no go command"))
@@ -560,7 +584,7 @@ def gc_versions(peers):
     lines = []
     for peer in peers:
         if peer == "gort":
-            lines.append("gort %s (this tree): bench/workloads/gc_*.cc, GORT_MAXPROCS, GORT_GC=%s"
+            lines.append("gort %s: bench/workloads/gc_*.cc, GORT_MAXPROCS, GORT_GC=%s"
                          % (_gort_rev(), os.environ.get("GORT_GC") or "unset (100)"))
         elif peer == "go":
             v = _out(["go", "version"])
@@ -846,7 +870,8 @@ def parse_args(argv):
         description="Compare allocators side by side, gort's scheduler with Go and Boost.Fiber, "
                     "and gort's garbage collector with Go and Boehm GC.",
         epilog="--workloads also takes the groups alloc, sched and gc.")
-    ap.add_argument("--quick", action="store_true", help="3 rounds at scale 1 (default: 5 rounds at scale 4)")
+    ap.add_argument("--quick", action="store_true",
+                    help="3 short rounds, each workload at a fraction of scale 1 (default: 5 rounds at scale 4)")
     ap.add_argument("--runs", help="rounds (a positive integer)")
     ap.add_argument("--workloads", help="comma-separated workload names (default: all)")
     ap.add_argument("--allocators", help="comma-separated allocator names to run (default: all found)")
@@ -861,7 +886,10 @@ def parse_args(argv):
     ap.add_argument("--maxprocs", metavar="1,2",
                     help="MAXPROCS values the scheduler and GC workloads run with "
                     "(default: 1,2 for the scheduler workloads, 2 for the GC ones)")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"), help="report directory")
+    ap.add_argument("--out", default=os.path.join(os.getcwd(), "gort-bench-results") if INSTALLED
+                    else os.path.join(ROOT, "bench", "results"),
+                    help="report directory (default: bench/results in the source tree, "
+                    "./gort-bench-results for an installed copy)")
     a = ap.parse_args(argv)
     if a.runs is not None and not re.fullmatch(r"[1-9][0-9]{0,3}", a.runs):
         die("--runs wants a positive integer, got %r" % a.runs)
@@ -922,7 +950,7 @@ def main(argv):
             die("--add-workload wants NAME=/path/program, got %r" % spec)
         if not os.access(path, os.X_OK):
             die("--add-workload %s: not an executable: %s" % (name, path))
-        workloads.append(Workload(name, os.path.abspath(path), "user workload %s" % path))
+        workloads.append(Workload(name, os.path.abspath(path), "user workload %s" % path, quick_scale=1.0))
     if a.workloads:
         groups = {"alloc": [w.name for w in workloads if not isinstance(w, PeerWorkload)],
                   "sched": [w.name for w in workloads if isinstance(w, SchedWorkload)],
@@ -952,7 +980,7 @@ def main(argv):
         print("gort bench: round %d/%d" % (r + 1, runs), file=sys.stderr)
         for w in workloads:
             peers = w.peers(allocators)
-            if not peers:
+            if not peers or (a.quick and w.quick_rounds is not None and r >= w.quick_rounds):
                 continue
             k = r % len(peers)
             for name, cmd, env in peers[k:] + peers[:k]:

@@ -3,7 +3,7 @@
 # Called by `make deps`; runs apt-get only for packages that are missing,
 # and `apt-get update` once, only when something is missing.
 set -e
-PKGS="g++ make pkg-config libboost-test-dev libbenchmark-dev \
+PKGS="g++ make pkg-config cmake libboost-test-dev libbenchmark-dev \
       libjemalloc2 libjemalloc-dev libmimalloc2.0 libmimalloc-dev \
       libgoogle-perftools4 libgoogle-perftools-dev valgrind \
       python3 python3-matplotlib git procps coreutils \

@@ -143,7 +143,7 @@ BOOST_AUTO_TEST_CASE(gc_report_with_a_failed_and_a_missing_peer) {
         "**FAILED** binarytrees on go P=2, round 1: exit 1: binarytrees: check failed",
         "| binarytrees: time_ms | 2 | ms | 120.0 | FAILED | missing |",
         "| maxprocs | 2 | n, lower is better | 2 (2-2) x1.00 **best** | FAILED | missing |",
-        "| scale | 2 | x, lower is better | 1 (1-1) x1.00 **best** | FAILED | missing |",
+        "| scale | 2 | x, lower is better | 0.25 (0.25-0.25) x1.00 **best** | FAILED | missing |",
         "| binarytrees | time_ms within 1.5x of go's | 2 | 120.0 ms | go: FAILED | - | - |",
         "| livechurn | pause_max_us at most 1000 us | 2 | missing | - | - | - |",
         "No target could be judged", "No successful runs.",
