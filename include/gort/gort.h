@@ -4,6 +4,7 @@
 
 #include <gort/gc.h>
 #include <gort/malloc.h>
+#include <gort/pool.h>
 
 #ifdef __cplusplus
 #include <gort/runtime.h>
