@@ -161,7 +161,7 @@ stress: deps build
 	  $(BUILD)/test/gc_tests --report_level=short || exit 1; done
 
 # ---- benchmarks ----
-BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
+BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc bench/workloads/pool_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
 BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 benches: $(BENCH_BINS)
@@ -246,6 +246,15 @@ $(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
 	else \
 	  echo "peers: no Boehm GC headers: skipping the Boehm peer $* (make deps installs libgc-dev)"; \
 	fi
+
+# ---- pool benchmarks (issue 13): gort::Pool vs Go's sync.Pool ----
+.PHONY: pool-benches
+pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput
+
+$(BUILD)/bench/workloads/pool_%: bench/workloads/pool_%.cc bench/workloads/sched_common.h include/gort/pool.h \
+                                 $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
 
 run: deps build sched-benches gc-benches
 	$(BUILD)/bin/gort bench --quick

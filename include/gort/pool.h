@@ -16,8 +16,8 @@
  *    collector frees it once nothing else reaches it.
  * A pool never hands the same object to two callers: one put, one get.
  * Drop functions run on the collector's thread at the start of a cycle (or
- * in gort_pool_free): they may free and lock, but must not wait for a
- * collection nor free a pool.
+ * in gort_pool_free): they may free and lock, but must not allocate GC
+ * objects, wait for a collection nor free a pool.
  */
 #ifndef GORT_POOL_H
 #define GORT_POOL_H
