@@ -21,11 +21,12 @@ ALLOC_SRCS   := $(wildcard alloc/*.cc)
 GC_SRCS      := $(wildcard gc/*.cc)
 RUNTIME_SRCS := $(wildcard runtime/*.cc)
 RUNTIME_ASM  := $(wildcard runtime/*.S)
+POOL_SRCS    := $(wildcard pool/*.cc)
 LIB_OBJS     := $(ALLOC_SRCS:%.cc=$(OBJ)/%.o) $(GC_SRCS:%.cc=$(OBJ)/%.o) $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o) \
-                $(RUNTIME_ASM:%.S=$(OBJ)/%.o)
+                $(RUNTIME_ASM:%.S=$(OBJ)/%.o) $(POOL_SRCS:%.cc=$(OBJ)/%.o)
 
 FORMAT_FILES = $(wildcard test/*.h test/install/*/*.cc alloc/*.cc alloc/*.h gc/*.cc gc/*.h runtime/*.cc runtime/*.h include/gort/*.h test/*/*.cc test/*/*.h test/progs/*.c \
-                 bench/*.cc bench/*/*.cc bench/*/*.h)
+                 bench/*.cc bench/*/*.cc bench/*/*.h pool/*.cc pool/*.h)
 
 .PHONY: all deps build lib test run bench clean install format check-format stress
 all: build
@@ -55,7 +56,7 @@ $(RUNTIME_SRCS:%.cc=$(OBJ)/%.o): LIBFLAGS := $(filter-out -fno-exceptions -fno-r
 # under its locks too.
 GORT_TEXT = objcopy $$(objdump -h $@ | awk '$$2 ~ /^\.text/ { printf "--rename-section %s=gort_text,alloc,contents,load,readonly,code ", $$2 }') $@
 
-$(OBJ)/%.o: %.cc $(wildcard alloc/*.h gc/*.h runtime/*.h include/gort/*.h) Makefile
+$(OBJ)/%.o: %.cc $(wildcard alloc/*.h gc/*.h runtime/*.h pool/*.h include/gort/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CXX) $(LIBFLAGS) -c $< -o $@
 	$(GORT_TEXT)
@@ -81,7 +82,7 @@ TEST_PROGS      := $(patsubst test/progs/%.cc,$(BUILD)/test/%,$(wildcard test/pr
 TEST_RUNTIME_SRCS := $(wildcard test/runtime/*_test.cc)
 TEST_GC_SRCS    := $(wildcard test/gc/*_test.cc)
 TEST_BINS       := $(BUILD)/test/alloc_tests $(BUILD)/test/bench_tests $(BUILD)/test/runtime_tests \
-                   $(BUILD)/test/gc_tests
+                   $(BUILD)/test/gc_tests $(BUILD)/test/pool_tests
 
 tests: $(TEST_BINS) $(TEST_PROGS)
 
@@ -100,6 +101,12 @@ $(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/gc
                         $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_GC_SRCS) test/gc/main.cc $(BUILD)/lib/libgort.a \
+	  -lboost_unit_test_framework -pthread -ldl
+
+TEST_POOL_SRCS := $(wildcard test/pool/*_test.cc)
+$(BUILD)/test/pool_tests: $(TEST_POOL_SRCS) test/pool/main.cc test/watchdog.h include/gort/pool.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(TESTFLAGS) -o $@ $(TEST_POOL_SRCS) test/pool/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
 
 $(BUILD)/test/bench_tests: test/bench/harness_test.cc test/bench/install_test.cc test/alloc/helpers.h
@@ -143,6 +150,8 @@ test: deps build bench-build
 	@echo "== collector torture mode: a cycle every 8 span refills, the tri-colour invariant verified =="
 	GORT_DEBUG=gcverify=1,gcstress=8 GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests \
 	  --run_test=torture,concurrent,lifetime,conservative,roots,destructors --report_level=short
+	@echo "== pools, with GORT_MAXPROCS=2 =="
+	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/pool_tests --log_level=test_suite --report_level=short
 	@echo "== benchmark harness and gort tool =="
 	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 
@@ -155,7 +164,7 @@ stress: deps build
 	  $(BUILD)/test/gc_tests --report_level=short || exit 1; done
 
 # ---- benchmarks ----
-BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
+BENCH_SRCS := $(filter-out bench/workloads/sched_%.cc bench/workloads/gc_%.cc bench/workloads/pool_%.cc,$(wildcard bench/micro/*.cc bench/workloads/*.cc))
 BENCH_BINS := $(patsubst bench/%.cc,$(BUILD)/bench/%,$(BENCH_SRCS))
 
 benches: $(BENCH_BINS)
@@ -240,6 +249,15 @@ $(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
 	else \
 	  echo "peers: no Boehm GC headers: skipping the Boehm peer $* (make deps installs libgc-dev)"; \
 	fi
+
+# ---- pool benchmarks (issue 13): gort::Pool vs Go's sync.Pool ----
+.PHONY: pool-benches
+pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput
+
+$(BUILD)/bench/workloads/pool_%: bench/workloads/pool_%.cc bench/workloads/sched_common.h include/gort/pool.h \
+                                 $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
 
 # `make run` builds only what the quick comparison runs (the library, the
 # tool, the workloads and the peers: not the test suites) and builds it on

@@ -122,10 +122,14 @@ void mark_task(void* arg) {
   }
 }
 
+std::atomic<void (*)()> g_cycle_hooks[4];
+
 void run_cycle() {
   int64_t t_begin = alloc::nanotime();
   int64_t cpu0 = thread_cpu_ns();
   sweep_all();
+  for (auto& h : g_cycle_hooks)
+    if (auto fn = h.load(std::memory_order_acquire)) fn();
   int64_t heap0 = g_heap_alloc.load(std::memory_order_relaxed);
 
   // 1. Sweep termination.
@@ -322,6 +326,14 @@ void request_cycle() {
 }
 
 }  // namespace
+
+bool on_cycle_start(void (*fn)()) {
+  for (auto& h : g_cycle_hooks) {
+    void (*none)() = nullptr;
+    if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
 
 int runtime_threads() {
   if (!g_started.load(std::memory_order_acquire) || g_forked.load(std::memory_order_relaxed))

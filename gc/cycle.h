@@ -41,4 +41,9 @@ void note_alloc_slow();
 extern std::atomic<uint64_t> g_large_marked_bytes;
 extern uint64_t g_cache_marked_bytes;
 
+// Go's clearpools: fn() runs on the collector's thread at the start of every
+// cycle, after the previous sweep and before the first stop (so it may lock
+// and free, but must not wait for a cycle). At most 4 hooks; false if full.
+bool on_cycle_start(void (*fn)());
+
 }  // namespace gort::gc

@@ -5,6 +5,7 @@
 #include <gort/gc.h>
 #include <gort/malloc.h>
 #include <gort/metrics.h>
+#include <gort/pool.h>
 
 #ifdef __cplusplus
 #include <gort/runtime.h>
