@@ -6,8 +6,8 @@
 #include <gort/malloc.h>
 
 #ifdef __cplusplus
-#include <gort/runtime.h>
 #include <gort/net.h>
+#include <gort/runtime.h>
 #endif
 
 #endif /* GORT_GORT_H */
