@@ -330,11 +330,16 @@ fuzz: $(BUILD)/fuzz/malloc_fuzz
 # bench/http/http_server.cc (both gort variants), bench/http/http_probe.cc
 # (fairness and idle-connection clients), bench/peers/go/httpserver.go, wrk.
 # Part of `make bench` (not `make run`): bench/results/http.md.
-HTTP_BINS := $(BUILD)/bench/http/http_server $(BUILD)/bench/http/http_probe $(BUILD)/bench/peers/go/httpserver
+HTTP_BINS := $(BUILD)/bench/http/http_server $(BUILD)/bench/http/http_probe $(BUILD)/bench/peers/go/httpserver \
+             $(BUILD)/bench/http/io_rows $(BUILD)/bench/peers/go/iorows
 .PHONY: http-benches http-bench
 http-benches: $(HTTP_BINS)
 
 $(BUILD)/bench/http/http_server: bench/http/http_server.cc include/gort/net.h $(BUILD)/lib/libgort.a
+	@mkdir -p $(dir $@)
+	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
+
+$(BUILD)/bench/http/io_rows: bench/http/io_rows.cc $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(BENCHFLAGS) -o $@ $< $(BUILD)/lib/libgort.a -ldl
 

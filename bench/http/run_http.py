@@ -104,6 +104,19 @@ def main():
             p.wait()
         print(name, idle[name], flush=True)
 
+    # Issue 11's rows: pipe round trip and blocking-I/O/busy fairness.
+    rows = {}
+    env = dict(os.environ)
+    env.setdefault("GORT_MAXPROCS", str(os.cpu_count()))
+    env.setdefault("GOMAXPROCS", env["GORT_MAXPROCS"])
+    for rnd in range(ROUNDS):
+        for name, cmd in (("gort", f"{build}/bench/http/io_rows"),
+                          ("Go", f"{build}/bench/peers/go/iorows")):
+            for mode in ("roundtrip", "fairness"):
+                o = subprocess.run([cmd, mode], capture_output=True, text=True, env=env).stdout
+                rows.setdefault((name, mode), []).append(o.strip())
+                print(name, mode, o.strip(), flush=True)
+
     med = lambda xs: statistics.median(xs)
     L = ["# HTTP/1.1 keep-alive server: gort::net, gort + blocking libc calls, Go net/http", "",
          f"Machine: {os.cpu_count()} CPUs (a VM shared with other jobs while this ran: "
@@ -133,6 +146,17 @@ def main():
     for name in SERVERS:
         line, b, a, per = idle[name]
         L.append(f"| {name} | {line} | {b / 1024:.1f} | {a / 1024:.1f} | {per / 1024:.2f} |")
+    L += ["", "## Blocking-call round trip and fairness (issue 11's rows)", "",
+          "Round trip: a task blocked in read() on a pipe woken by another task's write(), and "
+          "back (ns, median of the rounds). Fairness: 8 pipe ping-pong pairs and 8 busy tasks "
+          "for 2 s: steps per task (min/max by kind) and the worst gap between two steps of one "
+          "task (every round shown).", ""]
+    for name in ("gort", "Go"):
+        rts = [float(x.split()[1]) for x in rows[(name, "roundtrip")] if x.startswith("roundtrip")]
+        L.append(f"- {name} round trip: {med(rts):.0f} ns" if rts else f"- {name} round trip: failed")
+    for name in ("gort", "Go"):
+        for x in rows[(name, "fairness")]:
+            L.append(f"- {name}: `{x}`")
     with open(out, "w") as f:
         f.write("\n".join(L) + "\n")
     print("wrote", out)
