@@ -28,9 +28,7 @@ constexpr double kGoalUtilization = 0.25;  // background mark: 25% of the Ps
 constexpr int64_t kLimitHeadroomPercent = 3, kLimitHeadroomMin = 1 << 20;
 // One assist scans at most this much before the program runs again.
 constexpr int64_t kAssistMaxWork = 256 << 10;
-constexpr uint64_t kAssistChunk = 64;  // objects per drain call in an assist
-// How long an over-the-hard-goal assist waits for the mark to end.
-constexpr int64_t kAssistWaitNs = 20 * 1000000LL;
+constexpr uint64_t kAssistChunk = 64;               // objects per drain call in an assist
 constexpr int64_t kLimiterBucketNs = 1000000000LL;  // per P
 constexpr int64_t kLimitGoalRefreshNs = 1000000;    // limitGoal is at most 1 ms old
 std::atomic<uint32_t> g_cycle_seq{0};
@@ -233,7 +231,6 @@ void pacer_charge(int64_t bytes) {
   int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread();
   int64_t work = 0;
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
-  int64_t waited_since = 0;
   while (work < want && g_marking.load(std::memory_order_relaxed)) {
     busy_enter();
     uint64_t before = t->work.bytes_marked;
@@ -246,21 +243,18 @@ void pacer_charge(int64_t bytes) {
     work += w;
     if (!empty) continue;
     if (w > 0) continue;
-    // No grey work to take: the rest is in other workers' hands. Past the
-    // hard goal, wait a little for the mark to end rather than allocate on.
-    // Not when the goal is below the live heap (the memory limit): that
-    // wait would be every refill's, the CPU limiter's business instead.
+    // No grey work to take: the rest is in other workers' hands. A task
+    // past the hard goal yields (the mark task may run on its P) for up to
+    // 20 ms; a plain thread returns at once (spinning there cost
+    // binary-trees dearly: the collector's thread holds its grey objects in
+    // its own buffer).
     int64_t goal = c.heapGoal.load(std::memory_order_relaxed);
-    if (goal <= c.heapMarked.load(std::memory_order_relaxed) ||
+    if (!rt::gchook::in_task() || goal <= c.heapMarked.load(std::memory_order_relaxed) ||
         g_heap_alloc.load(std::memory_order_relaxed) < goal + goal / 10)
       break;
     int64_t now = alloc::nanotime();
-    if (!waited_since) waited_since = now;
-    if (now - waited_since > kAssistWaitNs) break;
-    if (rt::gchook::in_task())
-      rt::gchook::yield();
-    else
-      sched_yield();
+    if (now - t0 > 20 * 1000000LL) break;
+    rt::gchook::yield();
     t = tl_gc.rec;
     if (!t) break;
   }
@@ -272,7 +266,6 @@ void pacer_charge(int64_t bytes) {
   tl_assist_bytes += paid_bytes;
   if (!g_marking.load(std::memory_order_relaxed) || tl_assist_bytes > 0) tl_assist_bytes = 0;
   int64_t cpu = now_cpu_thread() - cpu0;
-  (void)t0;
   c.assistTimeNs.fetch_add(cpu, std::memory_order_relaxed);
 }
 

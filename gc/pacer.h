@@ -30,10 +30,9 @@
 // the mark goes, so that the remaining work ends as the heap reaches the
 // goal. One assist scans at most kAssistMaxWork bytes before it returns to
 // the program (mark-assist tail latency, Go issues 27732 and 40225); a debt
-// left over is paid at the next refill. Past the hard goal (1.1 × goal) a
-// thread that finds no grey work waits, briefly and yielding, for the mark to
-// end: that bounds the overshoot when more threads allocate than there are
-// CPUs.
+// left over is paid at the next refill. A task past the hard goal (1.1 ×
+// goal) that finds no grey work yields for up to 20 ms (Go parks it); a
+// plain thread returns at once (spinning cost binary-trees dearly).
 //
 // CPU limiter (Go's gcCPULimiter): a bucket filled by GC CPU time (the
 // collector's thread and the assists) and drained by the rest of the CPU
