@@ -86,6 +86,35 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
   return true;
 }
 
+// Like GOMEMLIMIT: a byte count with an optional unit (B, KiB, MiB, GiB,
+// TiB), or "off". Between 1 MiB and 2^62: a smaller limit could not even
+// hold the heap's metadata, so it is a typo, not a wish.
+bool parse_memlimit(const char* s, int64_t* bytes, const char** why) {
+  if (strcmp(s, "off") == 0) {
+    *bytes = 0;
+    return true;
+  }
+  size_t len = strlen(s), digits = 0;
+  while (digits < len && s[digits] >= '0' && s[digits] <= '9') digits++;
+  static const struct {
+    const char* name;
+    int shift;
+  } units[] = {{"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+  int shift = -1;
+  for (const auto& u : units)
+    if (strcmp(s + digits, u.name) == 0) shift = u.shift;
+  int64_t v = 0;
+  *why =
+      "expected 'off' or a byte count with an optional unit B, KiB, MiB, GiB or TiB "
+      "(at least 1MiB)";
+  if (shift < 0 || !parse_uint(s, digits, int64_t{1} << 62, &v)) return false;
+  if (v > (int64_t{1} << (62 - shift))) return false;
+  v <<= shift;
+  if (v < (1 << 20)) return false;
+  *bytes = v;
+  return true;
+}
+
 void options_init() {
   static bool done = false;
   if (done) return;
@@ -94,6 +123,11 @@ void options_init() {
     const char* why = nullptr;
     if (!parse_scavenge(v, &g_options.scavenge_delay_ns, &why))
       print_err("GORT_SCAVENGE=%s: %s; using the default (500)", v, why);
+  }
+  if (const char* v = getenv("GORT_MEMLIMIT")) {
+    const char* why = nullptr;
+    if (!parse_memlimit(v, &g_options.memlimit, &why))
+      print_err("GORT_MEMLIMIT=%s: %s; running without a memory limit", v, why);
   }
   if (const char* v = getenv("GORT_DEBUG")) {
     char why[160];

@@ -40,6 +40,10 @@ struct options {
   // GORT_DEBUG=metrics=1: print every metric (gort/metrics.h) at exit, to
   // mstats_fd (gc/metrics.cc).
   bool metrics = false;
+  // GORT_MEMLIMIT=<bytes>[B|KiB|MiB|GiB|TiB]|off: the soft memory limit on
+  // what gort maps (gc/pacer.cc paces the collector under it, the scavenger
+  // returns free pages eagerly near it). 0: no limit.
+  int64_t memlimit = 0;
 };
 
 extern options g_options;
@@ -55,5 +59,6 @@ void options_init();
 // Parsers, exposed for tests: return false (and set *why) on a bad value.
 bool parse_scavenge(const char* s, int64_t* delay_ns, const char** why);
 bool parse_debug(const char* s, options* o, char* why, unsigned whylen);
+bool parse_memlimit(const char* s, int64_t* bytes, const char** why);
 
 }  // namespace gort::alloc

@@ -27,11 +27,24 @@ std::atomic<int64_t> g_retry_at{0};       // no start attempt before this (coars
 std::atomic<bool> g_start_failed{false};  // the failure was reported once
 
 constexpr int64_t kMinSleepNs = 10 * 1000000LL;
+std::atomic<int64_t> g_memlimit{-1};  // -1: not read from g_options yet
+
+// Near the memory limit, free memory goes back now, whatever its age.
+bool over_limit_release() {
+  int64_t lim = scavenger_memory_limit();
+  if (lim <= 0 || static_cast<int64_t>(held_bytes()) <= lim / 100 * kLimitReleasePercent)
+    return false;
+  release_idle_transfer_caches(0);
+  caches_trim_pool(0);
+  g_heap.scavenge(0, nullptr);
+  return true;
+}
 
 void* scavenger_main(void*) {
   const int64_t delay = g_options.scavenge_delay_ns;
   for (;;) {
     uint32_t seq = g_wake_seq.load(std::memory_order_acquire);
+    over_limit_release();
     int64_t tc_next = release_idle_transfer_caches(delay);
     int64_t pool_next = caches_trim_pool(delay);
     int64_t next = -1;
@@ -124,6 +137,21 @@ size_t scavenge_now() {
   release_idle_transfer_caches(0);
   caches_trim_pool(0);
   return g_heap.scavenge(0, nullptr);
+}
+
+void scavenger_set_memory_limit(int64_t bytes) {
+  g_memlimit.store(bytes < 0 ? 0 : bytes, std::memory_order_relaxed);
+  scavenger_notify();
+}
+
+int64_t scavenger_memory_limit() {
+  int64_t v = g_memlimit.load(std::memory_order_relaxed);
+  return v < 0 ? g_options.memlimit : v;
+}
+
+size_t held_bytes() {
+  heapStats s = g_heap.stats();
+  return s.mapped - s.released_pages * kPageSize + s.meta_mapped;
 }
 
 bool scavenger_running() {

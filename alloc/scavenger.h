@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 
 namespace gort::alloc {
 
@@ -35,5 +36,16 @@ void scavenger_fork_child();
 // For tests and gort_scavenge(): release every free page now.
 size_t scavenge_now();
 bool scavenger_running();
+
+// The soft memory limit (GORT_MEMLIMIT, gort_gc_set_memory_limit; 0: none).
+// While the memory gort holds (held_bytes) is above kLimitReleasePercent of
+// it, every scavenger pass releases all free pages at once instead of
+// waiting for them to age. Setting it wakes the scavenger.
+inline constexpr int kLimitReleasePercent = 95;
+void scavenger_set_memory_limit(int64_t bytes);
+int64_t scavenger_memory_limit();
+// Committed arena memory not released, plus metadata: what counts against
+// the limit (takes the mheap lock).
+size_t held_bytes();
 
 }  // namespace gort::alloc

@@ -9,12 +9,16 @@
 #include <string.h>
 #include <time.h>
 
+#include <algorithm>
+
 #include "alloc/init.h"
 #include "alloc/options.h"
+#include "alloc/scavenger.h"
 #include "alloc/sys.h"
 #include "gc/final.h"
 #include "gc/heap.h"
 #include "gc/mark.h"
+#include "gc/pacer.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
 #include "runtime/gchooks.h"
@@ -28,15 +32,11 @@ uint64_t g_cache_marked_bytes = 0;
 
 namespace {
 
-constexpr int64_t kMinGoal = 4 << 20;
 // Work mark termination may do in the stop before it gives up, starts the
 // world and marks concurrently again (objects scanned; ~0.3 ms here).
 constexpr uint64_t kTermBudget = 8000;
 constexpr int kMaxRestarts = 2;
 
-std::atomic<int> g_percent{100};
-std::atomic<int64_t> g_trigger{kMinGoal * 7 / 10};
-std::atomic<int64_t> g_goal{kMinGoal};
 std::atomic<bool> g_pending{false};
 std::atomic<uint32_t> g_want{0};  // cycles asked for (futex: the collector waits on it)
 std::atomic<uint32_t> g_done{0};  // cycles finished, sweep included (futex: collect waits)
@@ -50,6 +50,7 @@ constinit alloc::mutex g_stats_lock;
 constexpr size_t kPauseRing = 1024;
 struct {
   uint64_t cycles, live, pause_total, pause_max, pause_last[2], mark_ns;
+  uint64_t assist_ns, bg_ns, trigger, peak_heap, heap_end, goal_end;
   uint64_t pauses[kPauseRing];
   uint64_t npauses;
 } g_st;
@@ -71,20 +72,15 @@ int64_t thread_cpu_ns() {
   return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+double goal_mb() {
+  int64_t g = gcController.heapGoal.load(std::memory_order_relaxed);
+  return g == INT64_MAX ? 0.0 : g / 1048576.0;
+}
+
 void sweep_all() {
   while (sweep_one()) {
   }
   free_empty_spans();
-}
-
-void set_goal(uint64_t live) {
-  int pct = g_percent.load(std::memory_order_relaxed);
-  int64_t goal =
-      static_cast<int64_t>(live) + static_cast<int64_t>(live) * (pct < 0 ? 100 : pct) / 100;
-  if (goal < kMinGoal) goal = kMinGoal;
-  int64_t trigger = static_cast<int64_t>(live) + (goal - static_cast<int64_t>(live)) * 7 / 10;
-  g_goal.store(goal, std::memory_order_relaxed);
-  g_trigger.store(trigger, std::memory_order_relaxed);
 }
 
 // While gort::run is in progress, marking also runs as scheduler work: a
@@ -105,7 +101,11 @@ void mark_task(void* arg) {
     if (!t) return;
     busy_enter();
     uint64_t n = 0;
+    uint64_t b0 = t->work.bytes_marked;
     bool empty = drain(t->work, kMarkTaskChunk, &n);
+    int64_t work = static_cast<int64_t>(t->work.bytes_marked - b0);
+    gcController.scanWork.fetch_add(work, std::memory_order_relaxed);
+    gcController.bgScanCredit.fetch_add(work, std::memory_order_relaxed);
     t->work.flush();
     busy_exit();
     g_mark_task_objects.fetch_add(n, std::memory_order_relaxed);
@@ -131,6 +131,7 @@ void run_cycle() {
   for (auto& h : g_cycle_hooks)
     if (auto fn = h.load(std::memory_order_acquire)) fn();
   int64_t heap0 = g_heap_alloc.load(std::memory_order_relaxed);
+  int64_t trigger0 = gcController.trigger.load(std::memory_order_relaxed);
 
   // 1. Sweep termination.
   int64_t s1 = alloc::nanotime();
@@ -147,6 +148,7 @@ void run_cycle() {
   g_scangen.store(gen, std::memory_order_release);
   g_marking.store(1, std::memory_order_release);
   g_work.bytes_marked = 0;
+  pacer_start_cycle(heap0);
   scan_stopped_threads(g_work);
   g_pending.store(false, std::memory_order_relaxed);
   start_the_world();
@@ -161,17 +163,22 @@ void run_cycle() {
   scan_handles(g_work);
   scan_finalizer_roots(g_work);
   scan_tasks(g_work);
+  // Stacks and roots are scan work the goal counts (Go 1.18's stack and
+  // globals terms).
+  int64_t roots = static_cast<int64_t>(g_work.bytes_marked);
+  gcController.scanWork.fetch_add(roots, std::memory_order_relaxed);
   g_work.flush();  // what the roots made grey, where the mark task can take it
   rt::gchook::spawn(mark_task, reinterpret_cast<void*>(static_cast<uintptr_t>(cycle)));
   int restarts = 0;
   int64_t p2 = 0, s2 = 0, stop2 = 0, tasks2 = 0, drain2 = 0;
   for (;;) {
-    while (!drain(g_work, 1 << 16)) {
-    }
+    // The background worker: drain in chunks, revising the assist ratio
+    // between them as the scan work and the heap move.
+    while (!pacer_drain(g_work, 1 << 12, true)) pacer_revise();
     // Root ranges once more, concurrently: a backstop for stores into them
     // that skipped the barrier (the barrier is the rule, see docs/gc.md).
     scan_root_ranges(g_work);
-    while (!drain(g_work, 1 << 16)) {
+    while (!pacer_drain(g_work, 1 << 12, true)) {
     }
     s2 = alloc::nanotime();
     stop2 = stop_the_world();
@@ -198,7 +205,9 @@ void run_cycle() {
   g_mark_cycle.fetch_add(1);  // a mark task that has not run yet stops at once
   prepare_sweep();
   g_sweepgen.fetch_add(2, std::memory_order_release);
-  set_goal(live);
+  int64_t assist_ns = gcController.assistTimeNs.load(std::memory_order_relaxed);
+  int64_t goal_end = gcController.heapGoal.load(std::memory_order_relaxed);
+  pacer_end_cycle(static_cast<int64_t>(live), roots, thread_cpu_ns() - cpu0);
   start_the_world();
   p2 = alloc::nanotime() - s2;
   record_pause(p2, 1);
@@ -212,15 +221,25 @@ void run_cycle() {
   // 4. Sweep (the rest happens lazily as well).
   sweep_all();
   int64_t cpu = thread_cpu_ns() - cpu0;
+  pacer_limiter_note(cpu + assist_ns);
+  {
+    alloc::lock_guard g(g_stats_lock);
+    g_st.assist_ns += static_cast<uint64_t>(assist_ns);
+    g_st.bg_ns += static_cast<uint64_t>(cpu);
+    g_st.trigger = static_cast<uint64_t>(trigger0);
+    g_st.peak_heap = std::max(g_st.peak_heap, static_cast<uint64_t>(heap_term));
+    g_st.heap_end = static_cast<uint64_t>(heap_term);
+    g_st.goal_end = goal_end == INT64_MAX ? 0 : static_cast<uint64_t>(goal_end);
+  }
   if (alloc::g_options.gctrace) {
     double mb = 1.0 / (1 << 20);
-    dprintf(
-        2,
-        "gc %llu @%.3fs: %.3f+%.3f+%.3f ms clock, %.3f ms cpu, %.1f->%.1f->%.1f MB, %.1f MB goal, "
-        "%zu threads%s\n",
-        static_cast<unsigned long long>(g_st.cycles), (t_begin - g_start_ns) / 1e9, p1 / 1e6,
-        mark_ns / 1e6, p2 / 1e6, cpu / 1e6, heap0 * mb, heap_term * mb, live * mb,
-        g_goal.load() * mb, nthreads(), restarts ? " (mark restarted)" : "");
+    dprintf(2,
+            "gc %llu @%.3fs: %.3f+%.3f+%.3f ms clock, %.3f assist+%.3f background ms cpu, "
+            "%.1f->%.1f->%.1f MB, %.1f MB trigger, %.1f MB goal, %zu threads%s%s\n",
+            static_cast<unsigned long long>(g_st.cycles), (t_begin - g_start_ns) / 1e9, p1 / 1e6,
+            mark_ns / 1e6, p2 / 1e6, assist_ns / 1e6, cpu / 1e6, heap0 * mb, heap_term * mb,
+            live * mb, trigger0 * mb, goal_mb(), nthreads(), restarts ? " (mark restarted)" : "",
+            gcController.limiterOn.load() ? " (cpu limited)" : "");
     if (alloc::g_options.gctrace > 1)
       dprintf(2,
               "gc %llu stops: sweep termination %.3f ms (stop %.3f, flush %.3f), mark termination "
@@ -243,29 +262,12 @@ void* controller_main(void*) {
       continue;
     }
     served = want;
+    pacer_limiter_wait();
     run_cycle();
     g_done.store(served, std::memory_order_release);
     alloc::futex_wake(&g_done, 1 << 30);
   }
   return nullptr;
-}
-
-void parse_env() {
-  const char* v = getenv("GORT_GC");
-  if (!v) return;
-  if (strcmp(v, "off") == 0) {
-    g_percent.store(-1);
-    return;
-  }
-  char* end;
-  errno = 0;
-  long n = strtol(v, &end, 10);
-  if (*v == '\0' || *end != '\0' || errno || n < 0 || n > 1000000) {
-    alloc::print_err(
-        "GORT_GC=%s: expected 'off' or a percent from 0 to 1000000; using the default (100)", v);
-    return;
-  }
-  g_percent.store(static_cast<int>(n));
 }
 
 // The child of fork() has no collector thread (threads do not survive a
@@ -305,7 +307,8 @@ void fork_parent() {
 void fork_child() {
   fork_phase(2);
   g_forked.store(true);
-  g_percent.store(-1);
+  gcController.gcPercent.store(-1);
+  gcController.memoryLimit.store(0);
   // Forked during a mark: no collector will ever end it here, so the
   // barrier (and black allocation) would stay on for good.
   g_marking.store(0, std::memory_order_release);
@@ -347,7 +350,7 @@ void ensure_started() {
   alloc::lock_guard g(g_start_lock);
   if (g_started.load(std::memory_order_relaxed)) return;
   g_start_ns = alloc::nanotime();
-  parse_env();
+  pacer_init();
   roots_init();
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -359,41 +362,20 @@ void ensure_started() {
   g_started.store(true, std::memory_order_release);
 }
 
-namespace {
-
-// A bounded mark assist: while the collector marks and the heap is past its
-// goal, a thread that refills its cache scans grey objects first: 256, plus
-// 256 for every quarter of a goal it is over, at most 4096 (a few hundred
-// microseconds; Go's unbounded assists, issue 27732, are what the cap
-// avoids). Allocation cannot outrun marking for long even when the
-// collector's thread gets little CPU. Proportional assists with credit are
-// the pacer's later step.
-constexpr uint64_t kAssistBudget = 256, kAssistMax = 4096;
-void assist(int64_t heap, int64_t goal) {
-  gcThread* t = tl_gc.rec;
-  if (!t || goal <= 0) return;
-  uint64_t budget = kAssistBudget * (1 + static_cast<uint64_t>((heap - goal) * 4 / goal));
-  if (budget > kAssistMax) budget = kAssistMax;
-  busy_enter();
-  drain(t->work, budget);
-  t->work.flush();
-  busy_exit();
-}
-
-}  // namespace
-
 void note_alloc_slow() {
+  int64_t charge = tl_gc.alloc_charge;
+  tl_gc.alloc_charge = 0;
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0))
+    pacer_charge(charge);
+  else if (g_pending.load(std::memory_order_relaxed))
+    pacer_wait_start();
   int64_t heap = g_heap_alloc.load(std::memory_order_relaxed);
-  int64_t goal = g_goal.load(std::memory_order_relaxed);
-  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0) && heap > goal)
-    assist(heap, goal);
   if (__builtin_expect(alloc::g_options.gcstress > 0, 0) &&
       ++tl_gc.refills % static_cast<uint64_t>(alloc::g_options.gcstress) == 0) {
     if (!g_pending.exchange(true, std::memory_order_acq_rel)) request_cycle();
     return;
   }
-  if (heap < g_trigger.load(std::memory_order_relaxed)) return;
-  if (g_percent.load(std::memory_order_relaxed) < 0) return;
+  if (!pacer_should_trigger(heap)) return;
   if (g_pending.exchange(true, std::memory_order_acq_rel)) return;
   request_cycle();
 }
@@ -419,13 +401,11 @@ GORT_EXPORT int gort_gc_set_percent(int percent) {
   ensure_started();
   if (percent < -1) percent = -1;
   if (g_forked.load(std::memory_order_relaxed)) percent = -1;
-  int old = g_percent.exchange(percent);
-  uint64_t live;
+  int old = gcController.gcPercent.exchange(percent);
   {
-    busy_lock g(g_stats_lock);
-    live = g_st.live;
+    busy_lock g(g_stats_lock);  // against the collector's pacer_end_cycle
+    pacer_set_goal();
   }
-  set_goal(live);
   return old;
 }
 
@@ -441,16 +421,28 @@ GORT_EXPORT void gort_gc_stats(gort_gc_stats_t* out) {
     out->pause_last_ns[1] = g_st.pause_last[1];
     out->mark_ns = g_st.mark_ns;
     out->npauses = g_st.npauses;
+    out->assist_ns = g_st.assist_ns;
+    out->background_ns = g_st.bg_ns;
+    out->heap_peak = g_st.peak_heap;
+    out->last_heap_end = g_st.heap_end;
+    out->last_goal = g_st.goal_end;
+    out->limiter_cycles = gcController.limiterEnabledCycles;
   }
   int64_t h = g_heap_alloc.load(std::memory_order_relaxed);
   out->heap_alloc = h > 0 ? static_cast<uint64_t>(h) : 0;
-  out->heap_goal = static_cast<uint64_t>(g_goal.load(std::memory_order_relaxed));
+  int64_t goal = gcController.heapGoal.load(std::memory_order_relaxed);
+  out->heap_goal = goal == INT64_MAX ? 0 : static_cast<uint64_t>(goal);
   out->total_alloc = g_total_alloc.load(std::memory_order_relaxed);
   out->total_freed = g_total_freed.load(std::memory_order_relaxed);
   out->finalizers_run = finalizers_run_count();
   out->mark_task_objects = g_mark_task_objects.load(std::memory_order_relaxed);
   out->threads = nthreads();
-  out->percent = g_percent.load(std::memory_order_relaxed);
+  out->percent = gcController.gcPercent.load(std::memory_order_relaxed);
+  int64_t trig = gcController.trigger.load(std::memory_order_relaxed);
+  out->heap_trigger = trig == INT64_MAX ? 0 : static_cast<uint64_t>(trig);
+  out->memory_limit = static_cast<uint64_t>(gcController.memoryLimit.load());
+  out->held_bytes = alloc::held_bytes();
+  out->cpu_limited = gcController.limiterOn.load() ? 1 : 0;
 }
 
 GORT_EXPORT size_t gort_gc_pauses(uint64_t* out, size_t n) {
@@ -459,4 +451,22 @@ GORT_EXPORT size_t gort_gc_pauses(uint64_t* out, size_t n) {
   if (n > have) n = have;
   for (size_t i = 0; i < n; i++) out[i] = g_st.pauses[(g_st.npauses - n + i) % kPauseRing];
   return n;
+}
+
+GORT_EXPORT int64_t gort_gc_set_memory_limit(int64_t bytes) {
+  ensure_started();
+  int64_t old = gcController.memoryLimit.load();
+  if (bytes < 0) return old;  // a query, like debug.SetMemoryLimit(-1)
+  if (g_forked.load(std::memory_order_relaxed)) return old;
+  gcController.memoryLimit.store(bytes);
+  alloc::scavenger_set_memory_limit(bytes);
+  {
+    busy_lock g(g_stats_lock);
+    pacer_set_goal();
+  }
+  // Already over the new limit's goal: collect now, like Go does.
+  if (bytes > 0 && pacer_should_trigger(g_heap_alloc.load(std::memory_order_relaxed)) &&
+      !g_pending.exchange(true, std::memory_order_acq_rel))
+    request_cycle();
+  return old;
 }

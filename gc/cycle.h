@@ -18,11 +18,11 @@
 //      twice; then finish in the stop). Flush every cache, clear g_marking,
 //      make every span unswept, set the next goal; start the world.
 //   4. sweep, lazily by allocating caches and in the background here.
-// Trigger: the heap (g_heap_alloc) reaching the trigger, computed at mark
-// termination from the marked (live) heap: goal = live * (1 + GORT_GC/100),
-// at least 4 MiB, and the trigger is 70% of the way from live to goal, so
-// that marking, which runs without mark assists (a later step), usually ends
-// before the goal.
+// Trigger, goal, mark assists, the memory limit and the CPU limiter are the
+// pacer's (gc/pacer.h): allocation slow paths ask pacer_should_trigger, the
+// collector's thread calls pacer_start_cycle / pacer_end_cycle around the
+// mark, drains through pacer_drain (counting scan work and background
+// credit), and waits on the CPU limiter before it starts a cycle.
 #pragma once
 
 #include <atomic>

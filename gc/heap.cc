@@ -131,6 +131,7 @@ void install(gcCache* c, uint32_t sc, mspan* s) {
   int64_t free_bytes = int64_t{s->nelems - s->alloc_count} * s->elemsize;
   g_heap_alloc.fetch_add(free_bytes, std::memory_order_relaxed);
   g_total_alloc.fetch_add(static_cast<uint64_t>(free_bytes), std::memory_order_relaxed);
+  tl_gc.alloc_charge += free_bytes;
 }
 
 void uninstall(gcCache* c, uint32_t sc) {
@@ -249,6 +250,7 @@ void* alloc_tiny(gcCache* c, size_t size) {
 void* alloc_large(size_t size, gcKind kind) {
   uintptr_t npages = (size + kPageSize - 1) / kPageSize;
   if (size > (size_t{1} << 46)) return nullptr;
+  tl_gc.alloc_charge += static_cast<int64_t>(npages * kPageSize);
   note_alloc_slow();
   mspan* s = alloc::g_heap.alloc_gc_span(0, kind, npages, size);
   if (!s) return nullptr;

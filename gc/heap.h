@@ -94,6 +94,9 @@ struct tlsGC {
   uint32_t busy;     // > 0: inside a GC operation; stop requests wait
   uint32_t pending;  // a stop request arrived while busy (gc/roots.cc)
   uint64_t refills;  // span refills, for GORT_DEBUG=gcstress
+  // Bytes taken into this thread's cache or as large objects and not yet
+  // charged to its mark assist credit (gc/pacer.h); note_alloc_slow charges.
+  int64_t alloc_charge;
 };
 extern __thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
 

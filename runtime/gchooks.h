@@ -113,5 +113,14 @@ inline void yield() {
 inline bool spawn(void (*fn)(void*), void* arg) {
   return detail::spawn_runtime_task(fn, arg);
 }
+// GOMAXPROCS while gort::run is in progress (the pacer's 25%), else 0.
+inline int procs() {
+  return gomaxprocs.load(std::memory_order_relaxed);
+}
+// Whether the calling thread is running a task (it may yield).
+inline bool in_task() {
+  m* mp = this_m();
+  return mp && m_task(mp);
+}
 
 }  // namespace gort::rt::gchook

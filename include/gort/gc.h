@@ -146,7 +146,7 @@ typedef struct gort_gc_stats_t {
   uint64_t cycles;           /* completed collections */
   uint64_t heap_alloc;       /* bytes of GC objects allocated and not yet swept free */
   uint64_t heap_live;        /* bytes marked live by the last cycle */
-  uint64_t heap_goal;        /* heap_alloc at which the next cycle starts */
+  uint64_t heap_goal;        /* heap_alloc the next mark should end under (0: none) */
   uint64_t total_alloc;      /* bytes of GC objects ever allocated */
   uint64_t total_freed;      /* bytes freed by sweeping */
   uint64_t pause_total_ns;   /* all stop-the-world pauses */
@@ -158,11 +158,25 @@ typedef struct gort_gc_stats_t {
   uint64_t mark_task_objects; /* objects scanned by mark work run as scheduler tasks */
   uint64_t threads;           /* registered threads */
   int percent;                /* -1: off */
+  int cpu_limited;            /* the GC CPU limiter is on now */
+  uint64_t heap_trigger;      /* heap_alloc at which the next cycle starts (0: none) */
+  uint64_t memory_limit;      /* GORT_MEMLIMIT / gort_gc_set_memory_limit (0: none) */
+  uint64_t held_bytes;        /* memory gort holds: heap pages not released, metadata */
+  uint64_t assist_ns;         /* CPU spent in mark assists, all cycles */
+  uint64_t background_ns;     /* CPU of the collector's own thread, all cycles */
+  uint64_t heap_peak;         /* the largest heap_alloc seen at a mark termination */
+  uint64_t limiter_cycles;    /* times the CPU limiter turned on */
+  uint64_t last_heap_end;     /* heap_alloc at the last mark termination */
+  uint64_t last_goal;         /* the goal that mark aimed for (0: none) */
 } gort_gc_stats_t;
 void gort_gc_stats(gort_gc_stats_t* out);
 /* Up to n of the most recent stop-the-world pauses (ns), oldest first;
  * returns how many were written (the collector keeps the last 1024). */
 size_t gort_gc_pauses(uint64_t* out, size_t n);
+/* The soft memory limit (like Go's debug.SetMemoryLimit): bytes gort may hold
+ * in all (GC heap, malloc heap, task stacks, metadata); 0 removes it, a
+ * negative value only queries. Returns the previous limit. */
+int64_t gort_gc_set_memory_limit(int64_t bytes);
 
 #ifdef __cplusplus
 }

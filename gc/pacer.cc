@@ -1,0 +1,356 @@
+// The pacer, the soft memory limit and the CPU limiter; see pacer.h for the
+// design. Names follow Go's mgcpacer.go and mgclimit.go.
+#include "gc/pacer.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc/options.h"
+#include "alloc/scavenger.h"
+#include "alloc/sys.h"
+#include "gc/heap.h"
+#include "gc/roots.h"
+#include "runtime/gchooks.h"
+
+namespace gort::gc {
+
+gcControllerState gcController;
+
+namespace {
+
+constexpr int64_t kMinGoal = 4 << 20;
+constexpr double kGoalUtilization = 0.25;  // background mark: 25% of the Ps
+// Left for the memory limit's estimate to be off (Go: 3%, at least 1 MiB).
+constexpr int64_t kLimitHeadroomPercent = 3, kLimitHeadroomMin = 1 << 20;
+// One assist scans at most this much before the program runs again.
+constexpr int64_t kAssistMaxWork = 256 << 10;
+constexpr uint64_t kAssistChunk = 64;               // objects per drain call in an assist
+constexpr int64_t kLimiterBucketNs = 1000000000LL;  // per P
+constexpr int64_t kLimitGoalRefreshNs = 1000000;    // limitGoal is at most 1 ms old
+std::atomic<uint32_t> g_cycle_seq{0};
+// The thread's assist credit (bytes it may still allocate), and the cycle
+// it belongs to: a credit from an earlier cycle is void.
+__thread int64_t tl_assist_bytes;
+__thread uint32_t tl_assist_cycle;
+
+int64_t now_cpu_thread() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+// What the limit leaves for the GC heap: the limit, less everything gort
+// holds that is not GC heap (malloc heap, stacks, metadata, free pages not
+// yet released), less a headroom (Go's memoryLimitHeapGoal).
+int64_t compute_limit_goal() {
+  int64_t lim = gcController.memoryLimit.load(std::memory_order_relaxed);
+  if (lim <= 0) return INT64_MAX;
+  int64_t held = static_cast<int64_t>(alloc::held_bytes());
+  int64_t gcheap = g_heap_alloc.load(std::memory_order_relaxed);
+  int64_t nonheap = held - gcheap;
+  if (nonheap < 0) nonheap = 0;
+  int64_t headroom = lim * kLimitHeadroomPercent / 100;
+  if (headroom < kLimitHeadroomMin) headroom = kLimitHeadroomMin;
+  int64_t goal = lim - nonheap - headroom;
+  // Free pages the scavenger will return as the limit nears do not stay.
+  return goal < kMinGoal / 4 ? kMinGoal / 4 : goal;
+}
+
+int64_t limit_goal_now() {
+  if (gcController.memoryLimit.load(std::memory_order_relaxed) <= 0) return INT64_MAX;
+  int64_t now = alloc::coarse_nanotime();
+  if (now - gcController.limitGoalAt.load(std::memory_order_relaxed) > kLimitGoalRefreshNs) {
+    gcController.limitGoalAt.store(now, std::memory_order_relaxed);
+    gcController.limitGoal.store(compute_limit_goal(), std::memory_order_relaxed);
+  }
+  return gcController.limitGoal.load(std::memory_order_relaxed);
+}
+
+}  // namespace
+
+int pacer_procs() {
+  int n = rt::gchook::procs();
+  if (n > 0) return n;
+  long c = sysconf(_SC_NPROCESSORS_ONLN);
+  return c > 0 ? static_cast<int>(c) : 1;
+}
+
+void pacer_init() {
+  const char* v = getenv("GORT_GC");
+  if (v) {
+    if (strcmp(v, "off") == 0) {
+      gcController.gcPercent.store(-1);
+    } else {
+      char* end;
+      errno = 0;
+      long n = strtol(v, &end, 10);
+      if (*v == '\0' || *end != '\0' || errno || n < 0 || n > 1000000)
+        alloc::print_err(
+            "GORT_GC=%s: expected 'off' or a percent from 0 to 1000000; using the default (100)",
+            v);
+      else
+        gcController.gcPercent.store(static_cast<int>(n));
+    }
+  }
+  // GORT_MEMLIMIT itself is parsed with the allocator's options (a
+  // malloc-only program needs it too); a bad value was reported there.
+  gcController.memoryLimit.store(alloc::scavenger_memory_limit());
+  pacer_set_goal();
+}
+
+void pacer_set_goal() {
+  gcControllerState& c = gcController;
+  int pct = c.gcPercent.load(std::memory_order_relaxed);
+  int64_t marked = c.heapMarked.load(std::memory_order_relaxed);
+  int64_t goal = INT64_MAX;
+  if (pct >= 0) {
+    goal = marked + (marked + c.stackScan) * pct / 100;
+    if (goal < kMinGoal) goal = kMinGoal;
+  }
+  c.limitGoalAt.store(alloc::coarse_nanotime(), std::memory_order_relaxed);
+  int64_t lgoal = compute_limit_goal();
+  c.limitGoal.store(lgoal, std::memory_order_relaxed);
+  if (lgoal < goal) goal = lgoal;
+  // The runway: what the program allocates while a mark at the goal
+  // utilization does last cycle's scan work.
+  double cons = 0;
+  for (double x : c.consMark)
+    if (x > cons) cons = x;
+  double runway = cons * (1 - kGoalUtilization) / kGoalUtilization *
+                  static_cast<double>(c.lastScanWork + c.stackScan);
+  int64_t trigger;
+  if (goal == INT64_MAX) {
+    trigger = INT64_MAX;
+  } else {
+    int64_t span = goal - marked;
+    if (span < 0) span = 0;
+    int64_t lo = marked + span * 7 / 10, hi = marked + span * 95 / 100;
+    trigger = goal - static_cast<int64_t>(runway);
+    if (trigger < lo) trigger = lo;
+    if (trigger > hi) trigger = hi;
+  }
+  c.heapGoal.store(goal, std::memory_order_relaxed);
+  c.trigger.store(trigger, std::memory_order_relaxed);
+}
+
+bool pacer_should_trigger(int64_t heap_live) {
+  if (heap_live >= gcController.trigger.load(std::memory_order_relaxed)) return true;
+  // The limit's goal moves with the rest of gort's memory (a growing malloc
+  // heap leaves less to the GC heap): check it against a recent estimate,
+  // with the same 70% lead the trigger keeps.
+  int64_t lg = limit_goal_now();
+  if (lg == INT64_MAX) return false;
+  int64_t marked = gcController.heapMarked.load(std::memory_order_relaxed);
+  return heap_live >= marked + (lg - marked) * 9 / 10;
+}
+
+void pacer_start_cycle(int64_t heap_live) {
+  gcControllerState& c = gcController;
+  c.triggered = heap_live;
+  c.scanWork.store(0, std::memory_order_relaxed);
+  c.bgScanCredit.store(0, std::memory_order_relaxed);
+  c.assistTimeNs.store(0, std::memory_order_relaxed);
+  c.assistScanWork.store(0, std::memory_order_relaxed);
+  c.markStartNs = alloc::nanotime();
+  g_cycle_seq.fetch_add(1, std::memory_order_relaxed);
+  // The goal may have moved with the limit since the last mark ended.
+  int64_t lg = limit_goal_now();
+  if (lg < c.heapGoal.load(std::memory_order_relaxed))
+    c.heapGoal.store(lg, std::memory_order_relaxed);
+  pacer_revise();
+}
+
+void pacer_revise() {
+  gcControllerState& c = gcController;
+  int64_t live = g_heap_alloc.load(std::memory_order_relaxed);
+  int64_t goal = c.heapGoal.load(std::memory_order_relaxed);
+  // Expected scan work: as much as last cycle (the live heap is steady), but
+  // at least what was done so far plus a little (it is not over yet).
+  int64_t expected = c.lastScanWork + c.stackScan;
+  int64_t done = c.scanWork.load(std::memory_order_relaxed);
+  int64_t remaining = expected - done;
+  if (remaining < expected / 10) remaining = expected / 10;
+  int64_t runway = goal - live;
+  // Past the goal: aim for the hard goal (1.1 × goal), as Go does.
+  if (runway < goal / 50) runway = goal + goal / 10 - live;
+  if (runway < (64 << 10)) runway = 64 << 10;
+  int64_t ratio =
+      static_cast<int64_t>(static_cast<double>(remaining) * 65536.0 / static_cast<double>(runway));
+  c.assistWorkPerByte.store(ratio, std::memory_order_relaxed);
+}
+
+bool pacer_drain(gcWork& w, uint64_t budget, bool background) {
+  uint64_t before = w.bytes_marked;
+  bool done = drain(w, budget);
+  int64_t work = static_cast<int64_t>(w.bytes_marked - before);
+  if (work) {
+    gcController.scanWork.fetch_add(work, std::memory_order_relaxed);
+    if (background) gcController.bgScanCredit.fetch_add(work, std::memory_order_relaxed);
+  }
+  return done;
+}
+
+void pacer_charge(int64_t bytes) {
+  gcControllerState& c = gcController;
+  uint32_t seq = g_cycle_seq.load(std::memory_order_relaxed);
+  if (tl_assist_cycle != seq) {
+    tl_assist_cycle = seq;
+    tl_assist_bytes = 0;
+  }
+  tl_assist_bytes -= bytes;
+  if (tl_assist_bytes >= 0) return;
+  if (c.limiterOn.load(std::memory_order_relaxed)) {
+    tl_assist_bytes = 0;  // the CPU limiter forgives assists
+    return;
+  }
+  gcThread* t = tl_gc.rec;
+  if (!t) return;
+  int64_t per = c.assistWorkPerByte.load(std::memory_order_relaxed);
+  if (per <= 0) {
+    tl_assist_bytes = 0;
+    return;
+  }
+  int64_t debt = static_cast<int64_t>((static_cast<__int128>(-tl_assist_bytes) * per) >> 16);
+  // The background workers' surplus pays first (Go's bgScanCredit).
+  int64_t credit = c.bgScanCredit.load(std::memory_order_relaxed);
+  while (credit > 0) {
+    int64_t take = credit < debt ? credit : debt;
+    if (c.bgScanCredit.compare_exchange_weak(credit, credit - take, std::memory_order_relaxed)) {
+      debt -= take;
+      break;
+    }
+  }
+  if (debt <= 0) {
+    tl_assist_bytes = 0;
+    return;
+  }
+  int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread();
+  int64_t work = 0;
+  int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
+  while (work < want && g_marking.load(std::memory_order_relaxed)) {
+    busy_enter();
+    uint64_t before = t->work.bytes_marked;
+    bool empty = drain(t->work, kAssistChunk);
+    int64_t w = static_cast<int64_t>(t->work.bytes_marked - before);
+    t->work.flush();
+    busy_exit();
+    t = tl_gc.rec;
+    if (!t) break;
+    work += w;
+    if (!empty) continue;
+    if (w > 0) continue;
+    // No grey work to take: the rest is in other workers' hands. A task
+    // past the hard goal yields (the mark task may run on its P) for up to
+    // 20 ms; a plain thread returns at once (spinning there cost
+    // binary-trees dearly: the collector's thread holds its grey objects in
+    // its own buffer).
+    int64_t goal = c.heapGoal.load(std::memory_order_relaxed);
+    if (!rt::gchook::in_task() || goal <= c.heapMarked.load(std::memory_order_relaxed) ||
+        g_heap_alloc.load(std::memory_order_relaxed) < goal + goal / 10)
+      break;
+    int64_t now = alloc::nanotime();
+    if (now - t0 > 20 * 1000000LL) break;
+    rt::gchook::yield();
+    t = tl_gc.rec;
+    if (!t) break;
+  }
+  c.scanWork.fetch_add(work, std::memory_order_relaxed);
+  c.assistScanWork.fetch_add(work, std::memory_order_relaxed);
+  // Paid work turns back into allocation credit; what is not paid stays as
+  // debt for the next refill (unless the mark ended).
+  int64_t paid_bytes = static_cast<int64_t>((static_cast<__int128>(work) << 16) / per);
+  tl_assist_bytes += paid_bytes;
+  if (!g_marking.load(std::memory_order_relaxed) || tl_assist_bytes > 0) tl_assist_bytes = 0;
+  int64_t cpu = now_cpu_thread() - cpu0;
+  c.assistTimeNs.fetch_add(cpu, std::memory_order_relaxed);
+}
+
+void pacer_end_cycle(int64_t live, int64_t roots, int64_t gc_thread_cpu_ns) {
+  gcControllerState& c = gcController;
+  int64_t mark_wall = alloc::nanotime() - c.markStartNs;
+  int64_t heap_now = g_heap_alloc.load(std::memory_order_relaxed);
+  int64_t scan = c.scanWork.load(std::memory_order_relaxed);
+  if (scan <= 0) scan = live > 0 ? live : 1;
+  // consMark: bytes allocated per byte scanned, normalised to the CPU the
+  // mark actually used against the goal utilization (Go's currentConsMark).
+  int64_t procs = pacer_procs();
+  double gc_cpu =
+      static_cast<double>(gc_thread_cpu_ns + c.assistTimeNs.load(std::memory_order_relaxed));
+  double u = mark_wall > 0 ? gc_cpu / (static_cast<double>(mark_wall) * procs) : kGoalUtilization;
+  if (u < 0.05) u = 0.05;
+  if (u > 0.95) u = 0.95;
+  double allocated = static_cast<double>(heap_now - c.triggered);
+  if (allocated < 0) allocated = 0;
+  double cons = allocated * u / (static_cast<double>(scan) * (1 - u));
+  for (int i = 3; i > 0; i--) c.consMark[i] = c.consMark[i - 1];
+  c.consMark[0] = cons;
+  c.heapMarked.store(live, std::memory_order_relaxed);
+  c.lastScanWork = scan;
+  c.stackScan = roots;
+  pacer_set_goal();
+}
+
+void pacer_wait_start() {
+  // A cycle was asked for and the heap is already past its goal, but the
+  // collector's thread has not started marking (it is finishing the last
+  // sweep, or waiting for a CPU): give it the CPU once per refill rather
+  // than allocate on unpaced.
+  if (g_heap_alloc.load(std::memory_order_relaxed) <
+      gcController.heapGoal.load(std::memory_order_relaxed))
+    return;
+  if (gcController.limiterOn.load(std::memory_order_relaxed)) return;
+  if (rt::gchook::in_task())
+    rt::gchook::yield();
+  else
+    sched_yield();
+}
+
+// ---- the CPU limiter
+
+void pacer_limiter_note(int64_t gc_cpu_ns) {
+  gcControllerState& c = gcController;
+  int64_t now = alloc::nanotime();
+  int64_t procs = pacer_procs();
+  if (!c.limiterLastNs) c.limiterLastNs = now;
+  int64_t capacity = (now - c.limiterLastNs) * procs;
+  c.limiterLastNs = now;
+  // Only a memory limit makes the collector run back to back for good (a
+  // goal under the live heap); without one, pacing already bounds GC CPU,
+  // and a tiny heap's frequent cycles must not be held back.
+  if (c.memoryLimit.load(std::memory_order_relaxed) <= 0) {
+    c.limiterBucket = 0;
+    c.limiterOn.store(false, std::memory_order_relaxed);
+    return;
+  }
+  int64_t mutator = capacity - gc_cpu_ns;
+  if (mutator < 0) mutator = 0;
+  c.limiterFillCap = kLimiterBucketNs * procs;
+  c.limiterBucket += gc_cpu_ns - mutator;
+  if (c.limiterBucket < 0) c.limiterBucket = 0;
+  if (c.limiterBucket >= c.limiterFillCap) {
+    c.limiterBucket = c.limiterFillCap;
+    if (!c.limiterOn.exchange(true)) c.limiterEnabledCycles++;
+  } else if (c.limiterBucket < c.limiterFillCap / 2) {
+    c.limiterOn.store(false, std::memory_order_relaxed);
+  }
+}
+
+void pacer_limiter_wait() {
+  gcControllerState& c = gcController;
+  while (c.limiterOn.load(std::memory_order_relaxed)) {
+    // With no GC running, the whole capacity drains the bucket.
+    int64_t procs = pacer_procs();
+    int64_t over = c.limiterBucket - c.limiterFillCap / 2;
+    int64_t ns = over / procs + 1000000;
+    if (ns > 100000000) ns = 100000000;
+    timespec ts{ns / 1000000000, ns % 1000000000};
+    nanosleep(&ts, nullptr);
+    pacer_limiter_note(0);
+  }
+}
+
+}  // namespace gort::gc
