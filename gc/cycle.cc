@@ -98,8 +98,7 @@ void mark_task(void* arg) {
   int64_t idle_since = 0;
   while (g_marking.load(std::memory_order_acquire) && g_mark_cycle.load() == cycle) {
     gcThread* t = tl_gc.rec;  // re-read after every yield: the task may move
-    if (!t) return;
-    busy_enter();
+    if (!t || !mark_busy_enter()) return;
     uint64_t n = 0;
     uint64_t b0 = t->work.bytes_marked;
     bool empty = drain(t->work, kMarkTaskChunk, &n);
@@ -139,6 +138,7 @@ void run_cycle() {
   while (sweep_one()) {
   }
   flush_all_caches();
+  if (alloc::g_options.gcverify) verify_unmarked();
   int64_t flush1 = alloc::nanotime() - s1 - stop1;
   g_cache_marked_bytes = 0;
   g_large_marked_bytes.store(0, std::memory_order_relaxed);
@@ -184,6 +184,7 @@ void run_cycle() {
     stop2 = stop_the_world();
     // 3. Mark termination.
     flush_thread_work();
+    shade_stopped_registers(g_work);
     scan_leftover_tasks(g_work);
     tasks2 = alloc::nanotime() - s2 - stop2;
     // Past the restarts the drain has no budget, and so ends with no work.

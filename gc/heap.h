@@ -114,6 +114,22 @@ inline void busy_exit() {
     if (__builtin_expect(tl_gc.pending != 0, 0)) stop_deferred();
   }
 }
+// Enters a busy region for mark work that a program thread or task does on
+// its own (a barrier's shade, an assist, the mark task, a stack scanned on
+// joining): true if the collector still marks, else it leaves the region
+// again and the caller must not mark. The check must come after entering,
+// not before: between a check made outside and the region, mark
+// termination can end the cycle and the sweep swap the span's bitmaps, and
+// a mark set then lands in the next cycle's bitmap, where it makes an
+// object allocated later look marked before its fields were scanned (the
+// collector then frees what it points to).
+inline bool mark_busy_enter() {
+  busy_enter();
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 1)) return true;
+  busy_exit();
+  return false;
+}
+
 // busy_exit for a fast path's last statement: the deferred stop (rare) is a
 // tail call, so the fast path keeps no register live across a call.
 void* stop_deferred_ret(void* p);

@@ -212,6 +212,25 @@ uint64_t verify_heap() {
   return checked;
 }
 
+void verify_unmarked() {
+  auto list = [](const spanList& l) {
+    for (const mspan* s = l.first; s; s = s->next)
+      for (uint32_t w = 0; w < (s->nelems + 63u) / 64u; w++)
+        if (s->gcmarkBits[w])
+          alloc::fatal(
+              "gc: gcverify: object %u of the span at %p is marked before the cycle began (a "
+              "mark set outside a mark phase)",
+              w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->gcmarkBits[w])),
+              reinterpret_cast<void*>(s->base));
+  };
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
+    list(g_central[sc].partial);
+    list(g_central[sc].full);
+  }
+  list(g_large.partial);
+  list(g_large.full);
+}
+
 void scan_object_children(uintptr_t obj, gcWork& w) {
   uint32_t idx;
   mspan* s = find_object(obj, &idx);
@@ -242,9 +261,13 @@ bool is_marked(uintptr_t p) {
 }
 
 // The barrier's slow half: the collector is marking.
+// The store it follows is done; if mark termination came between the
+// barrier's check and mark_busy_enter, old and v were in this thread's
+// registers at that stop, which mark termination shades
+// (shade_stopped_registers), so nothing is left to do.
 __attribute__((noinline)) void barrier_slow(void* old, void* v) {
   if (!tl_gc.rec && !register_current_thread(false)) return;
-  busy_enter();
+  if (!mark_busy_enter()) return;
   gcWork& w = tl_gc.rec->work;
   shade(reinterpret_cast<uintptr_t>(old), w);
   shade(reinterpret_cast<uintptr_t>(v), w);

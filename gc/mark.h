@@ -85,6 +85,9 @@ bool drain(gcWork& w, uint64_t budget, uint64_t* scanned = nullptr);
 // (every pointer in a marked object leads to a marked object); a violation
 // is a fatal error naming both objects. Returns the objects checked.
 uint64_t verify_heap();
+// GORT_DEBUG=gcverify, at sweep termination (every span swept, every cache
+// flushed): no mark bit is set yet. A fatal error otherwise.
+void verify_unmarked();
 
 // Whether the object containing p is marked (p is the start of a GC object).
 bool is_marked(uintptr_t p);

@@ -231,8 +231,7 @@ void pacer_charge(int64_t bytes) {
   int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread();
   int64_t work = 0;
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
-  while (work < want && g_marking.load(std::memory_order_relaxed)) {
-    busy_enter();
+  while (work < want && mark_busy_enter()) {
     uint64_t before = t->work.bytes_marked;
     bool empty = drain(t->work, kAssistChunk);
     int64_t w = static_cast<int64_t>(t->work.bytes_marked - before);

@@ -383,8 +383,7 @@ bool register_current_thread(bool explicit_reg) {
     tl_gc.rec = t;
     // Joining while the collector marks: this stack was no root when the
     // cycle began, so it is scanned now (it is black from here on).
-    if (g_marking.load(std::memory_order_relaxed)) {
-      busy_enter();
+    if (mark_busy_enter()) {
       uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
       bool on_task;
       uintptr_t hi = stack_top_for(t, here, &on_task);
@@ -613,6 +612,12 @@ void scan_leftover_tasks(gcWork& w) {
   g_nskipped = 0;
 }
 
+void shade_stopped_registers(gcWork& w) {
+  for (gcThread* t = g_threads; t; t = t->next)
+    scan_range(reinterpret_cast<uintptr_t>(t->regs),
+               reinterpret_cast<uintptr_t>(t->regs) + sizeof t->regs, w);
+}
+
 void flush_thread_work() {
   for (gcThread* t = g_threads; t; t = t->next) t->work.flush();
 }
@@ -675,7 +680,7 @@ void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
 
 void shade_moved_slow(const void* src, size_t n) {
   if (!tl_gc.rec && !register_current_thread(false)) return;
-  busy_enter();
+  if (!mark_busy_enter()) return;  // the cycle ended since the caller looked
   uintptr_t lo = reinterpret_cast<uintptr_t>(src);
   scan_range(lo, lo + n, tl_gc.rec->work);
   busy_exit();
