@@ -37,6 +37,12 @@ void scavenger_fork_child();
 size_t scavenge_now();
 bool scavenger_running();
 
+// The execution tracer's hook (runtime/trace.cc installs it while a trace
+// records; null otherwise): called with true before a scavenger pass and
+// with false and the bytes released after it. alloc/ is below the runtime,
+// so the runtime reaches down, never the other way.
+extern void (*scavenger_trace_hook)(bool begin, size_t released);
+
 // The soft memory limit (GORT_MEMLIMIT, gort_gc_set_memory_limit; 0: none).
 // While the memory gort holds (held_bytes) is above kLimitReleasePercent of
 // it, every scavenger pass releases all free pages at once instead of

@@ -277,6 +277,9 @@ inline void preempt_check() {
 void sysmon_start();
 void sysmon_wake();   // a P left the idle list while sysmon slept deeply
 void preempt_init();  // installs the preemption signal's handler (preempt.cc)
+// Unblocks the preemption signal on a new M: one started from sysmon (which
+// blocks every signal) would otherwise inherit a mask that blocks it.
+void preempt_thread_init();
 // Asks the task running on pp to yield: the flag, and the signal unless
 // GORT_DEBUG=asyncpreemptoff=1 (preempt.cc; sysmon calls it).
 void preemptone(p* pp);
