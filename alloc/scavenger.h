@@ -18,6 +18,7 @@
 // must be called with no allocator lock held.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -41,7 +42,7 @@ bool scavenger_running();
 // records; null otherwise): called with true before a scavenger pass and
 // with false and the bytes released after it. alloc/ is below the runtime,
 // so the runtime reaches down, never the other way.
-extern void (*scavenger_trace_hook)(bool begin, size_t released);
+extern std::atomic<void (*)(bool begin, size_t released)> scavenger_trace_hook;
 
 // The soft memory limit (GORT_MEMLIMIT, gort_gc_set_memory_limit; 0: none).
 // While the memory gort holds (held_bytes) is above kLimitReleasePercent of

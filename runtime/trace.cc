@@ -65,6 +65,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -147,6 +149,11 @@ char g_path[4096];
 uint64_t g_tsc0 = 0;
 int64_t g_ns0 = 0;
 bool g_forked_child = false;
+// membarrier(2) is there: P-buffer writers announce themselves with a plain
+// store and stop pays for the fence (see record). Fixed at the first start.
+bool g_asym = false;
+bool g_asym_checked = false;
+int g_trace_pid = 0;  // the process that started the trace (a vfork child is not it)
 bool g_atfork_done = false;
 
 inline uint64_t ticks() {
@@ -161,23 +168,44 @@ inline int32_t thread_id(m* mp) {
   return mp && mp->procid ? mp->procid : static_cast<int32_t>(syscall(SYS_gettid));
 }
 
+// Maps a ring, its pages faulted in at once: touching them one by one as
+// events arrive costs a fault per 128 events (about 10 us each on a VM).
+event* map_ring() {
+  void* m = mmap(nullptr, g_cap * sizeof(event), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  return m == MAP_FAILED ? nullptr : static_cast<event*>(m);
+}
+
 event* ring(tracebuf* b) {
   event* e = b->ev.load(std::memory_order_acquire);
   if (e) return e;
-  e = static_cast<event*>(alloc::sys_map(g_cap * sizeof(event), 4096));
+  e = map_ring();
   if (!e) return nullptr;  // out of memory: this buffer records nothing
   event* expect = nullptr;
   if (!b->ev.compare_exchange_strong(expect, e, std::memory_order_acq_rel)) {
-    alloc::sys_unmap(e, g_cap * sizeof(event));
+    munmap(e, g_cap * sizeof(event));
     return expect;
   }
   return e;
 }
 
+// The writer's side of the handshake with stop: announce on the buffer,
+// then read g_on. A P's buffer has one writer at a time, so with membarrier
+// the announcement is a plain store and a compiler fence: stop's
+// membarrier makes every running thread execute a full fence, so either
+// stop sees writers set or the writer sees g_on clear (an asymmetric
+// Dekker, as in Folly's asymmetricHeavyBarrier). The shared buffer, and
+// kernels without membarrier, use sequentially consistent read-modify-writes.
 void record(m* mp, uint8_t type, uint8_t reason, uint64_t goid, uint64_t arg) {
   p* pp = mp ? mp->pp : nullptr;
   tracebuf* b = pp ? &g_pbufs[pp->id] : &g_global;
-  b->writers.fetch_add(1, std::memory_order_seq_cst);
+  bool asym = pp && g_asym;
+  if (asym) {
+    b->writers.store(1, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    b->writers.fetch_add(1, std::memory_order_seq_cst);
+  }
   if (g_on.load(std::memory_order_seq_cst)) {
     if (event* e = ring(b)) {
       uint64_t i;
@@ -197,7 +225,10 @@ void record(m* mp, uint8_t type, uint8_t reason, uint64_t goid, uint64_t arg) {
       ev.reason = reason;
     }
   }
-  b->writers.fetch_sub(1, std::memory_order_release);
+  if (asym)
+    b->writers.store(0, std::memory_order_release);
+  else
+    b->writers.fetch_sub(1, std::memory_order_release);
 }
 
 uint64_t curgoid(m* mp) {
@@ -722,7 +753,7 @@ int write_trace(int fd, uint64_t tsc1, int64_t ns1) {
 
 void unmap_buffers() {
   auto drop = [](tracebuf& b) {
-    if (event* e = b.ev.exchange(nullptr)) alloc::sys_unmap(e, g_cap * sizeof(event));
+    if (event* e = b.ev.exchange(nullptr)) munmap(e, g_cap * sizeof(event));
     b.pos.store(0);
   };
   for (auto& b : g_pbufs) drop(b);
@@ -794,8 +825,17 @@ int start_locked(const char* path) {
   uint64_t cap = 1;
   while (cap * 2 * sizeof(event) <= bytes) cap *= 2;
   g_cap = cap;
+  g_trace_pid = static_cast<int>(getpid());
   g_ns0 = alloc::nanotime();
   g_tsc0 = ticks();
+  if (!g_asym_checked) {
+    g_asym_checked = true;
+    g_asym = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  }
+  // The rings of the Ps there are now, and the shared one, mapped up front.
+  int32_t np = gomaxprocs.load();
+  for (int32_t i = 0; i < np && i < kMaxProcsLimit; i++) g_pbufs[i].ev.store(map_ring());
+  g_global.ev.store(map_ring());
   alloc::scavenger_trace_hook = scavenge_hook;
   g_on.store(true, std::memory_order_seq_cst);
   return 0;
@@ -805,6 +845,7 @@ int stop_locked() {
   if (!g_on.load()) return EINVAL;
   g_on.store(false, std::memory_order_seq_cst);
   alloc::scavenger_trace_hook = nullptr;
+  if (g_asym) syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
   // Every writer that saw g_on set is done with its buffer after this.
   auto drain = [](tracebuf& b) {
     while (b.writers.load(std::memory_order_seq_cst) != 0) sched_yield();
@@ -829,7 +870,10 @@ void (*g_prev_exit_report)() = nullptr;
 
 void exit_report() {
   if (g_prev_exit_report) g_prev_exit_report();
-  if (!g_on.load() || g_forked_child) return;
+  // A child of fork (its atfork handler stopped the trace) or of vfork
+  // (which runs no handler and shares the parent's memory) must leave the
+  // trace to the parent.
+  if (!g_on.load() || g_forked_child || static_cast<int>(getpid()) != g_trace_pid) return;
   alloc::lock_guard l(g_ctl);
   stop_locked();
 }

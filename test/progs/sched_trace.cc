@@ -6,7 +6,8 @@
 //   api   gort_trace_start(argv[2]) before the run, gort_trace_stop() from the
 //         main task at its end; prints "stopped"
 //   fork  like env, and a child forked after the run allocates, collects
-//         and exits with exit(0): it must not write the parent's trace
+//         and exits with exit(0), and a vfork child leaves with _exit(0):
+//         neither may write the parent's trace
 //   long  like env, with many more switches (to wrap a small ring)
 #include <gort/gc.h>
 #include <gort/runtime.h>
@@ -143,6 +144,12 @@ int main(int argc, char** argv) {
     int st = 0;
     waitpid(pid, &st, 0);
     printf("child %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    // A vfork child shares the parent's memory and runs no atfork handler;
+    // its _exit must not write (nor stop) the parent's trace.
+    pid = vfork();
+    if (pid == 0) _exit(0);
+    waitpid(pid, &st, 0);
+    printf("vfork child %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : -1);
   }
   return rc;
 }
