@@ -2,7 +2,8 @@
 """The execution tracer's cost on the scheduler benchmarks.
 
 Runs bench/workloads/sched_{pingpong,yield,spawn} in three variants, interleaved
-(A B C A B C ...), and prints the median of each workload's own metric:
+and rotated (A B C, B C A, C A B, ...: the first run of a triple was measurably
+slower on a loaded machine), and prints the median of each workload's own metric:
   base   a build without the tracer (--base BUILD_DIR, e.g. main's), if given
   off    this build, GORT_TRACE unset (the hooks compiled in, not taken)
   on     this build, GORT_TRACE=/tmp/... (every switch recorded; the file is
@@ -49,7 +50,8 @@ def main():
     res = {}
     for r in range(a.rounds):
         for w in WORKLOADS:
-            for name, build, env in variants:
+            k = r % len(variants)
+            for name, build, env in variants[k:] + variants[:k]:
                 b = os.path.join(build, "bench/workloads/sched_" + w)
                 metric, v, unit, wall = run(b, env)
                 res.setdefault((w, name), []).append((v, wall))

@@ -281,9 +281,8 @@ void gopreempt(m* mp, g* gp) {
   gp->preempt.store(false, std::memory_order_relaxed);
   sched.preempts.fetch_add(1, std::memory_order_relaxed);
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
-  trace::gostop(mp, gp, trace::kStopPreempted);
   mp->next_after = after{preempt_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopPreempted);
 }
 
 void preemptone(p* pp) {

@@ -301,8 +301,9 @@ static inline void gc_before_run(g* gp) {
 
 // Switches away from gp, whose status says why (waiting, runnable, dead) and
 // whose m::after is set. Returns when gp runs again, on whatever M.
-void switch_out(m* mp, g* gp) {
+void switch_out(m* mp, g* gp, uint8_t why) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
+  trace::gostop(mp, gp, static_cast<trace::stopReason>(why));
   p* pp = mp->pp;
   g* next =
       sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
@@ -602,9 +603,8 @@ static void gfput_after(void*, g* prev) {
   }
   m* mp = getm();
   gp->status.store(gstatus::dead, std::memory_order_relaxed);
-  trace::gostop(mp, gp, trace::kStopExit);
   mp->next_after = after{gfput_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopExit);
   __builtin_unreachable();
 }
 
@@ -658,9 +658,8 @@ void gopark(void (*fn)(void*, g*), void* arg, const char* reason) {
   if (!gp) alloc::fatal("a blocking operation on the scheduler's own stack (%s)", reason);
   gp->waitreason = reason;
   gp->status.store(gstatus::waiting, std::memory_order_relaxed);
-  trace::gostop(mp, gp, trace::kStopBlocked);
   mp->next_after = after{fn, arg, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopBlocked);
 }
 
 static void unlock_after(void* l, g*) {
@@ -703,9 +702,8 @@ void goyield() {
     return;  // nothing else to run here (at shutdown, switch: the M must stop)
   g* gp = mp->curg;
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
-  trace::gostop(mp, gp, trace::kStopYield);
   mp->next_after = after{yield_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopYield);
 }
 
 void wake_timer_sleeper(int64_t when) {

@@ -248,8 +248,9 @@ void startm(p* pp, bool spinning);
 void wakep();  // startm(spinning) unless an M already spins
 // The M's scheduler loop on its own stack; returns on m0 when the run ends.
 void schedule_loop(m* mp);
-// Switches away from the running gp, whose status and m::after are set.
-void switch_out(m* mp, g* gp);
+// Switches away from the running gp, whose status and m::after are set;
+// why (a trace::stopReason) is what the execution trace records.
+void switch_out(m* mp, g* gp, uint8_t why);
 // The same, straight to the M's own stack (g0), whatever is runnable.
 void switch_to_g0(m* mp, g* gp);
 // gp to this P's runnext, or from a thread without a P to the global queue.

@@ -30,14 +30,24 @@
 // "sleep", "IO wait (read)"...), yielded, preempted, exited, or entered a
 // blocking call.
 //
-// Publishing. A writer announces itself on its buffer (writers, an atomic
-// counter) and only then reads g_on again; stop clears g_on and waits for
-// every buffer's writers to reach zero. Both sides are sequentially
-// consistent, so after the wait no writer is inside any buffer, and stop
-// may read and unmap them. (Go's tracer has the same handshake through each
-// M's trace seqlock.) Nothing here takes a lock a stopped-the-world thread
-// could hold: the collector records its stop while every other thread is
-// parked in its signal handler, maybe in the middle of an event.
+// Publishing. A writer announces itself on its buffer (writers) and only
+// then reads g_on again; stop clears g_on and waits for every buffer's
+// writers to reach zero, after which no writer is inside any buffer and
+// stop may read and unmap them. (Go's tracer has the same handshake through
+// each M's trace seqlock.) On the shared buffer both sides are sequentially
+// consistent read-modify-writes. A P's buffer has one writer at a time, so
+// there the writer announces itself with a plain store and stop pays for the
+// fence with membarrier(2), which runs a full fence on every thread of the
+// process (an asymmetric Dekker); kernels without it get the RMWs. Nothing
+// here takes a lock a stopped-the-world thread could hold: the collector
+// records its stop while every other thread is parked in its signal
+// handler, maybe in the middle of an event.
+//
+// Where the hooks sit. A task's stop is recorded in switch_out, which every
+// way of stopping goes through with its reason (gopark, goyield, goexit,
+// gopreempt): a hook in those small functions would cost them a stack frame
+// (a call on a rare path still makes the compiler save registers on every
+// path), where switch_out has one anyway.
 //
 // Formatting (at stop or exit). Events of every buffer are merged by time
 // and replayed through a small state machine per track: one track per P
@@ -59,13 +69,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>

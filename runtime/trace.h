@@ -19,7 +19,7 @@ namespace trace {
 
 // True while a trace is being recorded. Read relaxed on every hook: one load
 // and one branch that is never taken when tracing is off.
-extern std::atomic<bool> g_on;
+extern std::atomic<bool> g_on __attribute__((visibility("hidden")));  // no GOT load
 
 inline bool on() {
   return __builtin_expect(g_on.load(std::memory_order_relaxed), 0);
