@@ -5,6 +5,7 @@ Usage: trace_check.py TRACE.json [EXPECT ...]
 An EXPECT is one of
   task:ID:TEXT   task ID has a run on a P that ended with TEXT in its reason
   name:TEXT      some slice's name contains TEXT
+  thread:NAME    some slice on a thread track is named NAME exactly
   pid:N          otherData.pid is N
   dropped        the rings wrapped (otherData.dropped_events > 0)
 Always checked: the file parses as JSON in the Chrome trace-event format;
@@ -89,6 +90,9 @@ def main():
         elif kind == "name":
             if not any(rest in n for n in names):
                 problems.append("no slice named like %r" % rest)
+        elif kind == "thread":
+            if not any(e.get("ph") == "X" and e["pid"] == 2 and e["name"] == rest for e in events):
+                problems.append("no slice named %r on a thread track" % rest)
         elif kind == "pid":
             if other.get("pid") != int(rest):
                 problems.append("otherData.pid is %r, not %s" % (other.get("pid"), rest))
