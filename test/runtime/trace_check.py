@@ -11,8 +11,9 @@ An EXPECT is one of
 Always checked: the file parses as JSON in the Chrome trace-event format;
 complete (X) events have non-negative times; on every track slices nest
 (none ends after the slice around it); on P tracks and thread tracks, task
-runs never overlap; a task never runs on two Ps at once. Prints one line per
-problem and exits 1 if there is any, else prints "ok" and exits 0."""
+runs never overlap; a task never runs on two Ps, or two threads, at once.
+Prints one line per problem and exits 1 if there is any, else prints "ok" and
+exits 0."""
 import collections
 import json
 import sys
@@ -52,8 +53,8 @@ def main():
         if dur < 0:
             problems.append("negative duration: %r" % e)
         tracks[(e["pid"], e["tid"])].append((start, start + dur, e))
-        if e.get("cat") == "task" and e["pid"] == 1:
-            runs_by_task[e["args"]["goid"]].append((start, start + dur, e))
+        if e.get("cat") == "task" and e["pid"] in (1, 2):
+            runs_by_task[(e["pid"], e["args"]["goid"])].append((start, start + dur, e))
     # Nesting per track, and task runs one after the other on each track.
     for key, sl in tracks.items():
         sl.sort(key=lambda s: (s[0], -(s[1] - s[0])))
@@ -71,19 +72,20 @@ def main():
                     problems.append("track %r: task run %r starts before the previous run ended"
                                     % (key, e))
                 last_task_end = end
-    # A task never runs on two Ps at once.
-    for goid, runs in runs_by_task.items():
+    # A task never runs on two Ps (or two threads) at once.
+    for (pid, goid), runs in runs_by_task.items():
         runs.sort(key=lambda r: r[0])
+        what = "P" if pid == 1 else "thread "
         for a, b in zip(runs, runs[1:]):
             if b[0] < a[1]:
-                problems.append("task %s runs on P%s and P%s at once (%r, %r)"
-                                % (goid, a[2]["tid"], b[2]["tid"], a[2], b[2]))
+                problems.append("task %s runs on %s%s and %s%s at once (%r, %r)"
+                                % (goid, what, a[2]["tid"], what, b[2]["tid"], a[2], b[2]))
     names = [e["name"] for e in events if e.get("ph") == "X"]
     for x in expects:
         kind, _, rest = x.partition(":")
         if kind == "task":
             goid, _, text = rest.partition(":")
-            ends = [r[2]["args"].get("end", "") for r in runs_by_task.get(int(goid), [])]
+            ends = [r[2]["args"].get("end", "") for r in runs_by_task.get((1, int(goid)), [])]
             if not any(text in s for s in ends):
                 problems.append("task %s: no run on a P ended with %r (ends: %r)"
                                 % (goid, text, ends))
