@@ -22,6 +22,7 @@
 #include "gc/roots.h"
 #include "gc/sweep.h"
 #include "runtime/gchooks.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -78,6 +79,7 @@ double goal_mb() {
 }
 
 void sweep_all() {
+  rt::trace::sweepScope ts(true);
   while (sweep_one()) {
   }
   free_empty_spans();
@@ -133,6 +135,7 @@ void run_cycle() {
   int64_t trigger0 = gcController.trigger.load(std::memory_order_relaxed);
 
   // 1. Sweep termination.
+  rt::trace::gc_phase(rt::trace::kGCSweepTermination);
   int64_t s1 = alloc::nanotime();
   int64_t stop1 = stop_the_world();
   while (sweep_one()) {
@@ -154,6 +157,7 @@ void run_cycle() {
   start_the_world();
   int64_t p1 = alloc::nanotime() - s1;
   record_pause(p1, 0);
+  rt::trace::gc_phase(rt::trace::kGCMark);
 
   // 2. Concurrent mark.
   int64_t t_mark = alloc::nanotime();
@@ -180,6 +184,7 @@ void run_cycle() {
     scan_root_ranges(g_work);
     while (!pacer_drain(g_work, 1 << 12, true)) {
     }
+    rt::trace::gc_phase(rt::trace::kGCMarkTermination);
     s2 = alloc::nanotime();
     stop2 = stop_the_world();
     // 3. Mark termination.
@@ -193,6 +198,7 @@ void run_cycle() {
     start_the_world();
     int64_t p = alloc::nanotime() - s2;
     record_pause(p, 1);
+    rt::trace::gc_phase(rt::trace::kGCMark);
     restarts++;
   }
   int64_t mark_ns = s2 - t_mark;
@@ -212,6 +218,7 @@ void run_cycle() {
   start_the_world();
   p2 = alloc::nanotime() - s2;
   record_pause(p2, 1);
+  rt::trace::gc_phase(rt::trace::kGCSweep);
   {
     alloc::lock_guard g(g_stats_lock);
     g_st.cycles++;
@@ -221,6 +228,7 @@ void run_cycle() {
 
   // 4. Sweep (the rest happens lazily as well).
   sweep_all();
+  rt::trace::gc_phase(rt::trace::kGCOff);
   int64_t cpu = thread_cpu_ns() - cpu0;
   pacer_limiter_note(cpu + assist_ns);
   {

@@ -10,6 +10,7 @@
 #include "gc/mark.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -157,6 +158,7 @@ mspan* central_take(uint32_t sc) {
     cen.partial.remove(s);
     return s;
   }
+  rt::trace::sweepScope ts(cen.unswept.first != nullptr);
   while (mspan* s = cen.unswept.first) {
     cen.unswept.remove(s);
     sweepResult r = sweep_span(s);

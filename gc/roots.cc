@@ -17,6 +17,7 @@
 #include "gc/cycle.h"
 #include "gort/gc.h"
 #include "runtime/gchooks.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -528,6 +529,7 @@ void roots_fork_child() {
 // ---- stopping the world ----
 
 int64_t stop_the_world() {
+  rt::trace::stw_begin();
   int64_t t0 = alloc::nanotime();
   g_reg_lock.lock();
   uint32_t e = g_stw_epoch.load(std::memory_order_relaxed) + 1;
@@ -564,6 +566,7 @@ int64_t stop_the_world() {
 }
 
 void start_the_world() {
+  rt::trace::stw_end();
   g_stw_release.store(g_stw_epoch.load(std::memory_order_relaxed), std::memory_order_release);
   alloc::futex_wake(&g_stw_release, 1 << 30);
   g_reg_lock.unlock();

@@ -67,6 +67,7 @@
 #include "gc/heap.h"
 #include "runtime/proc.h"
 #include "runtime/runq.h"
+#include "runtime/trace.h"
 
 // The bounds of gort's own code (the Makefile renames every object's text
 // section to gort_text; the linker defines these).
@@ -281,7 +282,7 @@ void gopreempt(m* mp, g* gp) {
   sched.preempts.fetch_add(1, std::memory_order_relaxed);
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   mp->next_after = after{preempt_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopPreempted);
 }
 
 void preemptone(p* pp) {
@@ -291,6 +292,13 @@ void preemptone(p* pp) {
   if (!gp) return;
   gp->preempt.store(true, std::memory_order_release);
   if (g_async && mp->procid) syscall(SYS_tgkill, getpid(), mp->procid, kPreemptSignal);
+}
+
+void preempt_thread_init() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, kPreemptSignal);
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
 }
 
 void preempt_init() {

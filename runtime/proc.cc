@@ -24,6 +24,7 @@
 #include "runtime/overflow.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace gort::rt {
 
@@ -180,6 +181,7 @@ static void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
   mp->procid = static_cast<int>(gettid());
+  preempt_thread_init();  // an M sysmon started inherited its all-blocked signal mask
   // Every M is a root of the collector: its stacks are those of its tasks.
   gc::register_current_thread(false);
   overflow_altstack();
@@ -299,13 +301,15 @@ static inline void gc_before_run(g* gp) {
 
 // Switches away from gp, whose status says why (waiting, runnable, dead) and
 // whose m::after is set. Returns when gp runs again, on whatever M.
-void switch_out(m* mp, g* gp) {
+void switch_out(m* mp, g* gp, uint8_t why) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
+  trace::gostop(mp, gp, static_cast<trace::stopReason>(why));
   p* pp = mp->pp;
   g* next =
       sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
   if (next && next->sp) {
     mp->curg = next;
+    trace::gostart(mp, next);
     next->status.store(gstatus::running, std::memory_order_relaxed);
     next->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(next);
@@ -571,6 +575,7 @@ void schedule_loop(m* mp) {
     if (!gp) return;
     prepare(gp);
     mp->curg = gp;
+    trace::gostart(mp, gp);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     gp->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(gp);
@@ -599,7 +604,7 @@ static void gfput_after(void*, g* prev) {
   m* mp = getm();
   gp->status.store(gstatus::dead, std::memory_order_relaxed);
   mp->next_after = after{gfput_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopExit);
   __builtin_unreachable();
 }
 
@@ -654,7 +659,7 @@ void gopark(void (*fn)(void*, g*), void* arg, const char* reason) {
   gp->waitreason = reason;
   gp->status.store(gstatus::waiting, std::memory_order_relaxed);
   mp->next_after = after{fn, arg, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopBlocked);
 }
 
 static void unlock_after(void* l, g*) {
@@ -676,6 +681,7 @@ void ready(g* gp) {
     alloc::fatal("ready of task %llu, which is not waiting",
                  static_cast<unsigned long long>(gp->goid));
   }
+  trace::gounblock(gp);
   make_runnable(gp);
 }
 
@@ -697,7 +703,7 @@ void goyield() {
   g* gp = mp->curg;
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   mp->next_after = after{yield_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopYield);
 }
 
 void wake_timer_sleeper(int64_t when) {
@@ -766,6 +772,7 @@ bool spawn_runtime_task(void (*fn)(void*), void* arg) {
     sched.spawned.fetch_add(1, std::memory_order_relaxed);
     gp->status.store(gstatus::runnable, std::memory_order_relaxed);
     globrunqput(gp);
+    trace::gocreate(gp);
   }
   wakep();
   return true;
@@ -776,6 +783,7 @@ void task_start(g* gp) {
     alloc::fatal("gort::go: no gort::run is in progress");
   gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
   sched.spawned.fetch_add(1, std::memory_order_relaxed);
+  trace::gocreate(gp);
   make_runnable(gp);
 }
 

@@ -248,8 +248,9 @@ void startm(p* pp, bool spinning);
 void wakep();  // startm(spinning) unless an M already spins
 // The M's scheduler loop on its own stack; returns on m0 when the run ends.
 void schedule_loop(m* mp);
-// Switches away from the running gp, whose status and m::after are set.
-void switch_out(m* mp, g* gp);
+// Switches away from the running gp, whose status and m::after are set;
+// why (a trace::stopReason) is what the execution trace records.
+void switch_out(m* mp, g* gp, uint8_t why);
 // The same, straight to the M's own stack (g0), whatever is runnable.
 void switch_to_g0(m* mp, g* gp);
 // gp to this P's runnext, or from a thread without a P to the global queue.
@@ -277,6 +278,9 @@ inline void preempt_check() {
 void sysmon_start();
 void sysmon_wake();   // a P left the idle list while sysmon slept deeply
 void preempt_init();  // installs the preemption signal's handler (preempt.cc)
+// Unblocks the preemption signal on a new M: one started from sysmon (which
+// blocks every signal) would otherwise inherit a mask that blocks it.
+void preempt_thread_init();
 // Asks the task running on pp to yield: the flag, and the signal unless
 // GORT_DEBUG=asyncpreemptoff=1 (preempt.cc; sysmon calls it).
 void preemptone(p* pp);

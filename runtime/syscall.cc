@@ -34,6 +34,7 @@
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -43,6 +44,7 @@ void entersyscall() {
   m* mp = getm();
   g* gp = mp->curg;
   p* pp = mp->pp;
+  trace::syscall_enter(mp, gp);
   gp->status.store(gstatus::syscall, std::memory_order_relaxed);
   mp->oldp = pp;
   mp->syscall_run = sched.runid;
@@ -79,10 +81,12 @@ void exitsyscall_slow(m* mp, g* gp) {
     sched.nmsyscall.fetch_sub(1, std::memory_order_relaxed);
     sched.lock.unlock();
     acquirep(mp, pp);
+    trace::syscall_exit(mp, gp);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     return;
   }
   sched.lock.unlock();
+  trace::syscall_exit(mp, gp);  // without a P: the task goes back to a queue
   mp->next_after = after{exitsyscall_park_after, nullptr, gp};
   switch_to_g0(mp, gp);
 }
@@ -97,6 +101,7 @@ void exitsyscall() {
   m* expect = mp;
   if (pp->syscallm.compare_exchange_strong(expect, nullptr, std::memory_order_acquire)) {
     acquirep(mp, pp);
+    trace::syscall_exit(mp, gp);
     sched.nmsyscall.fetch_sub(1, std::memory_order_relaxed);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     // Tasks waited while this one was in its call: the call is its turn's

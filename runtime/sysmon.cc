@@ -35,6 +35,7 @@
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace gort::rt {
 
@@ -81,6 +82,7 @@ int retake(int64_t now) {
         continue;
       if (pp->syscallm.compare_exchange_strong(sm, nullptr, std::memory_order_acq_rel)) {
         sched.retakes.fetch_add(1, std::memory_order_relaxed);
+        trace::proc_retake(pp);
         handoffp(pp);
         n++;
       }
