@@ -4,6 +4,7 @@
 // a run's start, shutdown and deadlock check in run.cc.
 #include "runtime/proc.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@ namespace gort::rt {
 
 schedt sched;
 p** allp = nullptr;
+int* (*volatile errno_location)() = __errno_location;
 std::atomic<int32_t> gomaxprocs{0};
 
 namespace {
@@ -290,6 +292,39 @@ static bool timers_due(p* pp) {
   return t0 != 0 && t0 <= now_ns();
 }
 
+// The network, looked at by a P whose run queue never drains. findrunnable
+// polls only once the local and global queues are empty, and tasks that end
+// their turn after a completed read (io_turn_end) keep the global queue
+// full, so without this the tasks parked on sockets waited for sysmon's poll
+// while the others went round (blocking/keepalive_every_connection_progresses,
+// netpoll/busy_p_still_polls). A P whose next tick is one of the 61st (when it
+// also looks at the global queue) goes through g0 if tasks wait on the
+// network, no M is blocked in epoll and nobody polled for kSchedPollNs;
+// there findrunnable polls, after m::after released the old task's locks
+// (netpoll takes pollDesc locks, which a task parking on a descriptor holds
+// until then). The readied tasks go to the tail of the local queue, behind
+// those that waited there. The time bound caps the cost at one non-blocking
+// epoll_wait per 100 us, however fast the P switches.
+constexpr int64_t kSchedPollNs = 100 * 1000;
+
+static bool netpoll_due(int64_t now) {
+  return netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+         !netpoll_sleeper.load(std::memory_order_relaxed) &&
+         netpoll_last.load(std::memory_order_relaxed) + kSchedPollNs <= now;
+}
+
+static bool netpoll_due_tick(p* pp) {
+  return (pp->schedtick.load(std::memory_order_relaxed) + 1) % 61 == 0 && netpoll_due(now_ns());
+}
+
+// On g0: the tasks the network readied join the global queue, behind the
+// tasks that ended their turn before them (gopreempt, io_turn_end), as
+// sysmon's would; idle Ps get Ms for them.
+static void netpoll_inject() {
+  int32_t n;
+  if (g* list = netpoll(0, &n)) injectglist(list, n);
+}
+
 // A task about to run on this M: if the collector has not scanned its stack
 // this cycle, scan it now, before it can change (gc/roots.h). After mp->curg
 // is set: a stop of the world from here on finds the task through its M.
@@ -305,8 +340,9 @@ void switch_out(m* mp, g* gp, uint8_t why) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
   trace::gostop(mp, gp, static_cast<trace::stopReason>(why));
   p* pp = mp->pp;
-  g* next =
-      sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
+  g* next = sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) || netpoll_due_tick(pp)
+                ? nullptr
+                : next_local(pp);
   if (next && next->sp) {
     mp->curg = next;
     trace::gostart(mp, next);
@@ -495,6 +531,7 @@ top:
   p* pp = mp->pp;
   if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
   if (timers_due(pp)) timers_run(pp, now_ns());
+  if (netpoll_due(now_ns())) netpoll_inject();
   if (g* gp = next_local(pp)) {
     if (mp->spinning) resetspinning(mp);
     return gp;
@@ -825,6 +862,8 @@ SchedStats sched_stats() {
   s.retakes = sched.retakes.load();
   s.preemptions = sched.preempts.load();
   s.async_preemptions = sched.async_preempts.load();
+  s.netpoll_ready = sched.netpoll_ready.load();
+  s.netpoll_ready_sysmon = sched.netpoll_ready_sysmon.load();
   return s;
 }
 

@@ -105,12 +105,10 @@ void exitsyscall() {
     sched.nmsyscall.fetch_sub(1, std::memory_order_relaxed);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     // Tasks waited while this one was in its call: the call is its turn's
-    // end, and it yields at the caller's preempt_check. Without this a task
-    // whose calls return quickly keeps its P across them forever (sysmon
-    // sees a new call each round) while the others wait: one keep-alive
-    // connection served 20,000 times, 49 once (issue 11).
-    if (sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(pp))
-      gp->preempt.store(true, std::memory_order_relaxed);
+    // end, and it yields at the caller's preempt_check (turn_end_if_waiting,
+    // proc.h). Without this a task whose calls return quickly keeps its P
+    // across them forever: sysmon sees a new call each round.
+    turn_end_if_waiting(mp, gp);
     return;
   }
   exitsyscall_slow(mp, gp);
