@@ -171,7 +171,7 @@ void free_slow(void* p) {
   mspan* s = span_of(p);
   // With the heap profiler on, every free comes here (mprof.h); a span with
   // sampled objects says so.
-  if (GORT_UNLIKELY(prof_on()) && s && __atomic_load_n(&s->profiled, __ATOMIC_RELAXED))
+  if (GORT_UNLIKELY(prof_on()) && s && mprof_maybe_sampled(s, reinterpret_cast<uintptr_t>(p)))
     mprof_free(s, reinterpret_cast<uintptr_t>(p));
   if (GORT_LIKELY(s != nullptr && s->state == spanState::large &&
                   reinterpret_cast<uintptr_t>(p) == s->base)) {

@@ -24,12 +24,10 @@
 #include <fcntl.h>
 #include <link.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 #include <unwind.h>
@@ -47,6 +45,8 @@ namespace gort::alloc {
 
 int64_t g_prof_rate = 0;
 bool g_prof_ever = false;
+void (*g_prof_nostop_enter)() = nullptr;
+void (*g_prof_nostop_exit)() = nullptr;
 uint32_t g_prof_epoch = 0;
 
 namespace {
@@ -68,8 +68,8 @@ struct liveEntry {
   bucket* b;
 };
 
-// g_prof_lock guards everything below. A leaf lock, held with all signals
-// blocked (see mprof.h); taken last by the fork handler.
+// g_prof_lock guards everything below. A leaf lock, held through profLock
+// (see mprof.h); taken last by the fork handler.
 constinit mutex g_prof_lock;
 constexpr size_t kBuckHash = 1 << 16;
 bucket* g_buckhash[kBuckHash];
@@ -95,18 +95,31 @@ void* arena_alloc(size_t n) {
   return p;
 }
 
-// Blocks every signal for the scope (raw syscall: libgort interposes nothing
-// here, and glibc's wrapper would hide its own internal signals anyway).
-class signalsBlocked {
+// Holds g_prof_lock so that the holder cannot be stopped by the collector's
+// stop signal while it holds it (gc/ sets the hooks to enter and leave a
+// busy region, which defers a stop): then the collector may take the lock
+// itself, in a busy region or with the world stopped (sweeping). Without
+// the collector there are no stops and the hooks are null. The scheduler
+// never preempts here: this is gort's own text (and libc's memcpy).
+class profLock {
  public:
-  signalsBlocked() {
-    uint64_t all = ~uint64_t{0};
-    syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old_, sizeof old_);
+  profLock() {
+    // Both hooks or neither (gc/ may set them while this thread runs).
+    if (__atomic_load_n(&g_prof_nostop_enter, __ATOMIC_ACQUIRE)) {
+      exit_ = __atomic_load_n(&g_prof_nostop_exit, __ATOMIC_ACQUIRE);
+      if (exit_) g_prof_nostop_enter();
+    }
+    g_prof_lock.lock();
   }
-  ~signalsBlocked() { syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old_, nullptr, sizeof old_); }
+  ~profLock() {
+    g_prof_lock.unlock();
+    if (exit_) exit_();
+  }
+  profLock(const profLock&) = delete;
+  profLock& operator=(const profLock&) = delete;
 
  private:
-  uint64_t old_ = 0;
+  void (*exit_)() = nullptr;
 };
 
 inline uint64_t mix(uint64_t h, uint64_t v) {
@@ -264,8 +277,7 @@ void mprof_ready() {
 mprofCache* mprof_cache(mcache* c) {
   auto* pc = static_cast<mprofCache*>(c->prof);
   if (!pc) {
-    signalsBlocked sb;
-    lock_guard g(g_prof_lock);
+    profLock g;
     pc = static_cast<mprofCache*>(arena_alloc(sizeof(mprofCache)));
     if (!pc) return nullptr;
     memset(pc, 0, sizeof *pc);
@@ -306,15 +318,21 @@ void mprof_sample(mprofCache* pc, void* p, size_t size) {
     pc->busy = 1;
   }
   {
-    signalsBlocked sb;
+    // The capture runs with no lock held and may be stopped by the
+    // collector (it may wait for the loader's lock, which a stopped thread
+    // may hold, so it must not defer a stop).
     uintptr_t pcs[kMaxStack];
     int n = capture(pcs, kMaxStack);
-    lock_guard g(g_prof_lock);
+    profLock g;
     bucket* b = find_bucket(pcs, static_cast<uint32_t>(n), size);
     if (b && live_insert(reinterpret_cast<uintptr_t>(p), b)) {
       b->allocs++;
       b->alloc_bytes += size;
-      if (mspan* s = span_of(p)) __atomic_fetch_add(&s->profiled, 1, __ATOMIC_RELAXED);
+      if (mspan* s = span_of(p)) {
+        uintptr_t a = reinterpret_cast<uintptr_t>(p);
+        __atomic_fetch_or(&s->profiled_bits, mprof_filter_bit(s, a), __ATOMIC_RELAXED);
+        __atomic_fetch_add(&s->profiled, 1, __ATOMIC_RELAXED);
+      }
     } else {
       g_dropped++;
     }
@@ -333,11 +351,29 @@ void mprof_large(mcache* c, void* p, size_t size) {
   mprof_sample(pc, p, size);
 }
 
-void mprof_free(mspan* s, uintptr_t p) {
-  signalsBlocked sb;
-  lock_guard g(g_prof_lock);
+namespace {
+// Under g_prof_lock.
+void free_locked(mspan* s, uintptr_t p) {
   int n = live_remove(p);
-  if (n) __atomic_fetch_sub(&s->profiled, static_cast<uint16_t>(n), __ATOMIC_RELAXED);
+  if (!n) return;
+  // The count and the filter go to zero together (the span may be reused for
+  // other objects, or other sizes).
+  if (__atomic_sub_fetch(&s->profiled, static_cast<uint16_t>(n), __ATOMIC_RELAXED) == 0)
+    __atomic_store_n(&s->profiled_bits, 0, __ATOMIC_RELAXED);
+}
+}  // namespace
+
+void mprof_free(mspan* s, uintptr_t p) {
+  profLock g;
+  free_locked(s, p);
+}
+
+void mprof_free_objects(mspan* s, bool (*freed)(const mspan* s, uint32_t i)) {
+  profLock g;
+  for (uint32_t i = 0; i < s->nelems && s->profiled; i++) {
+    uintptr_t p = s->base + uintptr_t{i} * s->elemsize;
+    if ((s->profiled_bits & mprof_filter_bit(s, p)) && freed(s, i)) free_locked(s, p);
+  }
 }
 
 void mprof_fork_lock() {
@@ -578,8 +614,7 @@ int write_profile(int fd) {
   pbuf snaps;
   size_t nb = 0, npcs = 0;
   {
-    signalsBlocked sb;
-    lock_guard g(g_prof_lock);
+    profLock g;
     for (const bucket* b = g_buckets; b; b = b->allnext) nb++;
     snaps.reserve((nb + 1) * sizeof(snap));
     if (snaps.failed) return errno = ENOMEM, -1;

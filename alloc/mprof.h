@@ -41,14 +41,17 @@
 //
 // Safety. Stack capture uses _Unwind_Backtrace, which may call malloc (the
 // first use in some programs) and take the loader's lock: a per-cache busy
-// flag makes a malloc from inside the capture an ordinary unsampled one, and
-// all signals are blocked for the capture and the record, so neither the
-// collector's stop signal nor the scheduler's preemption signal can stop a
-// thread in the unwinder or while it holds g_prof_lock. g_prof_lock is a
-// leaf: nothing is taken and nothing allocates while it is held (the profiler
-// maps its own memory), and because its holder cannot be stopped, the
-// collector may take it inside a busy region (sweeping). fork: the lock is
-// taken last in the allocator's prepare handler and reset in the child.
+// flag makes a malloc from inside the capture an ordinary unsampled one. The
+// capture holds no gort lock, so the collector may stop the thread there;
+// the scheduler does not preempt it (libgcc_s and libc are never safe
+// points; a program linked with -static-libgcc has the unwinder in its own
+// text, where a preemption in the middle of a capture is possible). The
+// profiler's lock, g_prof_lock, is a leaf (nothing is taken and nothing
+// allocates while it is held: the profiler maps its own memory) and is held
+// inside a collector busy region (hooks g_prof_nostop_*, set by gc/), so its
+// holder is never stopped and the collector may take it while sweeping.
+// (Blocking signals instead costs two system calls, ~8 us here.) fork: the
+// lock is taken last in the allocator's prepare handler, reset in the child.
 // Samples start after libgort's constructor has run (allocations from the
 // dynamic loader before that are not sampled).
 //
@@ -58,12 +61,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloc/mspan.h"
 #include "alloc/sizeclasses.h"
 
 namespace gort::alloc {
 
 struct mcache;
-struct mspan;
 
 inline constexpr int64_t kDefaultProfileRate = 512 * 1024;  // Go's MemProfileRate
 inline constexpr int kMaxStack = 32;                        // Go's maxStack
@@ -91,6 +94,9 @@ extern int64_t g_prof_rate;
 extern bool g_prof_ever;
 // Bumped by every rate change: caches draw their countdowns again.
 extern uint32_t g_prof_epoch;
+// Set by gc/ (busy_enter, busy_exit): g_prof_lock is held inside them.
+extern void (*g_prof_nostop_enter)();
+extern void (*g_prof_nostop_exit)();
 
 inline bool prof_on() {
   return __builtin_expect(__atomic_load_n(&g_prof_ever, __ATOMIC_RELAXED), 0);
@@ -114,9 +120,15 @@ int64_t mprof_next_bytes(uint64_t* rng);
 void mprof_sample(mprofCache* pc, void* p, size_t size);
 // A large allocation on the slow path: sample it with probability p(size).
 void mprof_large(mcache* c, void* p, size_t size);
-// An object at p of span s is freed (s->profiled is not zero): if it was
-// sampled, count its free.
+// Whether the object at p of span s may be a sampled one (the span's count
+// and index filter; no lock). Small and GC spans: bit (index % 32).
+inline uint32_t mprof_filter_bit(const mspan* s, uintptr_t p);
+// An object at p of span s is freed (mprof_maybe_sampled said yes): if it
+// was sampled, count its free.
 void mprof_free(mspan* s, uintptr_t p);
+// Sweeping: every object i of s for which freed(s, i) holds is freed; one
+// lock for the span.
+void mprof_free_objects(mspan* s, bool (*freed)(const mspan* s, uint32_t i));
 
 // Writes the profile to path (pprof protobuf). Returns 0, or -1 with errno.
 int mprof_write(const char* path);
@@ -127,5 +139,14 @@ void mprof_exit();
 void mprof_fork_lock();
 void mprof_fork_unlock();
 void mprof_fork_child();
+
+inline uint32_t mprof_filter_bit(const mspan* s, uintptr_t p) {
+  if (s->state == spanState::large || s->state == spanState::gclarge || s->div_mul == 0) return 1;
+  return uint32_t{1} << (s->objindex(p) % 32);
+}
+inline bool mprof_maybe_sampled(const mspan* s, uintptr_t p) {
+  return __atomic_load_n(&s->profiled, __ATOMIC_RELAXED) != 0 &&
+         (__atomic_load_n(&s->profiled_bits, __ATOMIC_RELAXED) & mprof_filter_bit(s, p)) != 0;
+}
 
 }  // namespace gort::alloc

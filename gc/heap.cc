@@ -439,6 +439,19 @@ mspan* find_object(uintptr_t p, uint32_t* idx) {
   return s;
 }
 
+// The heap profiler holds its lock in a busy region, so the collector can
+// take it while sweeping (alloc/mprof.h).
+static void prof_busy_enter() {
+  busy_enter();
+}
+static void prof_busy_exit() {
+  busy_exit();
+}
+__attribute__((constructor, used)) static void prof_hooks() {
+  __atomic_store_n(&alloc::g_prof_nostop_enter, &prof_busy_enter, __ATOMIC_RELEASE);
+  __atomic_store_n(&alloc::g_prof_nostop_exit, &prof_busy_exit, __ATOMIC_RELEASE);
+}
+
 }  // namespace gort::gc
 
 using namespace gort::gc;

@@ -44,11 +44,9 @@ namespace {
 // not marked) and that were sampled are counted as freed (alloc/mprof.h).
 // Only spans holding sampled objects pay for the walk.
 void profile_freed(mspan* s) {
-  for (uint32_t i = 0; i < s->nelems; i++) {
-    if (!object_allocated(s, i) || (s->gcmarkBits[i / 64] >> (i % 64) & 1)) continue;
-    alloc::mprof_free(s, object_base(s, i));
-    if (!__atomic_load_n(&s->profiled, __ATOMIC_RELAXED)) return;
-  }
+  alloc::mprof_free_objects(s, [](const mspan* sp, uint32_t i) {
+    return object_allocated(sp, i) && !(sp->gcmarkBits[i / 64] >> (i % 64) & 1);
+  });
 }
 
 sweepResult swap_bits(mspan* s) {
