@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
-#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -249,10 +248,46 @@ uint64_t rng_next(uint64_t* s) {
   *s = x;
   return x;
 }
+// Natural log and exp without libm: a C program that links libgort.a with
+// cc (no -lm) must still link. Accurate to ~1e-12, plenty for sampling.
+constexpr double kLn2 = 0.6931471805599453;
+double ln(double x) {  // x > 0, finite
+  uint64_t bits;
+  memcpy(&bits, &x, sizeof bits);
+  int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;
+  bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);
+  double m;
+  memcpy(&m, &bits, sizeof m);  // [1, 2)
+  if (m > 1.4142135623730951) {
+    m /= 2;
+    e++;
+  }
+  // ln(m) = 2 atanh(z), z = (m-1)/(m+1), |z| <= 0.172
+  double z = (m - 1) / (m + 1), z2 = z * z, term = z, sum = 0;
+  for (int k = 1; k < 30; k += 2) {
+    sum += term / k;
+    term *= z2;
+  }
+  return e * kLn2 + 2 * sum;
+}
+double expo(double x) {  // x <= 0
+  if (x < -700) return 0;
+  int k = static_cast<int>(x / kLn2) - (x < 0 ? 1 : 0);
+  double r = x - k * kLn2, term = 1, sum = 1;  // r in [0, ln2)
+  for (int i = 1; i < 20; i++) {
+    term *= r / i;
+    sum += term;
+  }
+  uint64_t bits = static_cast<uint64_t>(k + 1023) << 52;  // 2^k, k >= -1010
+  double p2;
+  memcpy(&p2, &bits, sizeof p2);
+  return sum * p2;
+}
+
 // An Exp(1) variate (never 0 or infinite).
 double exp1(uint64_t* s) {
   double u = (static_cast<double>(rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
-  return -log(u);
+  return -ln(u);
 }
 
 uint64_t g_global_rng = 0;  // for callers without a cache (guarded by g_prof_lock)
@@ -573,7 +608,7 @@ void unscale(uint64_t count, uint64_t size, int64_t rate, int64_t* c, int64_t* s
     return;
   }
   double avg = static_cast<double>(size) / count;
-  double scale = 1 / (1 - exp(-avg / rate));
+  double scale = 1 / (1 - expo(-avg / rate));
   *c = static_cast<int64_t>(count * scale);
   *s = static_cast<int64_t>(size * scale);
 }
