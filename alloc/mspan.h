@@ -66,6 +66,12 @@ struct mspan {
   uint16_t alloc_count = 0;  // objects whose alloc bit is set
   // --- everything else ---
   uint16_t freeindex = 0;  // every object below freeindex is allocated
+  // Sampled objects of the heap profile in the span (alloc/mprof.h), and a
+  // one-word filter of their indexes (bit idx % 32): a free looks an object
+  // up in the profiler's table only when both say it may be sampled.
+  // Written under the profiler's lock, read racily.
+  uint16_t profiled = 0;
+  uint32_t profiled_bits = 0;
   uintptr_t npages = 0;
   mspan* next = nullptr;  // list links (mcentral or mheap free list)
   mspan* prev = nullptr;

@@ -44,6 +44,14 @@ struct options {
   // what gort maps (gc/pacer.cc paces the collector under it, the scavenger
   // returns free pages eagerly near it). 0: no limit.
   int64_t memlimit = 0;
+  // GORT_DEBUG=heapprofilerate=N: sample one allocation per N bytes on
+  // average for the heap profile (alloc/mprof.h); 0: off (the default unless
+  // heapprofile is set, which defaults it to 512 KiB). heapprofile=PATH:
+  // write the profile to PATH at exit (a forked child writes PATH.PID); the
+  // path is the rest of the item, up to the next comma.
+  int64_t heapprofilerate = -1;  // -1: not set
+  char heapprofile[256] = {};
+  int heapprofile_pid = 0;
 };
 
 extern options g_options;

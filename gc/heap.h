@@ -174,6 +174,12 @@ struct gcCache {
   uintptr_t tinyoffset;
   uint64_t marked_bytes;  // allocated black this cycle (summed at mark termination)
   gcCache* allnext;       // every gcCache ever made (never freed)
+  // The heap profile (alloc/mprof.h), as Go's mcache.nextSample: bytes until
+  // the next sampled GC allocation (INT64_MAX while profiling is off), drawn
+  // again when a span is installed after the rate changed (prof_epoch).
+  int64_t next_sample;
+  uint32_t prof_epoch;
+  uint64_t prof_rng;
 };
 
 struct alignas(64) gcCentral {
