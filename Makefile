@@ -252,7 +252,8 @@ $(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
 
 # ---- pool benchmarks (issue 13): gort::Pool vs Go's sync.Pool ----
 .PHONY: pool-benches
-pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput
+pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput \
+              $(BUILD)/bench/workloads/pool_request $(BUILD)/bench/peers/go/poolrequest
 
 $(BUILD)/bench/workloads/pool_%: bench/workloads/pool_%.cc bench/workloads/sched_common.h include/gort/pool.h \
                                  $(BUILD)/lib/libgort.a

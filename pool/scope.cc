@@ -703,7 +703,11 @@ void reset_to(scopeStack* st, uint64_t l) {
     gc::register_current_thread(false);
   busy_enter();
   gc::gcWork* w = gc::g_marking.load(std::memory_order_relaxed) ? &gc::tl_gc.rec->work : nullptr;
-  while (st->top && st->top->lstart >= l) {
+  // Chunks that start above l go; the one starting at l is rewound in place
+  // below (the common case: an outermost scope keeps its chunk), unless it
+  // is retired or poolcheck is on.
+  while (st->top && (st->top->lstart > l ||
+                     (st->top->lstart == l && (g_poolcheck || state_of(st->top) != kLive)))) {
     scopeChunk* c = st->top;
     uintptr_t uend = used_end(st, c);
     if (w) gc::scan_range(c->data(), uend, *w);
