@@ -104,7 +104,7 @@ $(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/gc
 	  -lboost_unit_test_framework -pthread -ldl
 
 TEST_POOL_SRCS := $(wildcard test/pool/*_test.cc)
-$(BUILD)/test/pool_tests: $(TEST_POOL_SRCS) test/pool/main.cc test/watchdog.h include/gort/pool.h $(BUILD)/lib/libgort.a
+$(BUILD)/test/pool_tests: $(TEST_POOL_SRCS) test/pool/main.cc test/watchdog.h test/alloc/helpers.h include/gort/pool.h include/gort/scope.h $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_POOL_SRCS) test/pool/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
@@ -252,7 +252,8 @@ $(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
 
 # ---- pool benchmarks (issue 13): gort::Pool vs Go's sync.Pool ----
 .PHONY: pool-benches
-pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput
+pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput \
+              $(BUILD)/bench/workloads/pool_request $(BUILD)/bench/peers/go/poolrequest
 
 $(BUILD)/bench/workloads/pool_%: bench/workloads/pool_%.cc bench/workloads/sched_common.h include/gort/pool.h \
                                  $(BUILD)/lib/libgort.a

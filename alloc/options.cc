@@ -102,10 +102,15 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->asyncpreemptoff = v != 0;
     } else if (nlen == 7 && memcmp(s, "metrics", 7) == 0) {
       o->metrics = v != 0;
+    } else if (nlen == 9 && memcmp(s, "poolcheck", 9) == 0) {
+      o->poolcheck = v != 0;
+    } else if (nlen == 11 && memcmp(s, "escapestats", 11) == 0) {
+      o->escapestats = v != 0;
     } else {
       snprintf(why, whylen,
                "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
-               "gcpoison, schedtrace, asyncpreemptoff, metrics, heapprofile, heapprofilerate)",
+               "gcpoison, schedtrace, asyncpreemptoff, metrics, heapprofile, heapprofilerate, "
+               "poolcheck, escapestats)",
                static_cast<int>(nlen), s);
       return false;
     }

@@ -40,6 +40,12 @@ struct options {
   // GORT_DEBUG=metrics=1: print every metric (gort/metrics.h) at exit, to
   // mstats_fd (gc/metrics.cc).
   bool metrics = false;
+  // GORT_DEBUG=poolcheck=1: scope objects are poisoned instead of reused when
+  // their scope ends, and checked never to be reached from a root or a live
+  // object (pool/scope.cc); escapestats=1: per-site escape statistics,
+  // printed at exit to mstats_fd.
+  bool poolcheck = false;
+  bool escapestats = false;
   // GORT_MEMLIMIT=<bytes>[B|KiB|MiB|GiB|TiB]|off: the soft memory limit on
   // what gort maps (gc/pacer.cc paces the collector under it, the scavenger
   // returns free pages eagerly near it). 0: no limit.

@@ -124,6 +124,7 @@ void mark_task(void* arg) {
 }
 
 std::atomic<void (*)()> g_cycle_hooks[4];
+std::atomic<void (*)()> g_mark_done_hooks[2];
 
 void run_cycle() {
   int64_t t_begin = alloc::nanotime();
@@ -206,6 +207,8 @@ void run_cycle() {
   int64_t heap_term = g_heap_alloc.load(std::memory_order_relaxed);
   flush_all_caches();
   if (alloc::g_options.gcverify) verify_heap();
+  for (auto& h : g_mark_done_hooks)
+    if (auto fn = h.load(std::memory_order_acquire)) fn();
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
                   take_thread_marked();
   g_marking.store(0, std::memory_order_release);
@@ -341,6 +344,14 @@ void request_cycle() {
 
 bool on_cycle_start(void (*fn)()) {
   for (auto& h : g_cycle_hooks) {
+    void (*none)() = nullptr;
+    if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
+
+bool on_mark_done(void (*fn)()) {
+  for (auto& h : g_mark_done_hooks) {
     void (*none)() = nullptr;
     if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
   }

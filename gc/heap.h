@@ -73,15 +73,33 @@ inline uint32_t gc_span_class(uint32_t cls, gcKind k) {
 // 1 from sweep termination to mark termination: barriers shade, new objects
 // are allocated black. The word is gort_gc_marking, exported for the inline
 // barrier of gort/gc.h; g_marking gives it the std::atomic interface.
+// The word has two bits: kMarkingBit (this flag) and kScopeBit, set for good
+// once a scope (pool/scope.cc) exists, so that the inline barrier (which
+// only tests the word for zero) calls the slow half, where escapes are seen.
+// Code testing "is the collector marking" must use g_marking (or mask
+// kMarkingBit), never the raw word.
+inline constexpr uint32_t kMarkingBit = 1, kScopeBit = 2;
 struct markingFlag {
   uint32_t load(std::memory_order) const {
-    return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE) & kMarkingBit;
   }
   void store(uint32_t v, std::memory_order) {
-    __atomic_store_n(&gort_gc_marking, v, __ATOMIC_RELEASE);
+    if (v)
+      __atomic_fetch_or(&gort_gc_marking, kMarkingBit, __ATOMIC_ACQ_REL);
+    else
+      __atomic_fetch_and(&gort_gc_marking, ~kMarkingBit, __ATOMIC_ACQ_REL);
   }
 };
 inline markingFlag g_marking;
+
+// Scoped pooling's hook in the barrier (pool/scope.cc sets it once, before
+// it sets kScopeBit): value was stored into *slot (slot null: somewhere the
+// barrier does not know, such as a handle made with gort_gc_handle_new).
+// Called from the barrier's slow half on any thread, outside busy regions.
+extern void (*g_scope_escape)(void* const* slot, const void* value);
+inline void scope_escape(void* const* slot, const void* value) {
+  if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) & kScopeBit) g_scope_escape(slot, value);
+}
 // +2 at every mark termination; a span with sweepgen == g_sweepgen is swept.
 extern std::atomic<uint32_t> g_sweepgen;
 

@@ -92,4 +92,12 @@ void verify_unmarked();
 // Whether the object containing p is marked (p is the start of a GC object).
 bool is_marked(uintptr_t p);
 
+// The barrier's marking half: shades old and v (any thread).
+void barrier_slow(void* old, void* v);
+
+// GORT_DEBUG=poolcheck (pool/scope.cc), at mark termination with the world
+// stopped and every cache flushed: fn(obj, v, arg) for every pointer word v
+// of every marked object obj that is conservative or has a pointer map.
+void for_each_marked_word(void (*fn)(uintptr_t obj, uintptr_t v, void* arg), void* arg);
+
 }  // namespace gort::gc

@@ -718,6 +718,25 @@ void remove_root_node(rootNode* n) {
   n->linked = false;
 }
 
+void for_each_root_word(void (*fn)(uintptr_t slot, uintptr_t v, void* arg), void* arg) {
+  auto range = [&](uintptr_t lo, uintptr_t hi) {
+    for (uintptr_t a = (lo + 7) & ~uintptr_t{7}; a + 8 <= hi; a += 8)
+      fn(a, __atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED), arg);
+  };
+  {
+    busy_lock g(g_roots_lock);
+    for (size_t i = 0; i < g_nroots; i++) range(g_roots[i].lo, g_roots[i].hi);
+    for (rootNode* n = g_root_nodes; n; n = n->next) range(n->lo, n->hi);
+  }
+  busy_lock g(g_handles_lock);
+  for (handleChunk* c = g_handle_chunks; c; c = c->next)
+    for (size_t i = 0; i < c->used; i++) {
+      void* v = __atomic_load_n(&c->slot[i], __ATOMIC_RELAXED);
+      if (!slot_free(v))
+        fn(reinterpret_cast<uintptr_t>(&c->slot[i]), reinterpret_cast<uintptr_t>(v), arg);
+    }
+}
+
 void scan_handles(gcWork& w) {
   alloc::lock_guard g(g_handles_lock);
   for (handleChunk* c = g_handle_chunks; c; c = c->next)
@@ -748,6 +767,11 @@ GORT_EXPORT int gort_gc_add_roots(const void* lo, size_t len) {
     return -1;
   }
   ensure_started();
+  // What the range holds already reached it without a barrier: every scope
+  // object it points to escapes (a root outlives any scope).
+  for (uintptr_t w = (a + 7) & ~uintptr_t{7}; w + 8 <= a + len; w += 8)
+    scope_escape(nullptr, reinterpret_cast<const void*>(__atomic_load_n(
+                              reinterpret_cast<const uintptr_t*>(w), __ATOMIC_RELAXED)));
   busy_lock g(g_roots_lock);
   if (g_nroots == g_roots_cap) {
     size_t cap = g_roots_cap ? g_roots_cap * 2 : 256;
@@ -812,6 +836,7 @@ GORT_EXPORT gort_gc_handle* gort_gc_handle_new(void* obj) {
     if (g_marking.load(std::memory_order_relaxed))
       shade(reinterpret_cast<uintptr_t>(obj), tl_gc.rec->work);
   }
+  scope_escape(nullptr, obj);  // a handle keeps obj past any scope
   return reinterpret_cast<gort_gc_handle*>(slot);
 }
 

@@ -146,13 +146,18 @@ void remove_root_node(rootNode* n);
 // stack already scanned this cycle.
 void shade_moved_slow(const void* src, size_t n);
 inline void shade_moved(const void* src, size_t n) {
-  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) != 0, 0))
+  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) & kMarkingBit, 0))
     shade_moved_slow(src, n);
 }
 // A runtime-held closure [lo, hi): conservatively, and each word that
 // starts a malloc block (std::function's heap storage) has that block
 // scanned too (one level: what the runtime itself allocated for it).
 void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w);
+
+// GORT_DEBUG=poolcheck (pool/scope.cc): fn(slot, v, arg) for every word of
+// every root range and every handle (not stacks). Takes the roots' locks in
+// busy regions; the world may be stopped or running.
+void for_each_root_word(void (*fn)(uintptr_t slot, uintptr_t v, void* arg), void* arg);
 
 // Concurrent mark: roots that are not stacks, and parked tasks.
 void scan_root_ranges(gcWork& w);

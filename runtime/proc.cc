@@ -96,6 +96,7 @@ static void gfput(p* pp, g* gp) {
   if (gp->stk.span) stack_put(pp->stacks, gp->stk);
   gp->sp = nullptr;
   gp->fn = nullptr;
+  gp->scope = nullptr;  // a task that ended inside a C scope leaks its stack, not to the next
   gp->status.store(gstatus::idle, std::memory_order_relaxed);
   gp->schedlink = pp->gfree;
   pp->gfree = gp;

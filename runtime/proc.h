@@ -94,6 +94,10 @@ struct g {
   std::atomic<bool> preempt{false};
   uint32_t nopreempt = 0;
   uint32_t syscalldepth = 0;  // nested gort::blocking / gort_blocking_enter
+  // The task's scope stack (pool/scope.cc, through runtime/poolhooks.h):
+  // non-null only between its outermost gort_scope_begin and end, so it
+  // follows the task across Ms. Cleared when the g is freed.
+  void* scope = nullptr;
   alignas(16) unsigned char inline_fn[64];
 };
 
