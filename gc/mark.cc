@@ -1,6 +1,8 @@
 // Marking, scanning and the write barrier; see mark.h.
 #include "gc/mark.h"
 
+#include <cstring>
+
 #include "alloc/sys.h"
 #include "gc/roots.h"
 
@@ -165,6 +167,16 @@ void work_fork(int phase) {
   fork_lock_phase(g_work_lock, phase);
 }
 
+void gcWork::balance() {
+  if (!cur_ || cur_->n < 8) return;
+  workbuf* b = getempty();
+  uint32_t half = cur_->n / 2;
+  cur_->n -= half;
+  memcpy(b->obj, cur_->obj + cur_->n, half * sizeof(uintptr_t));
+  b->n = half;
+  putfull(b);
+}
+
 bool work_available() {
   return g_nfull.load(std::memory_order_acquire) != 0;
 }
@@ -274,6 +286,7 @@ bool drain(gcWork& w, uint64_t budget, uint64_t* scanned) {
       done = true;
       break;
     }
+    if ((n & 63) == 63 && !work_available()) w.balance();
     mspan* s = alloc::span_of(reinterpret_cast<void*>(obj));
     scan_object(obj, s, w);
   }

@@ -12,6 +12,11 @@
 // take them, so the lock is taken once per ~500 objects. Each registered
 // thread has its own gcWork for what its write barriers shade (used in busy
 // regions only); mark termination collects them while the world is stopped.
+// A marker whose buffer holds grey objects while the global list is empty
+// gives half of them to the list (balance, as Go's gcDrain does): a linked
+// structure's frontier otherwise stays in one buffer, and if that marker's
+// thread is descheduled the mark assists find nothing to do while the heap
+// grows past its goal.
 //
 // The hybrid write barrier (Go's, Yuasa deletion plus Dijkstra insertion,
 // both always shaded): gort_gc_write(slot, v) stores first and then, if the
@@ -50,6 +55,8 @@ class gcWork {
   }
   // Gives the grey objects held here to the global list.
   void flush();
+  // Gives half of them to the global list (when it is empty).
+  void balance();
   bool empty() const { return !cur_ || cur_->n == 0; }
   uint64_t bytes_marked = 0;  // summed into the cycle's live heap
 
