@@ -104,7 +104,7 @@ $(BUILD)/test/gc_tests: $(TEST_GC_SRCS) test/gc/main.cc test/gc/common.h test/gc
 	  -lboost_unit_test_framework -pthread -ldl
 
 TEST_POOL_SRCS := $(wildcard test/pool/*_test.cc)
-$(BUILD)/test/pool_tests: $(TEST_POOL_SRCS) test/pool/main.cc test/watchdog.h include/gort/pool.h $(BUILD)/lib/libgort.a
+$(BUILD)/test/pool_tests: $(TEST_POOL_SRCS) test/pool/main.cc test/watchdog.h test/alloc/helpers.h include/gort/pool.h include/gort/scope.h $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)
 	$(CXX) $(TESTFLAGS) -o $@ $(TEST_POOL_SRCS) test/pool/main.cc $(BUILD)/lib/libgort.a \
 	  -lboost_unit_test_framework -pthread -ldl
@@ -141,19 +141,19 @@ $(BUILD)/test/lib%.so: test/shims/%.cc
 # the benchmark programs and peers.
 test: deps build bench-build
 	@echo "== unit, conformance, stress, real programs =="
-	GORT_BUILD=$(BUILD) $(BUILD)/test/alloc_tests --log_level=test_suite --report_level=short
+	GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/alloc_tests --log_level=test_suite --report_level=short
 	@echo "== scheduler, with GORT_MAXPROCS=1, 2 and 8 =="
-	for n in 1 2 8; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) $(BUILD)/test/runtime_tests \
+	for n in 1 2 8; do GORT_MAXPROCS=$$n GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/runtime_tests \
 	  --log_level=test_suite --report_level=short || exit 1; done
 	@echo "== collector, with GORT_MAXPROCS=2 =="
-	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests --log_level=test_suite --report_level=short
+	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/gc_tests --log_level=test_suite --report_level=short
 	@echo "== collector torture mode: a cycle every 8 span refills, the tri-colour invariant verified =="
-	GORT_DEBUG=gcverify=1,gcstress=8 GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/gc_tests \
+	GORT_DEBUG=gcverify=1,gcstress=8 GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/gc_tests \
 	  --run_test=torture,concurrent,lifetime,conservative,roots,destructors --report_level=short
 	@echo "== pools, with GORT_MAXPROCS=2 =="
-	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) $(BUILD)/test/pool_tests --log_level=test_suite --report_level=short
+	GORT_MAXPROCS=2 GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/pool_tests --log_level=test_suite --report_level=short
 	@echo "== benchmark harness and gort tool =="
-	GORT_BUILD=$(BUILD) $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
+	GORT_BUILD=$(BUILD) test/run-suite $(BUILD)/test/bench_tests --log_level=test_suite --report_level=short
 
 # Longer runs: more threads, more iterations.
 stress: deps build
@@ -252,7 +252,8 @@ $(BUILD)/bench/peers/boehm/%: bench/peers/boehm/%.c bench/workloads/gc_common.h
 
 # ---- pool benchmarks (issue 13): gort::Pool vs Go's sync.Pool ----
 .PHONY: pool-benches
-pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput
+pool-benches: $(BUILD)/bench/workloads/pool_getput $(BUILD)/bench/peers/go/poolgetput \
+              $(BUILD)/bench/workloads/pool_request $(BUILD)/bench/peers/go/poolrequest
 
 $(BUILD)/bench/workloads/pool_%: bench/workloads/pool_%.cc bench/workloads/sched_common.h include/gort/pool.h \
                                  $(BUILD)/lib/libgort.a

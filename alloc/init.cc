@@ -9,6 +9,7 @@
 #include "alloc/mcache.h"
 #include "alloc/mcentral.h"
 #include "alloc/mheap.h"
+#include "alloc/mprof.h"
 #include "alloc/options.h"
 #include "alloc/scavenger.h"
 #include "alloc/stats.h"
@@ -33,15 +34,18 @@ static void fork_prepare() {
   caches_lock();
   for (int c = 1; c < kNumSizeClasses; c++) g_central[c].lock.lock();
   g_heap.lock();
+  mprof_fork_lock();
 }
 
 static void fork_parent() {
+  mprof_fork_unlock();
   g_heap.unlock();
   for (int c = kNumSizeClasses - 1; c >= 1; c--) g_central[c].lock.unlock();
   caches_unlock();
 }
 
 static void fork_child() {
+  mprof_fork_child();
   g_heap.reset_lock();
   for (int c = 1; c < kNumSizeClasses; c++) g_central[c].lock.reset();
   caches_fork_child();
@@ -54,11 +58,13 @@ static void fork_child() {
 __attribute__((constructor(101))) static void gort_alloc_constructor() {
   ensure_init();
   pthread_atfork(fork_prepare, fork_parent, fork_child);
+  mprof_ready();
 }
 
 __attribute__((destructor(101))) static void gort_alloc_destructor() {
   if (g_options.mstats) print_stats(g_options.mstats_fd);
   if (g_exit_report) g_exit_report();
+  mprof_exit();
 }
 
 }  // namespace gort::alloc
@@ -69,6 +75,7 @@ __attribute__((destructor(101))) static void gort_alloc_destructor() {
 extern "C" __attribute__((visibility("default"), noreturn)) void _exit(int status) {
   if (gort::alloc::g_options.mstats) gort::alloc::print_stats(gort::alloc::g_options.mstats_fd);
   if (gort::alloc::g_exit_report) gort::alloc::g_exit_report();
+  gort::alloc::mprof_exit();
   for (;;) syscall(SYS_exit_group, status);
 }
 extern "C" __attribute__((visibility("default"), noreturn)) void _Exit(int status) {

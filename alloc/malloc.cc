@@ -25,6 +25,7 @@
 #include "alloc/init.h"
 #include "alloc/mcache.h"
 #include "alloc/mheap.h"
+#include "alloc/mprof.h"
 #include "alloc/scavenger.h"
 #include "alloc/stats.h"
 #include "alloc/sys.h"
@@ -35,7 +36,7 @@ namespace gort::alloc {
 
 namespace {
 
-void* large_alloc(size_t size, size_t align) {
+void* large_alloc_span(size_t size, size_t align) {
   uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
   if (GORT_LIKELY(align <= kPageSize && npages <= kLargeCachePages)) {
     // A thread with a cache has initialised the heap.
@@ -55,6 +56,14 @@ void* large_alloc(size_t size, size_t align) {
   }
   scavenger_poll();
   return reinterpret_cast<void*>(s->base);
+}
+
+// Large objects are a slow path every time: the heap profiler samples here.
+void* large_alloc(size_t size, size_t align) {
+  void* p = large_alloc_span(size, align);
+  if (GORT_UNLIKELY(prof_on()) && p)
+    mprof_large(tl_thread.cache, p, span_of(p)->npages * kPageSize);
+  return p;
 }
 
 // Reports a pointer that is not the start of a live block, saying what it is.
@@ -160,6 +169,10 @@ void* malloc_slow(size_t size) {
 void free_slow(void* p) {
   // Large blocks first: they are the common reason to be here.
   mspan* s = span_of(p);
+  // With the heap profiler on, every free comes here (mprof.h); a span with
+  // sampled objects says so.
+  if (GORT_UNLIKELY(prof_on()) && s && mprof_maybe_sampled(s, reinterpret_cast<uintptr_t>(p)))
+    mprof_free(s, reinterpret_cast<uintptr_t>(p));
   if (GORT_LIKELY(s != nullptr && s->state == spanState::large &&
                   reinterpret_cast<uintptr_t>(p) == s->base)) {
     if (cache_keep_large(s)) return;

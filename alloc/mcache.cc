@@ -8,6 +8,7 @@
 #include "alloc/init.h"
 #include "alloc/lock.h"
 #include "alloc/mcentral.h"
+#include "alloc/mprof.h"
 #include "alloc/scavenger.h"
 #include "alloc/sys.h"
 
@@ -34,6 +35,46 @@ pthread_key_t g_key;
 // other's objects as their own, which costs only the false-sharing guarantee
 // between the two (every free stays correct). Guarded by g_caches_lock.
 uint32_t g_next_owner = 0;
+
+// ---- heap profile sampling (alloc/mprof.h) ----
+//
+// While profiling is on, every push onto a stack happens on a slow path
+// (free() never takes its fast path), so between two slow events on a class
+// the pops are exactly armed_cur - cur. disarm() charges them and puts the
+// stack's base back; arm() raises the base so that the pop that is due to be
+// sampled finds the stack empty and comes to alloc_class_slow. Every other
+// function here sees the real base: they run between disarm and arm.
+
+void prof_disarm(mcache* c, uint32_t cls) {
+  auto* pc = static_cast<mprofCache*>(c->prof);
+  if (!pc) return;
+  mprofClass& pcl = pc->cls[cls];
+  freeStack& st = c->stacks[cls];
+  if (pcl.armed_cur && pcl.left) {  // left 0: a new rate, drawn again by prof_arm
+    uint32_t pops = static_cast<uint32_t>(pcl.armed_cur - st.cur);
+    pcl.left = pops < pcl.left ? pcl.left - pops : 1;
+  }
+  pcl.armed_cur = nullptr;
+  st.base -= pcl.raise;
+  pcl.raise = 0;
+}
+
+void prof_arm(mcache* c, uint32_t cls) {
+  mprofCache* pc = mprof_cache(c);
+  if (!pc) return;
+  mprofClass& pcl = pc->cls[cls];
+  freeStack& st = c->stacks[cls];
+  if (pcl.left == 0) pcl.left = mprof_next_pops(pc, class_to_size[cls]);
+  uint32_t n = static_cast<uint32_t>(st.cur - st.base);
+  pcl.raise = pcl.left - 1 < n ? n - (pcl.left - 1) : 0;
+  st.base += pcl.raise;
+  pcl.armed_cur = st.cur;
+}
+
+void prof_disarm_all(mcache* c) {
+  if (!c->prof) return;
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) prof_disarm(c, cls);
+}
 
 void init_stacks(mcache* c) {
   void** slot = c->slots + 1;
@@ -84,6 +125,7 @@ void give_back(uint32_t cls, freeStack& st, uint32_t n, uint16_t owner, bool to_
 
 // Empties a cache into the mcentrals and retires it (thread exit, fork child).
 void release_cache(mcache* c) {
+  prof_disarm_all(c);
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
     uint32_t batch = g_central[cls].batch;
@@ -184,9 +226,40 @@ void free_direct(void* p) {
   g_central[span_of(p)->free_class].free_batch(&p, 1);
 }
 
+// The profiling variant of alloc_class_slow: the pop that is due is sampled.
+__attribute__((noinline)) void* alloc_class_prof(mcache* c, uint32_t cls) {
+  prof_disarm(c, cls);
+  freeStack& st = c->stacks[cls];
+  auto* pc = static_cast<mprofCache*>(c->prof);
+  if (pc && pc->cls[cls].left == 1 && st.cur != st.base) {
+    void* p = *--st.cur;
+    pc->cls[cls].left = 0;  // drawn again by prof_arm
+    prof_arm(c, cls);
+    mprof_sample(pc, p, class_to_size[cls]);
+    return p;
+  }
+  if (st.cur == st.base) {
+    uint32_t batch = g_central[cls].batch;
+    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill);
+    if (got == 0) {
+      prof_arm(c, cls);
+      errno = ENOMEM;
+      return nullptr;
+    }
+    st.cur = st.base + got;
+    if (st.refill < batch) st.refill = st.refill * 2 < batch ? st.refill * 2 : batch;
+    scavenger_poll();
+  }
+  prof_arm(c, cls);
+  // Counted as a pop by the next disarm; if it is the sampled one, the raised
+  // base sends it back here.
+  return alloc_class(cls);
+}
+
 void* alloc_class_slow(uint32_t cls) {
   mcache* c = cache_for_thread();
   if (!c) return alloc_direct(cls);
+  if (prof_on()) return alloc_class_prof(c, cls);
   freeStack& st = c->stacks[cls];
   if (st.cur == st.base) {
     uint32_t batch = g_central[cls].batch;
@@ -205,6 +278,8 @@ void* alloc_class_slow(uint32_t cls) {
 }
 
 void free_cache_slow(mcache* c, uint32_t cls, void* p) {
+  bool prof = prof_on();
+  if (prof) prof_disarm(c, cls);
   freeStack& st = c->stacks[cls];
   if (st.cur > st.base && st.cur[-1] == p)
     fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
@@ -213,6 +288,7 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
     scavenger_poll();
   }
   *st.cur++ = p;
+  if (prof) prof_arm(c, cls);
 }
 
 void free_remote(mcache* c, void* p, uint32_t e) {

@@ -97,6 +97,9 @@ struct alignas(64) mcache {
   // The collector's part (gc/heap.h: a gcCache), made on the first GC
   // allocation through this cache and kept with it for its next owner.
   void* gc;
+  // The heap profiler's sampling state (alloc/mprof.h: an mprofCache), made
+  // on the first slow path with profiling on, kept with the cache.
+  void* prof;
   // One guard slot, so cur[-1] is always readable, then each class's slots.
   void* slots[1 + total_cache_slots()];
 };

@@ -10,7 +10,17 @@ namespace gort::alloc {
 constinit heapArena* g_arenas[kArenaL1] = {};
 uint32_t* g_window = nullptr;
 uintptr_t g_window_pages = 0;
+// The window's real size: g_window_pages is what free()'s fast path sees,
+// which the heap profiler sets to 0 to send every free to the slow path
+// (window_hide); the map itself is kept up to date either way.
+static uintptr_t g_window_npages = 0;
+static bool g_window_hidden = false;
 constinit mheap g_heap;
+
+void window_hide() {
+  __atomic_store_n(&g_window_hidden, true, __ATOMIC_RELAXED);
+  __atomic_store_n(&g_window_pages, 0, __ATOMIC_RELEASE);
+}
 
 // First arena address tried, as in Go: recognisable in a debugger, far from
 // the program's own mappings, and 64 MiB aligned. It is the class window's
@@ -28,7 +38,7 @@ void mheap::set_pages(uintptr_t base, uintptr_t npages, mspan* s) {
 
 void mheap::set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls) {
   uintptr_t idx = (base - kWindowBase) >> kPageShift;
-  if (idx >= g_window_pages) return;  // outside the window (base below it wraps)
+  if (idx >= g_window_npages) return;  // outside the window (base below it wraps)
   for (uintptr_t i = 0; i < npages; i++)
     __atomic_store_n(&g_window[idx + i], cls ? static_cast<uint32_t>(i << 8 | cls) : 0u,
                      __ATOMIC_RELAXED);
@@ -36,7 +46,7 @@ void mheap::set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls) {
 
 void window_set_owner(const mspan* s, uint16_t owner) {
   uintptr_t idx = (s->base - kWindowBase) >> kPageShift;
-  if (idx >= g_window_pages) return;
+  if (idx >= g_window_npages) return;
   for (uintptr_t i = 0; i < s->npages; i++)
     __atomic_store_n(
         &g_window[idx + i],
@@ -56,15 +66,17 @@ void mheap::reserve_window() {
   void* m = sys_reserve(nullptr, pages * sizeof(uint32_t), 4096);
   if (!m) return;  // no window: free() takes the two-level lookup
   g_window = static_cast<uint32_t*>(m);
-  __atomic_store_n(&g_window_pages, pages, __ATOMIC_RELEASE);
+  g_window_npages = pages;
+  if (!__atomic_load_n(&g_window_hidden, __ATOMIC_RELAXED))
+    __atomic_store_n(&g_window_pages, pages, __ATOMIC_RELEASE);
 }
 
 // Makes the window's entries for heap pages [base, base+bytes) writable.
 // false: no commit for them (the heap must not grow over them).
 bool mheap::commit_window(uintptr_t base, size_t bytes) {
   uintptr_t lo = (base - kWindowBase) >> kPageShift, hi = lo + (bytes >> kPageShift);
-  if (base < kWindowBase || lo >= g_window_pages) return true;  // outside the window
-  if (hi > g_window_pages) hi = g_window_pages;
+  if (base < kWindowBase || lo >= g_window_npages) return true;  // outside the window
+  if (hi > g_window_npages) hi = g_window_npages;
   uintptr_t a = reinterpret_cast<uintptr_t>(g_window + lo) & ~uintptr_t{4095};
   uintptr_t b = (reinterpret_cast<uintptr_t>(g_window + hi) + 4095) & ~uintptr_t{4095};
   return sys_commit(reinterpret_cast<void*>(a), b - a);
@@ -115,7 +127,7 @@ void mheap::release_arena_maps(const mspan* s) {
     heapArena* ha = arena_of(a);
     sys_release(ha, sizeof ha->spans);
     uintptr_t idx = (a - kWindowBase) >> kPageShift;
-    if (idx < g_window_pages) sys_release(g_window + idx, kPagesPerArena * sizeof(uint32_t));
+    if (idx < g_window_npages) sys_release(g_window + idx, kPagesPerArena * sizeof(uint32_t));
   }
 }
 

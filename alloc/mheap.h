@@ -108,6 +108,9 @@ inline constexpr uintptr_t kWindowBase = 0x00c000000000;
 inline constexpr size_t kWindowBytes = size_t{1} << 40;  // 1 TiB of heap
 extern uint32_t* g_window;
 extern uintptr_t g_window_pages;  // 0 until the map is reserved (or if it cannot be)
+// Makes free() take its slow path for every pointer from now on (the heap
+// profiler, alloc/mprof.h): the window reads as empty, and is still kept.
+void window_hide();
 
 // A small object's page entry: class | page-in-span << 8 | owner << 16, or 0
 // (not in a small span, or outside the window). The owner half changes under

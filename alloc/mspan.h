@@ -71,6 +71,12 @@ struct mspan {
   // partial or full list. An owned span is on no list. The mcentral's lock
   // guards it.
   uint16_t owner = 0;
+  // Sampled objects of the heap profile in the span (alloc/mprof.h), and a
+  // one-word filter of their indexes (bit idx % 32): a free looks an object
+  // up in the profiler's table only when both say it may be sampled.
+  // Written under the profiler's lock, read racily.
+  uint16_t profiled = 0;
+  uint32_t profiled_bits = 0;
   uintptr_t npages = 0;
   mspan* next = nullptr;  // list links (mcentral or mheap free list)
   mspan* prev = nullptr;

@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "alloc/mprof.h"
 #include "alloc/sys.h"
 
 namespace gort::alloc {
@@ -51,6 +53,33 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
     }
     size_t nlen = eq ? static_cast<size_t>(eq - s) : len;
     int64_t v = 0;
+    // The heap profile's path is the one setting whose value is not a number.
+    if (eq && nlen == 11 && memcmp(s, "heapprofile", 11) == 0) {
+      size_t plen = len - nlen - 1;
+      if (plen == 0 || plen >= sizeof o->heapprofile) {
+        snprintf(why, whylen, "heapprofile=: expected a file path of 1 to %zu bytes",
+                 sizeof o->heapprofile - 1);
+        return false;
+      }
+      memcpy(o->heapprofile, eq + 1, plen);
+      o->heapprofile[plen] = 0;
+      s += len;
+      if (*s == ',') s++;
+      continue;
+    }
+    if (eq && nlen == 15 && memcmp(s, "heapprofilerate", 15) == 0) {
+      if (!parse_uint(eq + 1, len - nlen - 1, int64_t{1} << 40, &v)) {
+        snprintf(why, whylen,
+                 "heapprofilerate=%.*s: expected a byte count from 0 (off) to 1099511627776 "
+                 "(default 524288)",
+                 static_cast<int>(len - nlen - 1), eq + 1);
+        return false;
+      }
+      o->heapprofilerate = v;
+      s += len;
+      if (*s == ',') s++;
+      continue;
+    }
     if (!eq || !parse_uint(eq + 1, len - nlen - 1, 1 << 30, &v)) {
       snprintf(why, whylen, "'%.*s' is not name=number", static_cast<int>(len), s);
       return false;
@@ -73,10 +102,15 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
       o->asyncpreemptoff = v != 0;
     } else if (nlen == 7 && memcmp(s, "metrics", 7) == 0) {
       o->metrics = v != 0;
+    } else if (nlen == 9 && memcmp(s, "poolcheck", 9) == 0) {
+      o->poolcheck = v != 0;
+    } else if (nlen == 11 && memcmp(s, "escapestats", 11) == 0) {
+      o->escapestats = v != 0;
     } else {
       snprintf(why, whylen,
                "unknown setting '%.*s' (known: mstats, scavtrace, gctrace, gcverify, gcstress, "
-               "gcpoison, schedtrace, asyncpreemptoff, metrics)",
+               "gcpoison, schedtrace, asyncpreemptoff, metrics, heapprofile, heapprofilerate, "
+               "poolcheck, escapestats)",
                static_cast<int>(nlen), s);
       return false;
     }
@@ -130,7 +164,7 @@ void options_init() {
       print_err("GORT_MEMLIMIT=%s: %s; running without a memory limit", v, why);
   }
   if (const char* v = getenv("GORT_DEBUG")) {
-    char why[160];
+    char why[256];
     options o = g_options;
     if (parse_debug(v, &o, why, sizeof why)) {
       g_options = o;
@@ -141,6 +175,10 @@ void options_init() {
     } else
       print_err("GORT_DEBUG=%s: %s; ignoring GORT_DEBUG", v, why);
   }
+  int64_t rate = g_options.heapprofilerate;
+  if (rate < 0) rate = g_options.heapprofile[0] ? kDefaultProfileRate : 0;
+  if (g_options.heapprofile[0]) g_options.heapprofile_pid = getpid();
+  if (rate > 0) mprof_set_rate(rate);
 }
 
 }  // namespace gort::alloc

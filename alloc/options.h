@@ -40,10 +40,24 @@ struct options {
   // GORT_DEBUG=metrics=1: print every metric (gort/metrics.h) at exit, to
   // mstats_fd (gc/metrics.cc).
   bool metrics = false;
+  // GORT_DEBUG=poolcheck=1: scope objects are poisoned instead of reused when
+  // their scope ends, and checked never to be reached from a root or a live
+  // object (pool/scope.cc); escapestats=1: per-site escape statistics,
+  // printed at exit to mstats_fd.
+  bool poolcheck = false;
+  bool escapestats = false;
   // GORT_MEMLIMIT=<bytes>[B|KiB|MiB|GiB|TiB]|off: the soft memory limit on
   // what gort maps (gc/pacer.cc paces the collector under it, the scavenger
   // returns free pages eagerly near it). 0: no limit.
   int64_t memlimit = 0;
+  // GORT_DEBUG=heapprofilerate=N: sample one allocation per N bytes on
+  // average for the heap profile (alloc/mprof.h); 0: off (the default unless
+  // heapprofile is set, which defaults it to 512 KiB). heapprofile=PATH:
+  // write the profile to PATH at exit (a forked child writes PATH.PID); the
+  // path is the rest of the item, up to the next comma.
+  int64_t heapprofilerate = -1;  // -1: not set
+  char heapprofile[256] = {};
+  int heapprofile_pid = 0;
 };
 
 extern options g_options;

@@ -44,11 +44,13 @@ void* scavenger_main(void*) {
   const int64_t delay = g_options.scavenge_delay_ns;
   for (;;) {
     uint32_t seq = g_wake_seq.load(std::memory_order_acquire);
+    if (auto hook = scavenger_trace_hook.load(std::memory_order_relaxed)) hook(true, 0);
     over_limit_release();
     int64_t tc_next = release_idle_transfer_caches(delay);
     int64_t pool_next = caches_trim_pool(delay);
     int64_t next = -1;
     size_t released = g_heap.scavenge(delay, &next);
+    if (auto hook = scavenger_trace_hook.load(std::memory_order_relaxed)) hook(false, released);
     for (int64_t t : {tc_next, pool_next})
       if (t >= 0 && (next < 0 || t < next)) next = t;
     if (released && g_options.scavtrace) {
@@ -72,6 +74,8 @@ void* scavenger_main(void*) {
 }
 
 }  // namespace
+
+std::atomic<void (*)(bool begin, size_t released)> scavenger_trace_hook{nullptr};
 
 void scavenger_notify() {
   if (g_options.scavenge_delay_ns < 0) return;

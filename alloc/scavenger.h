@@ -18,6 +18,7 @@
 // must be called with no allocator lock held.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 
@@ -36,6 +37,12 @@ void scavenger_fork_child();
 // For tests and gort_scavenge(): release every free page now.
 size_t scavenge_now();
 bool scavenger_running();
+
+// The execution tracer's hook (runtime/trace.cc installs it while a trace
+// records; null otherwise): called with true before a scavenger pass and
+// with false and the bytes released after it. alloc/ is below the runtime,
+// so the runtime reaches down, never the other way.
+extern std::atomic<void (*)(bool begin, size_t released)> scavenger_trace_hook;
 
 // The soft memory limit (GORT_MEMLIMIT, gort_gc_set_memory_limit; 0: none).
 // While the memory gort holds (held_bytes) is above kLimitReleasePercent of

@@ -22,6 +22,7 @@
 #include "gc/roots.h"
 #include "gc/sweep.h"
 #include "runtime/gchooks.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -78,6 +79,7 @@ double goal_mb() {
 }
 
 void sweep_all() {
+  rt::trace::sweepScope ts(true);
   while (sweep_one()) {
   }
   free_empty_spans();
@@ -98,8 +100,7 @@ void mark_task(void* arg) {
   int64_t idle_since = 0;
   while (g_marking.load(std::memory_order_acquire) && g_mark_cycle.load() == cycle) {
     gcThread* t = tl_gc.rec;  // re-read after every yield: the task may move
-    if (!t) return;
-    busy_enter();
+    if (!t || !mark_busy_enter()) return;
     uint64_t n = 0;
     uint64_t b0 = t->work.bytes_marked;
     bool empty = drain(t->work, kMarkTaskChunk, &n);
@@ -123,6 +124,7 @@ void mark_task(void* arg) {
 }
 
 std::atomic<void (*)()> g_cycle_hooks[4];
+std::atomic<void (*)()> g_mark_done_hooks[2];
 
 void run_cycle() {
   int64_t t_begin = alloc::nanotime();
@@ -134,11 +136,13 @@ void run_cycle() {
   int64_t trigger0 = gcController.trigger.load(std::memory_order_relaxed);
 
   // 1. Sweep termination.
+  rt::trace::gc_phase(rt::trace::kGCSweepTermination);
   int64_t s1 = alloc::nanotime();
   int64_t stop1 = stop_the_world();
   while (sweep_one()) {
   }
   flush_all_caches();
+  if (alloc::g_options.gcverify) verify_unmarked();
   int64_t flush1 = alloc::nanotime() - s1 - stop1;
   g_cache_marked_bytes = 0;
   g_large_marked_bytes.store(0, std::memory_order_relaxed);
@@ -154,6 +158,7 @@ void run_cycle() {
   start_the_world();
   int64_t p1 = alloc::nanotime() - s1;
   record_pause(p1, 0);
+  rt::trace::gc_phase(rt::trace::kGCMark);
 
   // 2. Concurrent mark.
   int64_t t_mark = alloc::nanotime();
@@ -180,10 +185,12 @@ void run_cycle() {
     scan_root_ranges(g_work);
     while (!pacer_drain(g_work, 1 << 12, true)) {
     }
+    rt::trace::gc_phase(rt::trace::kGCMarkTermination);
     s2 = alloc::nanotime();
     stop2 = stop_the_world();
     // 3. Mark termination.
     flush_thread_work();
+    shade_stopped_registers(g_work);
     scan_leftover_tasks(g_work);
     tasks2 = alloc::nanotime() - s2 - stop2;
     // Past the restarts the drain has no budget, and so ends with no work.
@@ -192,6 +199,7 @@ void run_cycle() {
     start_the_world();
     int64_t p = alloc::nanotime() - s2;
     record_pause(p, 1);
+    rt::trace::gc_phase(rt::trace::kGCMark);
     restarts++;
   }
   int64_t mark_ns = s2 - t_mark;
@@ -199,6 +207,8 @@ void run_cycle() {
   int64_t heap_term = g_heap_alloc.load(std::memory_order_relaxed);
   flush_all_caches();
   if (alloc::g_options.gcverify) verify_heap();
+  for (auto& h : g_mark_done_hooks)
+    if (auto fn = h.load(std::memory_order_acquire)) fn();
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
                   take_thread_marked();
   g_marking.store(0, std::memory_order_release);
@@ -211,6 +221,7 @@ void run_cycle() {
   start_the_world();
   p2 = alloc::nanotime() - s2;
   record_pause(p2, 1);
+  rt::trace::gc_phase(rt::trace::kGCSweep);
   {
     alloc::lock_guard g(g_stats_lock);
     g_st.cycles++;
@@ -220,6 +231,7 @@ void run_cycle() {
 
   // 4. Sweep (the rest happens lazily as well).
   sweep_all();
+  rt::trace::gc_phase(rt::trace::kGCOff);
   int64_t cpu = thread_cpu_ns() - cpu0;
   pacer_limiter_note(cpu + assist_ns);
   {
@@ -332,6 +344,14 @@ void request_cycle() {
 
 bool on_cycle_start(void (*fn)()) {
   for (auto& h : g_cycle_hooks) {
+    void (*none)() = nullptr;
+    if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
+
+bool on_mark_done(void (*fn)()) {
+  for (auto& h : g_mark_done_hooks) {
     void (*none)() = nullptr;
     if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
   }

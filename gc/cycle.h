@@ -45,5 +45,11 @@ extern uint64_t g_cache_marked_bytes;
 // cycle, after the previous sweep and before the first stop (so it may lock
 // and free, but must not wait for a cycle). At most 4 hooks; false if full.
 bool on_cycle_start(void (*fn)());
+// fn runs on the collector's thread at every mark termination, the world
+// stopped and every cache flushed, before sweeping is prepared (the mark
+// bits are the cycle's final ones): GORT_DEBUG=poolcheck's heap check. It
+// must not lock anything a program thread holds outside a busy region.
+// At most 2 hooks; false if full.
+bool on_mark_done(void (*fn)());
 
 }  // namespace gort::gc

@@ -5,11 +5,13 @@
 #include <string.h>
 
 #include "alloc/init.h"
+#include "alloc/mprof.h"
 #include "alloc/sys.h"
 #include "gc/cycle.h"
 #include "gc/mark.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -52,6 +54,8 @@ gcCache* my_cache() {
     busy_lock g(g_cachealloc_lock);
     c = g_cachealloc.alloc();
     memset(c, 0, sizeof *c);
+    c->next_sample = INT64_MAX;
+    c->prof_rng = reinterpret_cast<uintptr_t>(c) * 0x9e3779b97f4a7c15ull | 1;
   }
   gcCache* head = g_allcaches.load(std::memory_order_relaxed);
   do c->allnext = head;
@@ -128,6 +132,11 @@ inline void mark_allocated(gcCache* c, mspan* s, uint32_t idx) {
 // heapLive does the same): the fast path touches no shared counter.
 void install(gcCache* c, uint32_t sc, mspan* s) {
   c->alloc[sc] = s;
+  uint32_t epoch = __atomic_load_n(&alloc::g_prof_epoch, __ATOMIC_RELAXED);
+  if (__builtin_expect(c->prof_epoch != epoch, 0)) {
+    c->prof_epoch = epoch;
+    c->next_sample = alloc::mprof_next_bytes(&c->prof_rng);
+  }
   int64_t free_bytes = int64_t{s->nelems - s->alloc_count} * s->elemsize;
   g_heap_alloc.fetch_add(free_bytes, std::memory_order_relaxed);
   g_total_alloc.fetch_add(static_cast<uint64_t>(free_bytes), std::memory_order_relaxed);
@@ -157,6 +166,7 @@ mspan* central_take(uint32_t sc) {
     cen.partial.remove(s);
     return s;
   }
+  rt::trace::sweepScope ts(cen.unswept.first != nullptr);
   while (mspan* s = cen.unswept.first) {
     cen.unswept.remove(s);
     sweepResult r = sweep_span(s);
@@ -274,6 +284,19 @@ void* alloc_large(size_t size, gcKind kind) {
   return reinterpret_cast<void*>(s->base);  // still busy
 }
 
+// The allocation that crossed the cache's sample countdown: record it in the
+// heap profile (outside the busy region: the profiler captures a stack) and
+// draw the next countdown. key is the object's start (its header, or its
+// 16-byte tiny block), which sweeping reports when it frees it.
+__attribute__((noinline)) void* sampled(gcCache* c, uintptr_t key, size_t size, void* ret) {
+  c->next_sample = alloc::mprof_next_bytes(&c->prof_rng);
+  if (__atomic_load_n(&alloc::g_prof_rate, __ATOMIC_RELAXED) <= 0) return ret;
+  alloc::mcache* mc = alloc::tl_thread.cache;
+  alloc::mprofCache* pc = mc ? alloc::mprof_cache(mc) : nullptr;
+  if (pc) alloc::mprof_sample(pc, reinterpret_cast<void*>(key), size);
+  return ret;
+}
+
 // No cache for the fast path: the thread's first GC allocation (start the
 // collector, register the thread) or its current mcache changed (a new P).
 __attribute__((noinline)) gcCache* cache_slow() {
@@ -319,18 +342,22 @@ void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
   if (full < kTinySize && kind != gcKind::noscan) full = kTinySize;
   if (kind == gcKind::typed && full == kTypedHeader) full++;  // the object must follow its header
   void* p;
+  size_t psize = full;  // what the heap profile counts: the class or page size
   if (full <= kMaxSmallSize && (full >= kTinySize || kind != gcKind::noscan)) {
     uint32_t cls = alloc::size_to_class(full);
     p = alloc_small(c, cls, kind);
     if (__builtin_expect(p == nullptr, 0)) return errno = ENOMEM, nullptr;
     // Still in the busy region: a stop never sees the object half made.
     zero_small(p, alloc::class_to_size[cls]);
+    psize = alloc::class_to_size[cls];
   } else if (full <= kMaxSmallSize) {
     p = alloc_tiny(c, full == 0 ? 1 : full);  // zeroed whole when its block was made
   } else {
     p = alloc_large(full, kind);  // zeroed
+    psize = (full + kPageSize - 1) & ~(kPageSize - 1);
   }
   if (__builtin_expect(p == nullptr, 0)) return errno = ENOMEM, nullptr;
+  uintptr_t key = reinterpret_cast<uintptr_t>(p) & ~(kTinySize - 1);
   if (kind == gcKind::typed) {
     uintptr_t* h = static_cast<uintptr_t*>(p);
     h[0] = reinterpret_cast<uintptr_t>(type);
@@ -338,6 +365,8 @@ void* alloc_object(size_t size, gcKind kind, const gort_gc_type* type) {
     p = static_cast<char*>(p) + kTypedHeader;
   }
   busy_exit();
+  if (__builtin_expect((c->next_sample -= static_cast<int64_t>(psize)) < 0, 0))
+    return sampled(c, key, psize, p);
   return p;
 }
 
@@ -412,6 +441,19 @@ mspan* find_object(uintptr_t p, uint32_t* idx) {
   return s;
 }
 
+// The heap profiler holds its lock in a busy region, so the collector can
+// take it while sweeping (alloc/mprof.h).
+static void prof_busy_enter() {
+  busy_enter();
+}
+static void prof_busy_exit() {
+  busy_exit();
+}
+__attribute__((constructor, used)) static void prof_hooks() {
+  __atomic_store_n(&alloc::g_prof_nostop_enter, &prof_busy_enter, __ATOMIC_RELEASE);
+  __atomic_store_n(&alloc::g_prof_nostop_exit, &prof_busy_exit, __ATOMIC_RELEASE);
+}
+
 }  // namespace gort::gc
 
 using namespace gort::gc;
@@ -433,6 +475,10 @@ inline void* alloc_untyped(size_t size, gcKind kind) {
         mark_allocated(c, s, idx);
         void* p = reinterpret_cast<void*>(object_base(s, idx));
         zero_small(p, s->elemsize);
+        if (__builtin_expect((c->next_sample -= s->elemsize) < 0, 0)) {
+          busy_exit();
+          return sampled(c, reinterpret_cast<uintptr_t>(p), s->elemsize, p);
+        }
         return busy_exit_ret(p);
       }
     }

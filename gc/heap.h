@@ -73,15 +73,33 @@ inline uint32_t gc_span_class(uint32_t cls, gcKind k) {
 // 1 from sweep termination to mark termination: barriers shade, new objects
 // are allocated black. The word is gort_gc_marking, exported for the inline
 // barrier of gort/gc.h; g_marking gives it the std::atomic interface.
+// The word has two bits: kMarkingBit (this flag) and kScopeBit, set for good
+// once a scope (pool/scope.cc) exists, so that the inline barrier (which
+// only tests the word for zero) calls the slow half, where escapes are seen.
+// Code testing "is the collector marking" must use g_marking (or mask
+// kMarkingBit), never the raw word.
+inline constexpr uint32_t kMarkingBit = 1, kScopeBit = 2;
 struct markingFlag {
   uint32_t load(std::memory_order) const {
-    return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&gort_gc_marking, __ATOMIC_ACQUIRE) & kMarkingBit;
   }
   void store(uint32_t v, std::memory_order) {
-    __atomic_store_n(&gort_gc_marking, v, __ATOMIC_RELEASE);
+    if (v)
+      __atomic_fetch_or(&gort_gc_marking, kMarkingBit, __ATOMIC_ACQ_REL);
+    else
+      __atomic_fetch_and(&gort_gc_marking, ~kMarkingBit, __ATOMIC_ACQ_REL);
   }
 };
 inline markingFlag g_marking;
+
+// Scoped pooling's hook in the barrier (pool/scope.cc sets it once, before
+// it sets kScopeBit): value was stored into *slot (slot null: somewhere the
+// barrier does not know, such as a handle made with gort_gc_handle_new).
+// Called from the barrier's slow half on any thread, outside busy regions.
+extern void (*g_scope_escape)(void* const* slot, const void* value);
+inline void scope_escape(void* const* slot, const void* value) {
+  if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) & kScopeBit) g_scope_escape(slot, value);
+}
 // +2 at every mark termination; a span with sweepgen == g_sweepgen is swept.
 extern std::atomic<uint32_t> g_sweepgen;
 
@@ -114,6 +132,22 @@ inline void busy_exit() {
     if (__builtin_expect(tl_gc.pending != 0, 0)) stop_deferred();
   }
 }
+// Enters a busy region for mark work that a program thread or task does on
+// its own (a barrier's shade, an assist, the mark task, a stack scanned on
+// joining): true if the collector still marks, else it leaves the region
+// again and the caller must not mark. The check must come after entering,
+// not before: between a check made outside and the region, mark
+// termination can end the cycle and the sweep swap the span's bitmaps, and
+// a mark set then lands in the next cycle's bitmap, where it makes an
+// object allocated later look marked before its fields were scanned (the
+// collector then frees what it points to).
+inline bool mark_busy_enter() {
+  busy_enter();
+  if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 1)) return true;
+  busy_exit();
+  return false;
+}
+
 // busy_exit for a fast path's last statement: the deferred stop (rare) is a
 // tail call, so the fast path keeps no register live across a call.
 void* stop_deferred_ret(void* p);
@@ -158,6 +192,12 @@ struct gcCache {
   uintptr_t tinyoffset;
   uint64_t marked_bytes;  // allocated black this cycle (summed at mark termination)
   gcCache* allnext;       // every gcCache ever made (never freed)
+  // The heap profile (alloc/mprof.h), as Go's mcache.nextSample: bytes until
+  // the next sampled GC allocation (INT64_MAX while profiling is off), drawn
+  // again when a span is installed after the rate changed (prof_epoch).
+  int64_t next_sample;
+  uint32_t prof_epoch;
+  uint64_t prof_rng;
 };
 
 struct alignas(64) gcCentral {

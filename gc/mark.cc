@@ -212,6 +212,53 @@ uint64_t verify_heap() {
   return checked;
 }
 
+void verify_unmarked() {
+  auto list = [](const spanList& l) {
+    for (const mspan* s = l.first; s; s = s->next)
+      for (uint32_t w = 0; w < (s->nelems + 63u) / 64u; w++)
+        if (s->gcmarkBits[w])
+          alloc::fatal(
+              "gc: gcverify: object %u of the span at %p is marked before the cycle began (a "
+              "mark set outside a mark phase)",
+              w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->gcmarkBits[w])),
+              reinterpret_cast<void*>(s->base));
+  };
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
+    list(g_central[sc].partial);
+    list(g_central[sc].full);
+  }
+  list(g_large.partial);
+  list(g_large.full);
+}
+
+void for_each_marked_word(void (*fn)(uintptr_t obj, uintptr_t v, void* arg), void* arg) {
+  auto span = [&](const mspan* s) {
+    if (s->gckind == gcKind::noscan) return;
+    for (uint32_t i = 0; i < s->nelems; i++) {
+      if (!(s->gcmarkBits[i / 64] >> (i % 64) & 1) || !object_allocated(s, i)) continue;
+      uintptr_t base = object_base(s, i);
+      gort_gc_tracer t{nullptr, base};
+      // A trace callback reports to gort_gc_trace, which (w null) verifies
+      // instead: poolcheck walks typed objects by pointer map only.
+      if (s->gckind == gcKind::typed) {
+        auto* h = reinterpret_cast<const uintptr_t*>(base);
+        auto* type = reinterpret_cast<const gort_gc_type*>(h[0]);
+        if (type && type->trace) continue;
+      }
+      visit_object(base, s, &t, [&](uintptr_t v) { fn(base, v, arg); });
+    }
+  };
+  auto list = [&](const spanList& l) {
+    for (const mspan* s = l.first; s; s = s->next) span(s);
+  };
+  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
+    list(g_central[sc].partial);
+    list(g_central[sc].full);
+  }
+  list(g_large.partial);
+  list(g_large.full);
+}
+
 void scan_object_children(uintptr_t obj, gcWork& w) {
   uint32_t idx;
   mspan* s = find_object(obj, &idx);
@@ -241,10 +288,16 @@ bool is_marked(uintptr_t p) {
   return __atomic_load_n(&s->gcmarkBits[idx / 64], __ATOMIC_RELAXED) >> (idx % 64) & 1;
 }
 
+void (*g_scope_escape)(void* const*, const void*) = nullptr;
+
 // The barrier's slow half: the collector is marking.
+// The store it follows is done; if mark termination came between the
+// barrier's check and mark_busy_enter, old and v were in this thread's
+// registers at that stop, which mark termination shades
+// (shade_stopped_registers), so nothing is left to do.
 __attribute__((noinline)) void barrier_slow(void* old, void* v) {
   if (!tl_gc.rec && !register_current_thread(false)) return;
-  busy_enter();
+  if (!mark_busy_enter()) return;
   gcWork& w = tl_gc.rec->work;
   shade(reinterpret_cast<uintptr_t>(old), w);
   shade(reinterpret_cast<uintptr_t>(v), w);
@@ -262,7 +315,13 @@ GORT_EXPORT void gort_gc_trace(gort_gc_tracer* t, const void* p) {
     verify_word(t->from, reinterpret_cast<uintptr_t>(p));
 }
 
-// The slow half of the inline barrier (gort/gc.h): the collector is marking.
+// The slow half of the inline barrier (gort/gc.h): the collector is
+// marking, or scopes exist (then the store may be an escape).
 GORT_EXPORT void gort_gc_write_slow(void* old, void* value) {
-  barrier_slow(old, value);
+  if (g_marking.load(std::memory_order_relaxed)) barrier_slow(old, value);
+  scope_escape(nullptr, value);
+}
+GORT_EXPORT void gort_gc_write_slow_at(void** slot, void* old, void* value) {
+  if (g_marking.load(std::memory_order_relaxed)) barrier_slow(old, value);
+  scope_escape(slot, value);
 }

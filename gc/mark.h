@@ -85,8 +85,19 @@ bool drain(gcWork& w, uint64_t budget, uint64_t* scanned = nullptr);
 // (every pointer in a marked object leads to a marked object); a violation
 // is a fatal error naming both objects. Returns the objects checked.
 uint64_t verify_heap();
+// GORT_DEBUG=gcverify, at sweep termination (every span swept, every cache
+// flushed): no mark bit is set yet. A fatal error otherwise.
+void verify_unmarked();
 
 // Whether the object containing p is marked (p is the start of a GC object).
 bool is_marked(uintptr_t p);
+
+// The barrier's marking half: shades old and v (any thread).
+void barrier_slow(void* old, void* v);
+
+// GORT_DEBUG=poolcheck (pool/scope.cc), at mark termination with the world
+// stopped and every cache flushed: fn(obj, v, arg) for every pointer word v
+// of every marked object obj that is conservative or has a pointer map.
+void for_each_marked_word(void (*fn)(uintptr_t obj, uintptr_t v, void* arg), void* arg);
 
 }  // namespace gort::gc

@@ -196,12 +196,17 @@ const metric* find(const char* name) {
 // GORT_DEBUG=metrics=1: all of them at exit, where mstats prints (the
 // allocator's exit hooks: its destructor and its _exit, which dash and many
 // daemons' children leave through).
+// Chained: other layers (the execution tracer) report at exit too.
+void (*g_prev_exit_report)() = nullptr;
+
 void print_at_exit() {
   if (alloc::g_options.metrics) gort_metrics_print(alloc::g_options.mstats_fd);
+  if (g_prev_exit_report) g_prev_exit_report();
 }
 
 __attribute__((constructor)) void install_exit_report() {
   alloc::options_init();
+  g_prev_exit_report = alloc::g_exit_report;
   alloc::g_exit_report = print_at_exit;
 }
 

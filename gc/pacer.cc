@@ -15,6 +15,7 @@
 #include "gc/heap.h"
 #include "gc/roots.h"
 #include "runtime/gchooks.h"
+#include "runtime/trace.h"
 
 namespace gort::gc {
 
@@ -229,10 +230,10 @@ void pacer_charge(int64_t bytes) {
     return;
   }
   int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread();
+  rt::trace::assist_begin();
   int64_t work = 0;
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
-  while (work < want && g_marking.load(std::memory_order_relaxed)) {
-    busy_enter();
+  while (work < want && mark_busy_enter()) {
     uint64_t before = t->work.bytes_marked;
     bool empty = drain(t->work, kAssistChunk);
     int64_t w = static_cast<int64_t>(t->work.bytes_marked - before);
@@ -267,6 +268,7 @@ void pacer_charge(int64_t bytes) {
   if (!g_marking.load(std::memory_order_relaxed) || tl_assist_bytes > 0) tl_assist_bytes = 0;
   int64_t cpu = now_cpu_thread() - cpu0;
   c.assistTimeNs.fetch_add(cpu, std::memory_order_relaxed);
+  rt::trace::assist_end();
 }
 
 void pacer_end_cycle(int64_t live, int64_t roots, int64_t gc_thread_cpu_ns) {

@@ -17,6 +17,7 @@
 #include "gc/cycle.h"
 #include "gort/gc.h"
 #include "runtime/gchooks.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -383,8 +384,7 @@ bool register_current_thread(bool explicit_reg) {
     tl_gc.rec = t;
     // Joining while the collector marks: this stack was no root when the
     // cycle began, so it is scanned now (it is black from here on).
-    if (g_marking.load(std::memory_order_relaxed)) {
-      busy_enter();
+    if (mark_busy_enter()) {
       uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
       bool on_task;
       uintptr_t hi = stack_top_for(t, here, &on_task);
@@ -529,6 +529,7 @@ void roots_fork_child() {
 // ---- stopping the world ----
 
 int64_t stop_the_world() {
+  rt::trace::stw_begin();
   int64_t t0 = alloc::nanotime();
   g_reg_lock.lock();
   uint32_t e = g_stw_epoch.load(std::memory_order_relaxed) + 1;
@@ -565,6 +566,7 @@ int64_t stop_the_world() {
 }
 
 void start_the_world() {
+  rt::trace::stw_end();
   g_stw_release.store(g_stw_epoch.load(std::memory_order_relaxed), std::memory_order_release);
   alloc::futex_wake(&g_stw_release, 1 << 30);
   g_reg_lock.unlock();
@@ -611,6 +613,12 @@ void scan_leftover_tasks(gcWork& w) {
     for (size_t i = 0; i < g_nskipped; i++) finish(g_skipped[i]);
   }
   g_nskipped = 0;
+}
+
+void shade_stopped_registers(gcWork& w) {
+  for (gcThread* t = g_threads; t; t = t->next)
+    scan_range(reinterpret_cast<uintptr_t>(t->regs),
+               reinterpret_cast<uintptr_t>(t->regs) + sizeof t->regs, w);
 }
 
 void flush_thread_work() {
@@ -675,7 +683,7 @@ void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
 
 void shade_moved_slow(const void* src, size_t n) {
   if (!tl_gc.rec && !register_current_thread(false)) return;
-  busy_enter();
+  if (!mark_busy_enter()) return;  // the cycle ended since the caller looked
   uintptr_t lo = reinterpret_cast<uintptr_t>(src);
   scan_range(lo, lo + n, tl_gc.rec->work);
   busy_exit();
@@ -710,6 +718,25 @@ void remove_root_node(rootNode* n) {
   n->linked = false;
 }
 
+void for_each_root_word(void (*fn)(uintptr_t slot, uintptr_t v, void* arg), void* arg) {
+  auto range = [&](uintptr_t lo, uintptr_t hi) {
+    for (uintptr_t a = (lo + 7) & ~uintptr_t{7}; a + 8 <= hi; a += 8)
+      fn(a, __atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED), arg);
+  };
+  {
+    busy_lock g(g_roots_lock);
+    for (size_t i = 0; i < g_nroots; i++) range(g_roots[i].lo, g_roots[i].hi);
+    for (rootNode* n = g_root_nodes; n; n = n->next) range(n->lo, n->hi);
+  }
+  busy_lock g(g_handles_lock);
+  for (handleChunk* c = g_handle_chunks; c; c = c->next)
+    for (size_t i = 0; i < c->used; i++) {
+      void* v = __atomic_load_n(&c->slot[i], __ATOMIC_RELAXED);
+      if (!slot_free(v))
+        fn(reinterpret_cast<uintptr_t>(&c->slot[i]), reinterpret_cast<uintptr_t>(v), arg);
+    }
+}
+
 void scan_handles(gcWork& w) {
   alloc::lock_guard g(g_handles_lock);
   for (handleChunk* c = g_handle_chunks; c; c = c->next)
@@ -740,6 +767,11 @@ GORT_EXPORT int gort_gc_add_roots(const void* lo, size_t len) {
     return -1;
   }
   ensure_started();
+  // What the range holds already reached it without a barrier: every scope
+  // object it points to escapes (a root outlives any scope).
+  for (uintptr_t w = (a + 7) & ~uintptr_t{7}; w + 8 <= a + len; w += 8)
+    scope_escape(nullptr, reinterpret_cast<const void*>(__atomic_load_n(
+                              reinterpret_cast<const uintptr_t*>(w), __ATOMIC_RELAXED)));
   busy_lock g(g_roots_lock);
   if (g_nroots == g_roots_cap) {
     size_t cap = g_roots_cap ? g_roots_cap * 2 : 256;
@@ -804,6 +836,7 @@ GORT_EXPORT gort_gc_handle* gort_gc_handle_new(void* obj) {
     if (g_marking.load(std::memory_order_relaxed))
       shade(reinterpret_cast<uintptr_t>(obj), tl_gc.rec->work);
   }
+  scope_escape(nullptr, obj);  // a handle keeps obj past any scope
   return reinterpret_cast<gort_gc_handle*>(slot);
 }
 

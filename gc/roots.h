@@ -114,6 +114,11 @@ void start_the_world();
 void scan_stopped_threads(gcWork& w);
 void scan_leftover_tasks(gcWork& w);
 void flush_thread_work();
+// Mark termination shades every stopped thread's registers: a thread stopped
+// between a barrier's store and the busy region of its slow half
+// (mark_busy_enter) holds the overwritten and the stored pointer there, and
+// after this stop the slow half finds the cycle over and shades nothing.
+void shade_stopped_registers(gcWork& w);
 
 // Runtime-owned root ranges (the buffers of gort channels): an intrusive
 // list, O(1) to add and remove, scanned with the registered ranges. The
@@ -141,13 +146,18 @@ void remove_root_node(rootNode* n);
 // stack already scanned this cycle.
 void shade_moved_slow(const void* src, size_t n);
 inline void shade_moved(const void* src, size_t n) {
-  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) != 0, 0))
+  if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) & kMarkingBit, 0))
     shade_moved_slow(src, n);
 }
 // A runtime-held closure [lo, hi): conservatively, and each word that
 // starts a malloc block (std::function's heap storage) has that block
 // scanned too (one level: what the runtime itself allocated for it).
 void scan_closure_range(uintptr_t lo, uintptr_t hi, gcWork& w);
+
+// GORT_DEBUG=poolcheck (pool/scope.cc): fn(slot, v, arg) for every word of
+// every root range and every handle (not stacks). Takes the roots' locks in
+// busy regions; the world may be stopped or running.
+void for_each_root_word(void (*fn)(uintptr_t slot, uintptr_t v, void* arg), void* arg);
 
 // Concurrent mark: roots that are not stacks, and parked tasks.
 void scan_root_ranges(gcWork& w);

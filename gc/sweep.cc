@@ -1,6 +1,7 @@
 // Sweeping; see sweep.h.
 #include "gc/sweep.h"
 
+#include "alloc/mprof.h"
 #include "alloc/options.h"
 #include "gc/final.h"
 
@@ -39,8 +40,18 @@ sweepResult sweep_span(mspan* s) {
 
 namespace {
 
+// The heap profile: objects of the span that this sweep frees (allocated,
+// not marked) and that were sampled are counted as freed (alloc/mprof.h).
+// Only spans holding sampled objects pay for the walk.
+void profile_freed(mspan* s) {
+  alloc::mprof_free_objects(s, [](const mspan* sp, uint32_t i) {
+    return object_allocated(sp, i) && !(sp->gcmarkBits[i / 64] >> (i % 64) & 1);
+  });
+}
+
 sweepResult swap_bits(mspan* s) {
   if (__builtin_expect(alloc::g_options.gcpoison, 0)) poison_freed(s);
+  if (__builtin_expect(__atomic_load_n(&s->profiled, __ATOMIC_RELAXED) != 0, 0)) profile_freed(s);
   uint32_t words = (s->nelems + 63u) / 64u;
   uint32_t marked = 0;
   for (uint32_t w = 0; w < words; w++)

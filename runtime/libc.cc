@@ -80,25 +80,29 @@ inline bool on_task() {
 // is stored on the thread the task returns on and, if that is another one,
 // at the old address too (that thread is in the scheduler or runs a task
 // that will set its own errno with its next call; docs/runtime.md).
+// (errno is looked up again after the switch through cur_errno, proc.h:
+// written as plain errno, the compiler stored the call's errno only at the
+// address from before, so the thread the task came back on kept a stale one;
+// blocking/errno_and_sleep_calls_on_tasks failed under load.)
 template <class F>
 auto blocking_call(F f) {
   if (!on_task()) return f();
-  int* old_errno = &errno;
+  int* old_errno = &cur_errno();
   entersyscall();
   auto r = f();
-  int e = errno;
+  int e = *old_errno;  // still on the thread that made the call
   exitsyscall();
   preempt_check();
-  errno = e;
-  if (&errno != old_errno) *old_errno = e;
+  cur_errno() = e;
+  if (&cur_errno() != old_errno) *old_errno = e;
   return r;
 }
 
 // A task sleeps on a timer; errno is the task's across the switch.
 void task_sleep(int64_t ns) {
-  int e = errno;
+  int e = cur_errno();
   if (ns > 0) gort::sleep_for(Duration(ns));
-  errno = e;
+  cur_errno() = e;
 }
 
 bool bad_timespec(const struct timespec* ts) {
@@ -173,10 +177,10 @@ GORT_EXPORT int poll(struct pollfd* fds, nfds_t n, int ms) {
     for (;;) {
       int r = fn ? fn(fds, 1, 0) : static_cast<int>(syscall(SYS_poll, fds, 1, 0));
       if (r != 0) return r;
-      int e = errno;
+      int e = gort::rt::cur_errno();
       int w = gort::rt::pd_wait(pd, rd ? gort::rt::kModeRead : gort::rt::kModeWrite, deadline, seq);
       if (w == ETIMEDOUT) {
-        errno = e;
+        gort::rt::cur_errno() = e;
         return 0;
       }
       if (w == EBADF) {
@@ -290,13 +294,6 @@ GORT_EXPORT unsigned int sleep(unsigned int s) {
 namespace gort::rt {
 namespace {
 
-// errno's address read through a volatile pointer: __errno_location is a
-// const function, and across a park the task may be on another thread.
-int* (*volatile g_errno_loc)() = __errno_location;
-inline int& cur_errno() {
-  return *g_errno_loc();
-}
-
 using fcntl_fn = int (*)(int, int, ...);
 int real_fcntl(int fd, int cmd, long arg) {
   static std::atomic<void*> real{nullptr};
@@ -335,17 +332,6 @@ int thread_wait(int fd, int mode, int64_t deadline) {
   if (r < 0) return errno;
   if (r == 0) return ETIMEDOUT;
   return 0;
-}
-
-// A call on a watched descriptor ends the task's turn when others wait, as
-// a blocking call does (syscall.cc, exitsyscall): a task whose reads always
-// find data (a client that answers at once) would otherwise keep its P until
-// sysmon's 10 ms preemption while the other connections wait.
-void io_turn_end() {
-  m* mp = getm();
-  if (mp->pp && (sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(mp->pp)))
-    mp->curg->preempt.store(true, std::memory_order_relaxed);
-  preempt_check();
 }
 
 // The I/O loop on a watched descriptor. f(done) makes one non-blocking call
@@ -399,7 +385,7 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
     }
   }
   if (done > 0) r = static_cast<ssize_t>(done);  // a partial transfer, then an error: the count
-  if (task) io_turn_end();
+  if (task) io_turn_end();  // the turn ends when others wait (proc.h), as for a blocking call
   if (r < 0) {
     cur_errno() = e;
     if (&cur_errno() != old_errno) *old_errno = e;

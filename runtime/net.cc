@@ -69,17 +69,6 @@ int wait_fd(int fd, int mode, int64_t deadline) {
   return 0;
 }
 
-// A completed read or write ends the task's turn when others wait, as the
-// interposed calls do (libc.cc, io_turn_end): a connection whose reads always
-// find data must not keep the P while the others queue.
-void turn_end() {
-  rt::m* mp = rt::getm();
-  if (!mp || !mp->pp || !mp->curg) return;
-  if (rt::sched.runqsize.load(std::memory_order_relaxed) > 0 || !rt::runq_empty(mp->pp))
-    mp->curg->preempt.store(true, std::memory_order_relaxed);
-  rt::preempt_check();
-}
-
 bool parse(const std::string& addr, sockaddr_storage* ss, socklen_t* len) {
   size_t colon = addr.rfind(':');
   if (colon == std::string::npos) return false;
@@ -203,7 +192,7 @@ size_t Conn::read(void* buf, size_t n, std::error_code& ec) {
     }
     long r = syscall(SYS_read, fd, buf, n);
     if (r >= 0) {
-      turn_end();
+      rt::io_turn_end();  // a completed read ends the turn when others wait (proc.h)
       return static_cast<size_t>(r);
     }
     int e = errno;
@@ -239,7 +228,7 @@ size_t Conn::write(const void* buf, size_t n, std::error_code& ec) {
     long r = syscall(SYS_sendto, fd, p + done, n - done, MSG_NOSIGNAL, nullptr, 0);
     if (r >= 0) {
       done += static_cast<size_t>(r);
-      if (done == n) turn_end();
+      if (done == n) rt::io_turn_end();
       continue;
     }
     int e = errno;

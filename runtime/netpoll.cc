@@ -33,9 +33,10 @@
 // blocking (findrunnable) when tasks wait and no M is blocked in epoll; the
 // last M to go idle blocks in epoll_wait instead of its futex, bounded by
 // the earliest timer, and is woken by an eventfd edge (netpoll_break) when
-// notewakeup hands it a P or shutdown comes; sysmon polls when nobody has for
-// 10 ms (every M busy running tasks). Readied tasks go to the poller's P (the
-// first runs at once) or to the global queue, and idle Ps get Ms.
+// notewakeup hands it a P or shutdown comes; a P whose queue never drains
+// polls from its M's own stack every 100 us at most (proc.cc, netpoll_due);
+// sysmon polls when nobody has for 10 ms (every M busy in long tasks). Readied tasks go to the
+// poller's P (the first runs at once) or to the global queue, and idle Ps get Ms.
 //
 // Invariants: a pollDesc is never freed (the table only grows), so a stale
 // epoll event or a late timer only ever touches valid memory; every change
@@ -370,6 +371,7 @@ g* netpoll(int64_t delay_ns, int32_t* n) {
   }
   for (g* gp = chain; gp; gp = gp->schedlink)
     gp->status.store(gstatus::runnable, std::memory_order_relaxed);
+  if (*n) sched.netpoll_ready.fetch_add(static_cast<uint64_t>(*n), std::memory_order_relaxed);
   return chain;
 }
 

@@ -44,7 +44,8 @@ inline constexpr int kModeRead = 'r', kModeWrite = 'w';
 extern std::atomic<int32_t> netpoll_waiters;
 // The M blocked in epoll_wait (findrunnable's last M), or null.
 extern std::atomic<struct m*> netpoll_sleeper;
-// The last time anyone polled (ns); sysmon polls when it is 10 ms old.
+// The last time anyone polled (ns); a busy P polls when it is 100 us old,
+// sysmon when it is 10 ms old.
 extern std::atomic<int64_t> netpoll_last;
 
 bool netpoll_inited();

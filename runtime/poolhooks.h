@@ -23,4 +23,15 @@ inline int this_p_id() {
   return pp ? pp->id : -1;
 }
 
+// Where the running task keeps its scope stack (pool/scope.cc), or null on
+// a plain thread or an M between tasks (the caller uses a thread-local
+// word then). The word belongs to the task, so a scope opened on one M and
+// closed on another after a migration or a blocking call finds its state.
+inline void** this_task_scope_slot() {
+  m* mp = static_cast<m*>(alloc::tl_thread.sched_m);
+  if (!mp) return nullptr;
+  g* gp = mp->curg;
+  return gp ? &gp->scope : nullptr;
+}
+
 }  // namespace gort::rt::poolhook

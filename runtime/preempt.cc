@@ -67,6 +67,7 @@
 #include "gc/heap.h"
 #include "runtime/proc.h"
 #include "runtime/runq.h"
+#include "runtime/trace.h"
 
 // The bounds of gort's own code (the Makefile renames every object's text
 // section to gort_text; the linker defines these).
@@ -186,12 +187,12 @@ void unblock_preempt_signal() {
 // Runs on the task's stack, under the frame copied there: yields, then
 // returns into the interrupted code through rt_sigreturn on the copy.
 [[noreturn]] void preempt_on_task_stack(ucontext_t* uc) {
-  int saved = errno;
+  int saved = cur_errno();
   m* mp = getm();
   unblock_preempt_signal();
   gopreempt(mp, mp->curg);
   fix_frame_for_this_thread(uc);
-  errno = saved;
+  cur_errno() = saved;  // on the thread it resumed on (proc.h)
   // rt_sigreturn reads the frame at rsp - 8 (its pretcode word): rsp is the
   // ucontext.
   asm volatile(
@@ -240,7 +241,7 @@ void sigpreempt(int sig, siginfo_t* info, void* ucv) {
     unblock_preempt_signal();
     gopreempt(mp, gp);
     fix_frame_for_this_thread(uc);
-    errno = saved;
+    cur_errno() = saved;
     return;
   }
   size_t len = signal_frame_size(uc);
@@ -281,7 +282,20 @@ void gopreempt(m* mp, g* gp) {
   sched.preempts.fetch_add(1, std::memory_order_relaxed);
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   mp->next_after = after{preempt_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopPreempted);
+}
+
+void turn_end_if_waiting(m* mp, g* gp) {
+  p* pp = mp->pp;
+  if (pp && (sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(pp)))
+    gp->preempt.store(true, std::memory_order_relaxed);
+}
+
+void io_turn_end() {
+  m* mp = getm();
+  if (!mp || !mp->curg) return;
+  turn_end_if_waiting(mp, mp->curg);
+  preempt_check();
 }
 
 void preemptone(p* pp) {
@@ -291,6 +305,13 @@ void preemptone(p* pp) {
   if (!gp) return;
   gp->preempt.store(true, std::memory_order_release);
   if (g_async && mp->procid) syscall(SYS_tgkill, getpid(), mp->procid, kPreemptSignal);
+}
+
+void preempt_thread_init() {
+  sigset_t s;
+  sigemptyset(&s);
+  sigaddset(&s, kPreemptSignal);
+  pthread_sigmask(SIG_UNBLOCK, &s, nullptr);
 }
 
 void preempt_init() {

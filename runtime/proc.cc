@@ -4,6 +4,7 @@
 // a run's start, shutdown and deadlock check in run.cc.
 #include "runtime/proc.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -24,11 +25,13 @@
 #include "runtime/overflow.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace gort::rt {
 
 schedt sched;
 p** allp = nullptr;
+int* (*volatile errno_location)() = __errno_location;
 std::atomic<int32_t> gomaxprocs{0};
 
 namespace {
@@ -93,6 +96,7 @@ static void gfput(p* pp, g* gp) {
   if (gp->stk.span) stack_put(pp->stacks, gp->stk);
   gp->sp = nullptr;
   gp->fn = nullptr;
+  gp->scope = nullptr;  // a task that ended inside a C scope leaks its stack, not to the next
   gp->status.store(gstatus::idle, std::memory_order_relaxed);
   gp->schedlink = pp->gfree;
   pp->gfree = gp;
@@ -180,6 +184,7 @@ static void* mthread_main(void* arg) {
   m* mp = static_cast<m*>(arg);
   alloc::tl_thread.sched_m = mp;
   mp->procid = static_cast<int>(gettid());
+  preempt_thread_init();  // an M sysmon started inherited its all-blocked signal mask
   // Every M is a root of the collector: its stacks are those of its tasks.
   gc::register_current_thread(false);
   overflow_altstack();
@@ -288,6 +293,39 @@ static bool timers_due(p* pp) {
   return t0 != 0 && t0 <= now_ns();
 }
 
+// The network, looked at by a P whose run queue never drains. findrunnable
+// polls only once the local and global queues are empty, and tasks that end
+// their turn after a completed read (io_turn_end) keep the global queue
+// full, so without this the tasks parked on sockets waited for sysmon's poll
+// while the others went round (blocking/keepalive_every_connection_progresses,
+// netpoll/busy_p_still_polls). A P whose next tick is one of the 61st (when it
+// also looks at the global queue) goes through g0 if tasks wait on the
+// network, no M is blocked in epoll and nobody polled for kSchedPollNs;
+// there findrunnable polls, after m::after released the old task's locks
+// (netpoll takes pollDesc locks, which a task parking on a descriptor holds
+// until then). The readied tasks go to the tail of the local queue, behind
+// those that waited there. The time bound caps the cost at one non-blocking
+// epoll_wait per 100 us, however fast the P switches.
+constexpr int64_t kSchedPollNs = 100 * 1000;
+
+static bool netpoll_due(int64_t now) {
+  return netpoll_waiters.load(std::memory_order_relaxed) > 0 &&
+         !netpoll_sleeper.load(std::memory_order_relaxed) &&
+         netpoll_last.load(std::memory_order_relaxed) + kSchedPollNs <= now;
+}
+
+static bool netpoll_due_tick(p* pp) {
+  return (pp->schedtick.load(std::memory_order_relaxed) + 1) % 61 == 0 && netpoll_due(now_ns());
+}
+
+// On g0: the tasks the network readied join the global queue, behind the
+// tasks that ended their turn before them (gopreempt, io_turn_end), as
+// sysmon's would; idle Ps get Ms for them.
+static void netpoll_inject() {
+  int32_t n;
+  if (g* list = netpoll(0, &n)) injectglist(list, n);
+}
+
 // A task about to run on this M: if the collector has not scanned its stack
 // this cycle, scan it now, before it can change (gc/roots.h). After mp->curg
 // is set: a stop of the world from here on finds the task through its M.
@@ -299,13 +337,16 @@ static inline void gc_before_run(g* gp) {
 
 // Switches away from gp, whose status says why (waiting, runnable, dead) and
 // whose m::after is set. Returns when gp runs again, on whatever M.
-void switch_out(m* mp, g* gp) {
+void switch_out(m* mp, g* gp, uint8_t why) {
   if (!gp->stk.guarded) stack_check_canary(gp->stk, gp->goid);
+  trace::gostop(mp, gp, static_cast<trace::stopReason>(why));
   p* pp = mp->pp;
-  g* next =
-      sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) ? nullptr : next_local(pp);
+  g* next = sched.shutdown.load(std::memory_order_relaxed) || timers_due(pp) || netpoll_due_tick(pp)
+                ? nullptr
+                : next_local(pp);
   if (next && next->sp) {
     mp->curg = next;
+    trace::gostart(mp, next);
     next->status.store(gstatus::running, std::memory_order_relaxed);
     next->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(next);
@@ -491,6 +532,7 @@ top:
   p* pp = mp->pp;
   if (sched.shutdown.load(std::memory_order_acquire)) goto idle;
   if (timers_due(pp)) timers_run(pp, now_ns());
+  if (netpoll_due(now_ns())) netpoll_inject();
   if (g* gp = next_local(pp)) {
     if (mp->spinning) resetspinning(mp);
     return gp;
@@ -571,6 +613,7 @@ void schedule_loop(m* mp) {
     if (!gp) return;
     prepare(gp);
     mp->curg = gp;
+    trace::gostart(mp, gp);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     gp->preempt.store(false, std::memory_order_relaxed);
     gc_before_run(gp);
@@ -599,7 +642,7 @@ static void gfput_after(void*, g* prev) {
   m* mp = getm();
   gp->status.store(gstatus::dead, std::memory_order_relaxed);
   mp->next_after = after{gfput_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopExit);
   __builtin_unreachable();
 }
 
@@ -654,7 +697,7 @@ void gopark(void (*fn)(void*, g*), void* arg, const char* reason) {
   gp->waitreason = reason;
   gp->status.store(gstatus::waiting, std::memory_order_relaxed);
   mp->next_after = after{fn, arg, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopBlocked);
 }
 
 static void unlock_after(void* l, g*) {
@@ -676,6 +719,7 @@ void ready(g* gp) {
     alloc::fatal("ready of task %llu, which is not waiting",
                  static_cast<unsigned long long>(gp->goid));
   }
+  trace::gounblock(gp);
   make_runnable(gp);
 }
 
@@ -697,7 +741,7 @@ void goyield() {
   g* gp = mp->curg;
   gp->status.store(gstatus::runnable, std::memory_order_relaxed);
   mp->next_after = after{yield_after, nullptr, gp};
-  switch_out(mp, gp);
+  switch_out(mp, gp, trace::kStopYield);
 }
 
 void wake_timer_sleeper(int64_t when) {
@@ -766,6 +810,7 @@ bool spawn_runtime_task(void (*fn)(void*), void* arg) {
     sched.spawned.fetch_add(1, std::memory_order_relaxed);
     gp->status.store(gstatus::runnable, std::memory_order_relaxed);
     globrunqput(gp);
+    trace::gocreate(gp);
   }
   wakep();
   return true;
@@ -776,6 +821,7 @@ void task_start(g* gp) {
     alloc::fatal("gort::go: no gort::run is in progress");
   gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
   sched.spawned.fetch_add(1, std::memory_order_relaxed);
+  trace::gocreate(gp);
   make_runnable(gp);
 }
 
@@ -817,6 +863,8 @@ SchedStats sched_stats() {
   s.retakes = sched.retakes.load();
   s.preemptions = sched.preempts.load();
   s.async_preemptions = sched.async_preempts.load();
+  s.netpoll_ready = sched.netpoll_ready.load();
+  s.netpoll_ready_sysmon = sched.netpoll_ready_sysmon.load();
   return s;
 }
 

@@ -94,6 +94,10 @@ struct g {
   std::atomic<bool> preempt{false};
   uint32_t nopreempt = 0;
   uint32_t syscalldepth = 0;  // nested gort::blocking / gort_blocking_enter
+  // The task's scope stack (pool/scope.cc, through runtime/poolhooks.h):
+  // non-null only between its outermost gort_scope_begin and end, so it
+  // follows the task across Ms. Cleared when the g is freed.
+  void* scope = nullptr;
   alignas(16) unsigned char inline_fn[64];
 };
 
@@ -202,6 +206,8 @@ struct schedt {
   // Counters (SchedStats).
   std::atomic<uint64_t> spawned{0}, exited{0}, steals{0}, globalq{0}, mparks{0};
   std::atomic<uint64_t> retakes{0}, preempts{0}, async_preempts{0};
+  // Tasks the netpoller readied, and those of them sysmon's poll found.
+  std::atomic<uint64_t> netpoll_ready{0}, netpoll_ready_sysmon{0};
 };
 
 extern schedt sched;
@@ -231,6 +237,16 @@ void wake_timer_sleeper(int64_t when);
 void semacquire(uint32_t* addr, bool lifo, const char* reason);
 void semrelease(uint32_t* addr, bool handoff);
 
+// The errno of the thread the caller runs on now. glibc's __errno_location
+// is a const function, so the compiler keeps its result in a register
+// across calls; runtime code that saves errno, switches (a park, a yield, a
+// preemption) and restores it must look it up again through this pointer,
+// or it writes the errno of the thread it left (proc.cc).
+extern int* (*volatile errno_location)();
+inline int& cur_errno() {
+  return *errno_location();
+}
+
 uint64_t fastrand();
 int64_t now_ns();  // CLOCK_MONOTONIC, as steady_clock
 
@@ -248,8 +264,9 @@ void startm(p* pp, bool spinning);
 void wakep();  // startm(spinning) unless an M already spins
 // The M's scheduler loop on its own stack; returns on m0 when the run ends.
 void schedule_loop(m* mp);
-// Switches away from the running gp, whose status and m::after are set.
-void switch_out(m* mp, g* gp);
+// Switches away from the running gp, whose status and m::after are set;
+// why (a trace::stopReason) is what the execution trace records.
+void switch_out(m* mp, g* gp, uint8_t why);
 // The same, straight to the M's own stack (g0), whatever is runnable.
 void switch_to_g0(m* mp, g* gp);
 // gp to this P's runnext, or from a thread without a P to the global queue.
@@ -266,6 +283,17 @@ void exitsyscall();
 void handoffp(p* pp);
 // Yields a task whose preempt flag is set, to the global queue (preempt.cc).
 void gopreempt(m* mp, g* gp);
+// The end of a turn (preempt.cc), one rule for every call that completed
+// without parking: a blocking call that returned (exitsyscall), a read or
+// write on a watched descriptor that found data or room (libc.cc, net.cc).
+// If other tasks wait for a P (this P's queue or the global one), the
+// task's turn is over: turn_end_if_waiting sets its preempt flag for the
+// caller's next preempt_check; io_turn_end also yields at once. Without it a
+// task whose calls never block keeps its P until sysmon's 10 ms preemption
+// while the others wait (one keep-alive connection served 20,000 times,
+// 49 once: issue 11).
+void turn_end_if_waiting(m* mp, g* gp);
+void io_turn_end();
 // Called where a task may be preempted cooperatively (channel operations,
 // yield, leaving a blocking call): one load when nobody asks.
 inline void preempt_check() {
@@ -277,6 +305,9 @@ inline void preempt_check() {
 void sysmon_start();
 void sysmon_wake();   // a P left the idle list while sysmon slept deeply
 void preempt_init();  // installs the preemption signal's handler (preempt.cc)
+// Unblocks the preemption signal on a new M: one started from sysmon (which
+// blocks every signal) would otherwise inherit a mask that blocks it.
+void preempt_thread_init();
 // Asks the task running on pp to yield: the flag, and the signal unless
 // GORT_DEBUG=asyncpreemptoff=1 (preempt.cc; sysmon calls it).
 void preemptone(p* pp);

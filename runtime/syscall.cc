@@ -34,6 +34,7 @@
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 #define GORT_EXPORT extern "C" __attribute__((visibility("default")))
 
@@ -43,6 +44,7 @@ void entersyscall() {
   m* mp = getm();
   g* gp = mp->curg;
   p* pp = mp->pp;
+  trace::syscall_enter(mp, gp);
   gp->status.store(gstatus::syscall, std::memory_order_relaxed);
   mp->oldp = pp;
   mp->syscall_run = sched.runid;
@@ -79,10 +81,12 @@ void exitsyscall_slow(m* mp, g* gp) {
     sched.nmsyscall.fetch_sub(1, std::memory_order_relaxed);
     sched.lock.unlock();
     acquirep(mp, pp);
+    trace::syscall_exit(mp, gp);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     return;
   }
   sched.lock.unlock();
+  trace::syscall_exit(mp, gp);  // without a P: the task goes back to a queue
   mp->next_after = after{exitsyscall_park_after, nullptr, gp};
   switch_to_g0(mp, gp);
 }
@@ -97,15 +101,14 @@ void exitsyscall() {
   m* expect = mp;
   if (pp->syscallm.compare_exchange_strong(expect, nullptr, std::memory_order_acquire)) {
     acquirep(mp, pp);
+    trace::syscall_exit(mp, gp);
     sched.nmsyscall.fetch_sub(1, std::memory_order_relaxed);
     gp->status.store(gstatus::running, std::memory_order_relaxed);
     // Tasks waited while this one was in its call: the call is its turn's
-    // end, and it yields at the caller's preempt_check. Without this a task
-    // whose calls return quickly keeps its P across them forever (sysmon
-    // sees a new call each round) while the others wait: one keep-alive
-    // connection served 20,000 times, 49 once (issue 11).
-    if (sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(pp))
-      gp->preempt.store(true, std::memory_order_relaxed);
+    // end, and it yields at the caller's preempt_check (turn_end_if_waiting,
+    // proc.h). Without this a task whose calls return quickly keeps its P
+    // across them forever: sysmon sees a new call each round.
+    turn_end_if_waiting(mp, gp);
     return;
   }
   exitsyscall_slow(mp, gp);

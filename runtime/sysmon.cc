@@ -10,7 +10,8 @@
 //    after 10 ms in any case;
 //  - asks a task that has run for more than 10 ms without a switch on its P
 //    to yield (preemptone, preempt.cc);
-//  - polls the network when tasks wait on it and nobody polled for 10 ms;
+//  - polls the network when tasks wait on it and nobody polled for 10 ms
+//    (a P that keeps switching polls on its own: proc.cc, netpoll_due);
 //  - wakes an M if a timer is overdue by more than a millisecond and no M is
 //    spinning (a backstop for the timer sleeper);
 //  - forces a collection and a scavenge when the collector has a heap and
@@ -35,6 +36,7 @@
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/timer.h"
+#include "runtime/trace.h"
 
 namespace gort::rt {
 
@@ -44,7 +46,7 @@ constexpr int64_t kForcePreemptNs = 10 * 1000000;  // Go's forcePreemptNS
 constexpr int64_t kMaxSyscallNs = 10 * 1000000;
 constexpr int64_t kForceGCPeriodNs = 120LL * 1000000000;
 constexpr int64_t kMinDelayUs = 20, kMaxDelayUs = 10000;
-constexpr int64_t kNetpollNs = 1000000;  // poll if not polled for 1 ms (Go: 10 ms)
+constexpr int64_t kNetpollNs = 10000000;  // poll if not polled for 10 ms, as Go
 
 struct sysmontick {
   uint32_t schedtick = 0;
@@ -81,6 +83,7 @@ int retake(int64_t now) {
         continue;
       if (pp->syscallm.compare_exchange_strong(sm, nullptr, std::memory_order_acq_rel)) {
         sched.retakes.fetch_add(1, std::memory_order_relaxed);
+        trace::proc_retake(pp);
         handoffp(pp);
         n++;
       }
@@ -194,13 +197,16 @@ void* sysmon_main(void*) {
     else
       idle++;
     // Tasks wait on the network, no M blocks in epoll and none looked for
-    // 1 ms (every M busy running tasks): poll for them (Go's sysmon, at 10 ms;
-    // at 10 ms a P that never runs dry served some keep-alive connections
-    // 10x more than others, blocking/keepalive_every_connection_progresses).
+    // 10 ms: poll for them (Go's sysmon). A P that switches often polls on
+    // its own (proc.cc, netpoll_due) even when its queue never drains, so
+    // this is the backstop for Ps whose tasks run long between switches.
+    // (Before the Ps polled, 10 ms here left some keep-alive connections
+    // served 10x less than others and main had lowered it to 1 ms.)
     if (sched.running.load() && netpoll_waiters.load() > 0 && !netpoll_sleeper.load() &&
         netpoll_last.load(std::memory_order_relaxed) + kNetpollNs < now) {
       int32_t n;
       if (g* list = netpoll(0, &n)) {
+        sched.netpoll_ready_sysmon.fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
         injectglist(list, n);
         idle = 0;
       }

@@ -76,13 +76,19 @@ void* gort_gc_alloc_noscan(size_t size);
  * before it looks at the phase, which is what makes it safe against the
  * collector stopping the thread at any instruction (docs/gc.md). */
 extern uint32_t gort_gc_marking;
+/* The word is non-zero while the collector marks, and for good once a scope
+ * (gort/scope.h) was opened: the slow half also sees scope objects escape
+ * (it is told the slot: a store into the scope's own objects is no escape).
+ * gort_gc_write_slow, without the slot, is kept for code built against
+ * older headers: every scope object it sees escapes. */
 void gort_gc_write_slow(void* old_value, void* new_value);
+void gort_gc_write_slow_at(void** slot, void* old_value, void* new_value);
 static inline void gort_gc_write(void** slot, void* value) {
   void* old = __atomic_load_n(slot, __ATOMIC_RELAXED);
   __atomic_store_n(slot, value, __ATOMIC_RELAXED);
   __atomic_signal_fence(__ATOMIC_SEQ_CST);
   if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) != 0, 0))
-    gort_gc_write_slow(old, value);
+    gort_gc_write_slow_at(slot, old, value);
 }
 
 /* Root ranges: [lo, lo+len) is scanned conservatively at every cycle until

@@ -6,6 +6,7 @@
 #include <gort/malloc.h>
 #include <gort/metrics.h>
 #include <gort/pool.h>
+#include <gort/trace.h>
 
 #ifdef __cplusplus
 #include <gort/net.h>

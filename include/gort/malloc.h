@@ -75,8 +75,34 @@ void gort_malloc_stats_print(int fd) GORT_NOEXCEPT;
 /* Returns every free page to the OS now; returns the bytes released. */
 size_t gort_scavenge(void) GORT_NOEXCEPT;
 
+/* The sampled heap profile (docs/observability.md). Sets the sampling rate:
+ * one allocation per `bytes` allocated on average (Go's MemProfileRate;
+ * 524288 is the default of GORT_DEBUG=heapprofile), 1 samples every
+ * allocation, 0 stops sampling. Returns the previous rate. Off unless
+ * GORT_DEBUG=heapprofile=PATH or heapprofilerate=N is set or this is called;
+ * set it early: allocations made before are not in the profile. */
+size_t gort_heap_profile_rate(size_t bytes) GORT_NOEXCEPT;
+/* Writes the heap profile to path in pprof's protobuf format (go tool pprof
+ * reads it without the binary): alloc_objects, alloc_space, inuse_objects,
+ * inuse_space, unscaled as Go's heap profile is. Returns 0, or -1 with
+ * errno set. */
+int gort_heap_profile_write(const char* path) GORT_NOEXCEPT;
+
 #ifdef __cplusplus
 }
+#endif
+
+#ifdef __cplusplus
+namespace gort {
+/* C++: gort::heap_profile_write("heap.pb") returns false with errno set on
+ * failure. */
+inline bool heap_profile_write(const char* path) noexcept {
+  return gort_heap_profile_write(path) == 0;
+}
+inline size_t heap_profile_rate(size_t bytes) noexcept {
+  return gort_heap_profile_rate(bytes);
+}
+}  // namespace gort
 #endif
 
 #endif /* GORT_MALLOC_H */

@@ -22,6 +22,7 @@
 #ifndef GORT_POOL_H
 #define GORT_POOL_H
 
+#include <gort/scope.h>
 #include <stddef.h>
 #include <stdint.h>
 

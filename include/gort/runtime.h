@@ -194,14 +194,16 @@ int default_maxprocs();  // what run would use now: GORT_MAXPROCS or the CPU cou
 // Scheduler counters, cumulative over the process.
 struct SchedStats {
   uint64_t tasks_spawned, tasks_exited, tasks_live;
-  uint64_t steals;             // tasks moved by work stealing
-  uint64_t global_runq;        // tasks taken from the global run queue
-  uint64_t m_parks;            // an M went to sleep for lack of work
-  uint64_t stacks_cached;      // pooled task stacks now
-  uint64_t stacks_live;        // task stacks in use now
-  uint64_t retakes;            // Ps sysmon took from Ms in a blocking call
-  uint64_t preemptions;        // tasks that yielded because they were asked to
-  uint64_t async_preemptions;  // ... of which at the preemption signal
+  uint64_t steals;                // tasks moved by work stealing
+  uint64_t global_runq;           // tasks taken from the global run queue
+  uint64_t m_parks;               // an M went to sleep for lack of work
+  uint64_t stacks_cached;         // pooled task stacks now
+  uint64_t stacks_live;           // task stacks in use now
+  uint64_t retakes;               // Ps sysmon took from Ms in a blocking call
+  uint64_t preemptions;           // tasks that yielded because they were asked to
+  uint64_t async_preemptions;     // ... of which at the preemption signal
+  uint64_t netpoll_ready;         // tasks readied by the netpoller
+  uint64_t netpoll_ready_sysmon;  // ... of which found by sysmon's poll
 };
 SchedStats sched_stats();
 

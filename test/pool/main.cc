@@ -3,6 +3,10 @@
 //   pool     gort::Pool<T> and the C API: get/put, New, the victim cache over
 //            exactly two cycles, GC objects kept alive while pooled, a stress
 //            of many tasks and threads with collections running beside them
+//   scope    escape-aware scopes: recycling, escape through every barrier path
+//            and the explicit one, nesting, task migration and blocking, a
+//            stress with collections, per-site statistics, and
+//            GORT_DEBUG=poolcheck catching planted violations (gc_scopecheck)
 #define BOOST_TEST_MODULE gort_pool
 #include <boost/test/unit_test.hpp>
 #include <iostream>

@@ -26,12 +26,15 @@ using namespace rt_test;
 
 namespace {
 
-// errno right after the call, out of line (a task may change threads).
+// errno right after the call, on the thread the task is on: looked up
+// again, not at an address the compiler kept from before the call (a task
+// may come back on another thread; docs/runtime.md).
+int* (*volatile errno_loc)() = __errno_location;
 __attribute__((noinline)) int read_errno(int fd, ssize_t* r) {
   char c;
-  errno = 0;
+  *errno_loc() = 0;
   *r = read(fd, &c, 1);
-  return errno;
+  return *errno_loc();
 }
 
 int listen_lo(int backlog, uint16_t* port) {
@@ -510,6 +513,115 @@ BOOST_AUTO_TEST_CASE(net_deadlines_and_close) {
     gort::net::listen("not an address", e);
     TCHECK(e == std::errc::invalid_argument);
   });
+}
+
+// Every P busy with tasks that yield to each other, so that no run queue
+// ever drains, and one task echoing a plain thread's bytes over a socket
+// pair. findrunnable polls the network only once the queues are empty, so
+// before the scheduler polled on its own (proc.cc, netpoll_due) every
+// wake-up of the echo task came from sysmon's poll: this failed every time
+// with 1 and 2 Ps (no task readied by a P). Asserted on who readied the
+// task, not on how long it took; sysmon may still find some under load.
+BOOST_AUTO_TEST_CASE(busy_ps_still_poll_the_network) {
+  for (int procs : {1, 2}) {
+    constexpr int kRounds = 200;
+    int sv[2] = {-1, -1};
+    int completed = 0;
+    gort::SchedStats before{}, after{};
+    std::thread client;
+    run_checked(
+        [&] {
+          TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+          std::atomic<bool> stop{false};
+          gort::WaitGroup wg;
+          for (int i = 0; i < 2 * procs + 2; i++)  // two or more per P: each P switches
+            wg.go([&] {
+              while (!stop.load(std::memory_order_relaxed)) gort::yield();
+            });
+          wg.go([&] {
+            char c;
+            while (read(sv[0], &c, 1) == 1 && write(sv[0], &c, 1) == 1) {
+            }
+          });
+          gort::sleep_for(std::chrono::milliseconds(2));  // the yielders are going
+          before = gort::sched_stats();
+          gort::Chan<int> done(1);
+          client = std::thread([&, done]() mutable {
+            int n = 0;
+            for (char c = 0; n < kRounds; n++, c++) {
+              char back = 0;
+              if (write(sv[1], &c, 1) != 1 || read(sv[1], &back, 1) != 1 || back != c) break;
+            }
+            completed = n;
+            done.send(1);
+          });
+          done.recv();
+          after = gort::sched_stats();
+          stop = true;
+          shutdown(sv[1], SHUT_WR);  // the echo task reads EOF
+          wg.wait();
+        },
+        gort::RunOptions{.maxprocs = procs});
+    client.join();
+    close(sv[0]);
+    close(sv[1]);
+    uint64_t readied = after.netpoll_ready - before.netpoll_ready;
+    uint64_t by_sysmon = after.netpoll_ready_sysmon - before.netpoll_ready_sysmon;
+    BOOST_TEST_MESSAGE(procs << " P: " << readied << " tasks readied by polls, " << by_sysmon
+                             << " of them by sysmon's");
+    BOOST_TEST(completed == kRounds);
+    BOOST_TEST(readied > by_sysmon, procs << " P: every readied task came from sysmon's poll");
+  }
+}
+
+// One rule for every call that completes without parking (proc.h,
+// turn_end_if_waiting): with another task waiting for the P, the caller's
+// turn ends and the other runs before the call returns to it. Through the
+// interposed read and write, gort::net's Conn read and write, and a
+// blocking call that returned (exitsyscall). One P, so the order is
+// deterministic; each path failed when its call kept the turn.
+BOOST_AUTO_TEST_CASE(completed_io_ends_the_turn_when_others_wait) {
+  run_checked(
+      [] {
+        int sv[2], cv[2];
+        TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv) == 0);
+        gort::net::Conn conn(cv[0]);
+        const char* names[] = {"read", "write", "Conn::read", "Conn::write", "blocking call"};
+        for (int path = 0; path < 5; path++) {
+          char c = 'x';
+          if (path == 0) TCHECK_EQ(write(sv[1], &c, 1), 1);  // data waiting, before the other task
+          if (path == 2) TCHECK_EQ(write(cv[1], &c, 1), 1);
+          std::atomic<bool> ran{false};
+          gort::go([&] { ran = true; });
+          std::error_code ec;
+          switch (path) {
+            case 0:
+              TCHECK_EQ(read(sv[0], &c, 1), 1);
+              break;
+            case 1:
+              TCHECK_EQ(write(sv[0], &c, 1), 1);
+              break;
+            case 2:
+              TCHECK_EQ(conn.read(&c, 1, ec), 1u);
+              break;
+            case 3:
+              TCHECK_EQ(conn.write(&c, 1, ec), 1u);
+              break;
+            default:
+              TCHECK_EQ(pread(-1, &c, 1, 0), -1);  // not watched: entersyscall/exitsyscall
+          }
+          TCHECK_MSG(ran.load(), names[path] << " kept the turn");
+          while (!ran.load()) gort::yield();
+          if (path == 1) TCHECK_EQ(read(sv[1], &c, 1), 1);
+          if (path == 3) TCHECK_EQ(read(cv[1], &c, 1), 1);
+        }
+        conn.close();
+        close(cv[1]);
+        close(sv[0]);
+        close(sv[1]);
+      },
+      gort::RunOptions{.maxprocs = 1});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -17,10 +17,14 @@ BOOST_AUTO_TEST_SUITE(races)
 // switch once the main task has ended, or its M never parks and run never
 // returns (yield returned at once without looking at sched.shutdown). Failed
 // every time with 2 Ps: the looper comes from a plain thread (global queue,
-// second M) while main spins on P0.
+// second M) while main spins on P0. (On a loaded machine the second M may
+// start late enough for sysmon to preempt main after 10 ms, and main's M
+// then runs the looper: the run must still end at once, which is what is
+// asserted. The bug kept the run going for the looper's whole 10 s.)
 BOOST_AUTO_TEST_CASE(yield_loop_does_not_delay_run_end) {
   std::atomic<bool> started{false};
   std::atomic<pthread_t> main_thread{}, loop_thread{};
+  bool same_thread = false;
   std::thread spawner;
   auto t0 = Clock::now();
   run_checked(
@@ -30,20 +34,21 @@ BOOST_AUTO_TEST_CASE(yield_loop_does_not_delay_run_end) {
           gort::go([&] {
             loop_thread = pthread_self();
             started = true;
-            auto end = Clock::now() + 3s;  // bounds the test when the bug is there
+            auto end = Clock::now() + 10s;  // bounds the test when the bug is there
             while (Clock::now() < end) gort::yield();
           });
         });
         while (!started.load()) {  // no switch: P0 stays busy, P1 takes the task
         }
-        TCHECK(!pthread_equal(main_thread.load(), loop_thread.load()));
+        same_thread = pthread_equal(main_thread.load(), loop_thread.load());
       },
       gort::RunOptions{.maxprocs = 2});
   auto took = Clock::now() - t0;
   spawner.join();
-  BOOST_TEST(took < 1500ms,
-             "run took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
-                         << " ms (main returned at once)");
+  if (same_thread) BOOST_TEST_MESSAGE("main was preempted before a second M ran the looper");
+  BOOST_TEST(took < 5s, "run took "
+                            << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                            << " ms (main returned at once)");
 }
 
 // A plain thread readies a task (global queue, then wakep, which does
