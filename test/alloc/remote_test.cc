@@ -157,7 +157,10 @@ BOOST_AUTO_TEST_CASE(remote_frees_from_many_threads) {
 // A thread that exits gives its owned spans back: 3000 threads that each
 // allocate and free one object of a class nobody else uses must not leave
 // 3000 spans of that class behind (each would be an owned span that no cache
-// can allocate from any more).
+// can allocate from any more). A few more than the 10 threads of a wave may
+// stay: spans whose objects sit in the transfer cache are not empty, and how
+// many that is depends on the interleaving, so the bound is far above that
+// and far below a leak.
 BOOST_AUTO_TEST_CASE(thread_exit_hands_back_owned_spans) {
   const size_t kSize = 27000;  // class 27264: nothing else in the suite uses it
   const uint32_t cls = size_to_class(kSize);
@@ -173,7 +176,7 @@ BOOST_AUTO_TEST_CASE(thread_exit_hands_back_owned_spans) {
     lock_guard g(g_central[cls].lock);
     nspans = g_central[cls].nspans;
   }
-  BOOST_TEST(nspans <= 12u, nspans << " spans of class " << cls << " left by 3000 exited threads");
+  BOOST_TEST(nspans <= 64u, nspans << " spans of class " << cls << " left by 3000 exited threads");
 }
 
 // fork() while threads free each other's objects (remote slots part full,
