@@ -190,12 +190,14 @@ void free_slow(void* p) {
     return;
   }
   // A small object freed by a thread without a cache yet (or any more), or
-  // outside the class window.
+  // outside the class window. A thread's first call may be this free of
+  // another thread's object (cache-scratch does exactly that): it is remote
+  // as on the fast path.
   mcache* c = cache_for_thread();
-  if (c)
-    free_cache_slow(c, s->free_class, p);
-  else
-    free_direct(p);
+  if (!c) return free_direct(p);
+  uint32_t e = window_entry(p);
+  if (e != 0 && window_owner(e) != c->owner) return free_remote_push(c, s->free_class, p);
+  free_cache_slow(c, s->free_class, p);
 }
 
 size_t usable_size(const void* p) {

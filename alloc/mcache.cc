@@ -30,6 +30,12 @@ mcache* g_pool = nullptr;
 constinit fixalloc<mcache, size_t{4} << 30> g_cache_alloc;  // ~50,000 live threads
 pthread_key_t g_key;
 
+// Cache ids (mcache::owner), 1..65535; a cache keeps its id for life. With
+// more caches than that, ids repeat: two caches with one id treat each
+// other's objects as their own, which costs only the false-sharing guarantee
+// between the two (every free stays correct). Guarded by g_caches_lock.
+uint32_t g_next_owner = 0;
+
 // ---- heap profile sampling (alloc/mprof.h) ----
 //
 // While profiling is on, every push onto a stack happens on a slow path
@@ -75,18 +81,43 @@ void init_stacks(mcache* c) {
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
     st.base = st.cur = slot;
-    slot += class_cache_slots(cls);
+    st.nslots = static_cast<uint16_t>(class_cache_slots(cls));
+    slot += st.nslots;
     st.end = slot;
-    st.refill = class_batch(cls) / 8 > 0 ? class_batch(cls) / 8 : 1;
+    st.refill = static_cast<uint16_t>(class_batch(cls) / 8 > 0 ? class_batch(cls) / 8 : 1);
+    c->owned[cls] = nullptr;
   }
-  c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0, 0};
+  c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0, 0, 0};
+  c->owned[0] = nullptr;
   for (mspan*& l : c->large) l = nullptr;
   c->large_bytes = 0;
 }
 
-// Gives the n oldest objects of a stack (its bottom) back to the mcentral.
-void give_back(uint32_t cls, freeStack& st, uint32_t n, bool to_spans = false) {
-  g_central[cls].free_batch(st.base, n, to_spans);
+// The owner of every object in objs[0..n) (their window entries), or 0.
+uint16_t common_owner(void* const* objs, uint32_t n) {
+  uint32_t o = window_owner(window_entry(objs[0]));
+  for (uint32_t i = 1; i < n; i++)
+    if (window_owner(window_entry(objs[i])) != o) return 0;
+  return static_cast<uint16_t>(o);
+}
+
+// Sends the remote slots of a stack to the mcentral: to its transfer cache,
+// for their owner, when they all have one owner; otherwise back to their
+// spans (their owners' spans keep them for their owners), so no object
+// reaches a third thread while its owner may be writing its neighbours.
+void flush_remote(uint32_t cls, freeStack& st, bool to_spans) {
+  uint32_t n = static_cast<uint32_t>(st.rend() - st.end);
+  if (n == 0) return;
+  uint16_t owner = to_spans ? 0 : common_owner(st.end, n);
+  g_central[cls].free_batch(st.end, n, to_spans || owner == 0, owner);
+  st.end = st.rend();
+}
+
+// Gives the n oldest objects of a stack (its bottom) back to the mcentral,
+// for this cache (owner) alone: they are its own objects, or objects of a
+// transfer-cache batch it took and never handed out.
+void give_back(uint32_t cls, freeStack& st, uint32_t n, uint16_t owner, bool to_spans = false) {
+  g_central[cls].free_batch(st.base, n, to_spans, owner);
   size_t left = static_cast<size_t>(st.cur - st.base) - n;
   memmove(st.base, st.base + n, left * sizeof(void*));
   st.cur = st.base + left;
@@ -98,10 +129,18 @@ void release_cache(mcache* c) {
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
     uint32_t batch = g_central[cls].batch;
+    flush_remote(cls, st, true);
     while (st.cur > st.base) {
       uint32_t have = static_cast<uint32_t>(st.cur - st.base);
-      give_back(cls, st, have < batch ? have : batch, true);
+      give_back(cls, st, have < batch ? have : batch, 0, true);
     }
+    // Last, so that the objects above come back to the span first and an
+    // owned span that is now empty goes straight back to the mheap.
+    if (mspan* s = c->owned[cls]) {
+      c->owned[cls] = nullptr;
+      g_central[cls].drop_owned(s);
+    }
+    g_central[cls].disown_batches(static_cast<uint16_t>(c->owner));
   }
   for (mspan*& l : c->large) {
     while (mspan* s = l) {
@@ -147,6 +186,8 @@ mcache* cache_create() {
   else
     c = g_cache_alloc.try_alloc();
   if (!c) return nullptr;  // no memory for a cache: the thread allocates uncached
+  if (c->owner == 0)
+    c->owner = g_next_owner++ % 65535 + 1;  // a new cache (fixalloc memory is zero)
   init_stacks(c);
   c->prev_all = nullptr;
   c->next_all = g_live;
@@ -222,13 +263,15 @@ void* alloc_class_slow(uint32_t cls) {
   freeStack& st = c->stacks[cls];
   if (st.cur == st.base) {
     uint32_t batch = g_central[cls].batch;
-    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill);
+    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill, &c->owned[cls],
+                                              static_cast<uint16_t>(c->owner));
     if (got == 0) {
       errno = ENOMEM;
       return nullptr;
     }
     st.cur = st.base + got;
-    if (st.refill < batch) st.refill = st.refill * 2 < batch ? st.refill * 2 : batch;
+    if (st.refill < batch)
+      st.refill = static_cast<uint16_t>(st.refill * 2 < batch ? st.refill * 2 : batch);
     scavenger_poll();
   }
   return alloc_class(cls);
@@ -241,11 +284,32 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
   if (st.cur > st.base && st.cur[-1] == p)
     fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
   if (st.cur == st.end) {
-    give_back(cls, st, g_central[cls].batch);
+    give_back(cls, st, g_central[cls].batch, static_cast<uint16_t>(c->owner));
     scavenger_poll();
   }
   *st.cur++ = p;
   if (prof) prof_arm(c, cls);
+}
+
+void free_remote(mcache* c, void* p, uint32_t e) {
+  uint32_t cls = e & 0xff;
+  if (cls == 0 || !class_object_start(cls, window_span_offset(p, e))) return free_slow(p);
+  free_remote_push(c, cls, p);
+}
+
+void free_remote_push(mcache* c, uint32_t cls, void* p) {
+  freeStack& st = c->stacks[cls];
+  if (st.end < st.rend() && *st.end == p)
+    fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
+  uint32_t batch = g_central[cls].batch;
+  // Fewer than a batch are remote, so a full stack has a batch of its own to
+  // give back.
+  if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
+  *--st.end = p;
+  if (static_cast<uint32_t>(st.rend() - st.end) >= batch) {
+    flush_remote(cls, st, false);
+    scavenger_poll();
+  }
 }
 
 int64_t caches_trim_pool(int64_t min_age_ns) {
@@ -295,7 +359,8 @@ void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches)
     for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
       const freeStack& st = c->stacks[cls];
       void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
-      cached[cls] += static_cast<uint64_t>(cur - st.base);
+      void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
+      cached[cls] += static_cast<uint64_t>(cur - st.base) + static_cast<uint64_t>(st.rend() - end);
     }
   }
   *ncaches = n;

@@ -2,14 +2,29 @@
 // class, and the malloc and free fast paths over them.
 //
 // The fast paths take no lock and do no atomic read-modify-write: malloc pops
-// the top of its class's stack, free pushes onto the freeing thread's own
-// stack whatever thread allocated the object. A stack that runs dry refills
-// from the mcentral; a full one gives its oldest batch back (mcache.cc, out
-// of line). Stacks hold pointers, as TCMalloc's per-CPU caches do, rather than
-// lists threaded through the free objects: the only state carried from one
-// call to the next is the stack's cur pointer, a freed object's memory is
-// never written (a use-after-free write cannot corrupt the allocator), and
-// moving a batch to or from the mcentral never touches object memory.
+// the top of its class's stack, free pushes onto the top of the freeing
+// thread's own stack when that thread's cache owns the object's span (the
+// owner id in the object's class-window entry, mcentral.h "Owned spans"). A
+// stack that runs dry refills from the mcentral; a full one gives its oldest
+// batch back (mcache.cc, out of line).
+//
+// Remote frees: an object whose span another cache owns (or none) goes to the
+// remote slots at the other end of its class's slots, out of line
+// (free_remote), never where malloc pops; when a batch of them has gathered,
+// it goes to the mcentral in one step (its transfer cache, usually, for the
+// next cache that refills). So a thread never gets back at once an object
+// another thread allocated: that object's cache line may hold objects the
+// other thread is writing (false sharing), and mimalloc's rule, objects are
+// reused by the thread that owns their page, avoids it by design. The slots
+// of a class are laid out as
+//     base .. cur      free objects the cache owns (malloc pops at cur)
+//     cur .. end       empty
+//     end .. rend      remote frees, fewer than a batch (rend = base + nslots)
+// and the stack is full when cur reaches end. Stacks hold pointers, as TCMalloc's per-CPU caches
+// do, rather than lists threaded through the free objects: the only state carried from one call to
+// the next is the stack's cur pointer, a freed object's memory is never written (a use-after-free
+// write cannot corrupt the allocator), and moving a batch to or from the mcentral never touches
+// object memory.
 //
 // An mcache belongs to an OS thread, or to a P of the scheduler. Either way
 // a thread finds it through one initial-exec TLS word, tl_thread.cache
@@ -25,7 +40,8 @@
 //
 // Double free: free() compares the object with the top of the stack, which
 // catches free(p); free(p) at the cost of one load from a line it writes
-// anyway. A double free that is not back-to-back is caught by the mcentral's
+// anyway; free_remote compares with the newest remote slot the same way. A
+// double free that is not back-to-back is caught by the mcentral's
 // allocBits when the object goes back there (fatal error, not corruption of
 // its metadata; the program may have used the object twice by then).
 #pragma once
@@ -41,7 +57,9 @@
 
 namespace gort::alloc {
 
-// [base, cur) are free objects of the class; end is the stack's capacity.
+// [base, cur) are free objects of the class; [end, base + nslots) are remote
+// frees waiting to go back to the mcentral (invariant: fewer than a batch, so
+// the stack always has room for a refill and a batch to give back).
 // refill is how many objects the next refill asks for: it starts at an
 // eighth of a batch and doubles up to a batch (TCMalloc's slow start), so a
 // short-lived thread that touches many classes does not pull a whole batch
@@ -50,8 +68,10 @@ struct freeStack {
   void** cur;
   void** base;
   void** end;
-  uint32_t refill;
+  uint16_t refill;
+  uint16_t nslots;
   uint32_t pad;
+  void** rend() const { return base + nslots; }
 };
 
 // Large spans of up to kLargeCachePages pages that a thread frees are kept
@@ -64,6 +84,10 @@ inline constexpr size_t kLargeCacheBytes = 1 << 20;
 
 struct alignas(64) mcache {
   freeStack stacks[kNumSizeClasses];
+  // This cache's id, never 0: the owner of the spans in owned[] (their
+  // window entries carry it). Kept when the cache is pooled and reused.
+  uint32_t owner;
+  mspan* owned[kNumSizeClasses];       // per class: the span refills take objects from
   mspan* large[kLargeCachePages + 1];  // by page count, linked through next
   size_t large_bytes;
   mcache* next_all;  // registry of live caches, guarded by g_caches_lock
@@ -99,6 +123,11 @@ void free_slow(void* p);
 // A full stack, or p equal to the top of the stack; also every small free
 // that did not take the fast path.
 void free_cache_slow(mcache* c, uint32_t cls, void* p);
+// A free whose window entry does not name c as the owner: a remote small
+// object, or anything free_slow handles (entry 0).
+void free_remote(mcache* c, void* p, uint32_t e);
+// p, a valid object of class cls, into c's remote slots.
+void free_remote_push(mcache* c, uint32_t cls, void* p);
 
 // The fast path of every small allocation: pop the top of the class's stack.
 inline void* alloc_class(uint32_t cls) {
@@ -119,17 +148,19 @@ inline void* malloc_fast(size_t size) {
   return malloc_slow(size);
 }
 
-// The fast path of every free: class and page-in-span from the window map
-// (one load), a check against the class's constants that p starts an object,
-// push on this thread's stack. The mspan is not touched.
+// The fast path of every free: class, page-in-span and owner from the window
+// map (one load), a check that this thread's cache owns the span (which also
+// rejects every page that is not in a small span: their entries are 0), a
+// check against the class's constants that p starts an object, push on this
+// thread's stack. The mspan is not touched.
 inline void free_fast(void* ptr) {
   // Written as early exits marked unlikely so that the common path is one
   // straight line with no taken branch.
   uint32_t e = window_entry(ptr);
   uint32_t cls = e & 0xff;
   mcache* c = tl_thread.cache;
-  if (GORT_UNLIKELY(cls == 0)) return free_slow(ptr);
   if (GORT_UNLIKELY(c == nullptr)) return free_slow(ptr);
+  if (GORT_UNLIKELY(window_owner(e) != c->owner)) return free_remote(c, ptr, e);
   if (GORT_UNLIKELY(!class_object_start(cls, window_span_offset(ptr, e)))) return free_slow(ptr);
   freeStack& st = c->stacks[cls];
   void** cur = st.cur;

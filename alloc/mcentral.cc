@@ -39,17 +39,64 @@ void central_init() {
   }
 }
 
-uint32_t mcentral::alloc_batch(void** out, uint32_t want) {
-  lock_guard g(lock);
-  if (ntc > 0 && want == batch) {
-    tc_used_ns = coarse_nanotime();
-    nfetched += batch;
-    memcpy(out, tc + size_t{--ntc} * batch, batch * sizeof(void*));
-    return batch;
-  }
-  uint32_t n = 0;
+// Takes objects from s into out[want-1-n] downwards until out is full or s
+// is used up; returns the new n.
+uint32_t mcentral::take_from(mspan* s, void** out, uint32_t want, uint32_t n) {
   const uint32_t size = class_to_size[cls];
   while (n < want) {
+    uint32_t i = s->next_free_index();
+    if (i >= s->nelems) break;
+    s->set_allocated(i);
+    s->freeindex = static_cast<uint16_t>(i + 1);
+    s->alloc_count++;
+    // Highest address at the bottom: the cache pops from the top, so the
+    // program gets ascending addresses.
+    out[want - 1 - n] = reinterpret_cast<void*>(s->base + uintptr_t{i} * size);
+    n++;
+  }
+  return n;
+}
+
+uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_t owner) {
+  lock_guard g(lock);
+  if (ntc > 0 && want == batch) {
+    // The newest batch that is the caller's or mixed; another cache's
+    // batches wait for their owner.
+    for (uint32_t i = ntc; i-- > 0;) {
+      if (tc_owner[i] != owner && tc_owner[i] != 0) continue;
+      tc_used_ns = coarse_nanotime();
+      nfetched += batch;
+      memcpy(out, tc + size_t{i} * batch, batch * sizeof(void*));
+      if (i != --ntc) {
+        memcpy(tc + size_t{i} * batch, tc + size_t{ntc} * batch, batch * sizeof(void*));
+        tc_owner[i] = tc_owner[ntc];
+      }
+      return batch;
+    }
+  }
+  uint32_t n = 0;
+  while (n < want) {
+    if (owned) {
+      mspan* s = *owned;
+      if (s) {
+        n = take_from(s, out, want, n);
+        if (n == want) break;
+        drop_owned_locked(s);  // used up
+        *owned = nullptr;
+      }
+      s = partial.first;
+      if (s) {
+        partial.remove(s);
+      } else {
+        s = g_heap.alloc_small_span(cls);
+        if (!s) break;
+        nspans++;
+      }
+      s->owner = owner;
+      window_set_owner(s, owner);
+      *owned = s;
+      continue;
+    }
     mspan* s = partial.first;
     if (!s) {
       s = g_heap.alloc_small_span(cls);
@@ -57,17 +104,7 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want) {
       partial.push_front(s);
       nspans++;
     }
-    while (n < want) {
-      uint32_t i = s->next_free_index();
-      if (i >= s->nelems) break;
-      s->set_allocated(i);
-      s->freeindex = static_cast<uint16_t>(i + 1);
-      s->alloc_count++;
-      // Highest address at the bottom: the cache pops from the top, so the
-      // program gets ascending addresses.
-      out[want - 1 - n] = reinterpret_cast<void*>(s->base + uintptr_t{i} * size);
-      n++;
-    }
+    n = take_from(s, out, want, n);
     if (s->alloc_count == s->nelems) {
       partial.remove(s);
       full.push_front(s);
@@ -78,11 +115,39 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want) {
   return n;
 }
 
-void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans) {
+void mcentral::drop_owned(mspan* s) {
+  lock_guard g(lock);
+  drop_owned_locked(s);
+}
+
+void mcentral::disown_batches(uint16_t owner) {
+  if (__atomic_load_n(&ntc, __ATOMIC_RELAXED) == 0)
+    return;  // a stale 0 leaves them for the scavenger
+  lock_guard g(lock);
+  for (uint32_t i = 0; i < ntc; i++)
+    if (tc_owner[i] == owner) tc_owner[i] = 0;
+}
+
+// An owned span goes back on the list its count says (the window keeps the
+// old owner's id as a hint until the next owner's).
+void mcentral::drop_owned_locked(mspan* s) {
+  s->owner = 0;
+  if (s->alloc_count == 0) {
+    nspans--;
+    g_heap.free_span(s);
+  } else if (s->alloc_count == s->nelems) {
+    full.push_front(s);
+  } else {
+    partial.push_front(s);
+  }
+}
+
+void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t owner) {
   lock_guard g(lock);
   nreturned += n;
   if (n == batch && ntc < tc_max && !to_spans) {
     tc_used_ns = coarse_nanotime();
+    tc_owner[ntc] = owner;
     memcpy(tc + size_t{ntc++} * batch, objs, batch * sizeof(void*));
     scavenger_note_cached();
     return;
@@ -99,6 +164,10 @@ void mcentral::return_to_spans(void* const* objs, uint32_t n, int64_t freed_at) 
       fatal("free(): double free of %p (a %u-byte object)", p, static_cast<unsigned>(s->elemsize));
     s->clear_allocated(i);
     if (i < s->freeindex) s->freeindex = static_cast<uint16_t>(i);
+    if (s->owner != 0) {  // on no list; its cache still holds it
+      s->alloc_count--;
+      continue;
+    }
     if (s->alloc_count == s->nelems) {
       full.remove(s);
       partial.push_front(s);

@@ -13,6 +13,31 @@
 // back with its bit already clear was freed twice: a fatal error.
 // When a span's last object comes back, the span goes back to the mheap.
 //
+// Owned spans (mimalloc's pages, Go's mcache.alloc): a cache that refills
+// from spans takes one span of the class for itself, its owned span, and
+// takes objects only from it until it is used up; no other cache allocates
+// from it. The span's pages carry the cache's id in the class window
+// (mheap.h), and free() pushes an object onto the freeing thread's stack only
+// if that thread's cache owns the object's span; any other free is remote: it
+// waits in the freeing cache's remote slots and comes back here a batch at a
+// time (mcache.h). So objects of one span go out to one thread at a time, a
+// thread never gets back from its own stack an object another thread
+// allocated (whose neighbours, on the same cache line, that thread may still
+// be writing: allocator-induced false sharing, mimalloc-bench's
+// cache-scratch), and two threads' objects share a line only when the program
+// passed them over. An owned span is on neither list; objects that come back
+// to it clear their bits as usual, and the span keeps its pages even when
+// all come back (its cache still holds it). The cache gives the span up
+// (drop_owned) when it finds it used up, and when it is released (thread
+// exit): then the span goes to full, partial or the mheap as its count says.
+// The transfer cache's batches carry an owner too (tc_owner): a batch whose
+// objects all belong to one cache's spans goes back only to that cache, so
+// objects freed remotely return to their owner a batch at a time (mimalloc's
+// owner-based free, at batch grain) and producer/consumer pairs pass memory
+// back and forth at one lock per batch. A mixed batch (owner 0) goes to any
+// cache: one that refills from it gets objects it does not own, and its frees
+// of those go back as remote frees.
+//
 // Lock ordering: mcentral.lock, then mheap.lock. Every thread may take any
 // mcentral's lock; nothing holding it calls malloc.
 #pragma once
@@ -36,17 +61,29 @@ struct alignas(64) mcentral {
   spanList partial;
   spanList full;
   void** tc = nullptr;  // tc_max batches of batch pointers; the first ntc are full
+  // Per full batch: the id of the cache whose spans all its objects are in
+  // (a cache's own overflow, or remote frees of one owner's objects), or 0
+  // (mixed). A cache refills only from its own batches and mixed ones, so an
+  // owner's objects go back to their owner, not to a third thread.
+  uint16_t tc_owner[kTransferSlots] = {};
   // Statistics, under lock.
   uint64_t nspans = 0;     // spans of this class now
   uint64_t nfetched = 0;   // objects handed to caches, cumulative
   uint64_t nreturned = 0;  // objects taken back, cumulative
 
   // Writes up to want object pointers to out and returns how many (0 when
-  // the heap cannot grow).
-  uint32_t alloc_batch(void** out, uint32_t want);
+  // the heap cannot grow). owned is the caller's owned span of this class
+  // (in and out), owner its cache's id; a caller without a cache passes
+  // nullptr and takes objects from the partial list without owning a span.
+  uint32_t alloc_batch(void** out, uint32_t want, mspan** owned = nullptr, uint16_t owner = 0);
+  // The caller's cache gives up its owned span s (thread exit).
+  void drop_owned(mspan* s);
+  // A cache that is released: its batches in the transfer cache become mixed.
+  void disown_batches(uint16_t owner);
   // Takes back n objects. to_spans bypasses the transfer cache (a thread
   // that exits: its objects are cold, and their spans may become empty).
-  void free_batch(void* const* objs, uint32_t n, bool to_spans = false);
+  // owner: the id of the cache that owns all the objects' spans, or 0.
+  void free_batch(void* const* objs, uint32_t n, bool to_spans = false, uint16_t owner = 0);
   // Returns the transfer cache's batches to their spans if it has not been
   // used for min_idle_ns; spans this empties count as free since that last
   // use. Returns how long until it would be idle long enough, 0 if it was
@@ -55,6 +92,8 @@ struct alignas(64) mcentral {
 
  private:
   void return_to_spans(void* const* objs, uint32_t n, int64_t freed_at = -1);
+  void drop_owned_locked(mspan* s);
+  uint32_t take_from(mspan* s, void** out, uint32_t want, uint32_t n);
 };
 
 extern mcentral g_central[kNumSizeClasses];

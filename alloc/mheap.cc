@@ -8,7 +8,7 @@
 namespace gort::alloc {
 
 constinit heapArena* g_arenas[kArenaL1] = {};
-uint16_t* g_window = nullptr;
+uint32_t* g_window = nullptr;
 uintptr_t g_window_pages = 0;
 // The window's real size: g_window_pages is what free()'s fast path sees,
 // which the heap profiler sets to 0 to send every free to the slow path
@@ -40,11 +40,22 @@ void mheap::set_page_class(uintptr_t base, uintptr_t npages, uint8_t cls) {
   uintptr_t idx = (base - kWindowBase) >> kPageShift;
   if (idx >= g_window_npages) return;  // outside the window (base below it wraps)
   for (uintptr_t i = 0; i < npages; i++)
-    g_window[idx + i] = cls ? static_cast<uint16_t>(i << 8 | cls) : 0;
+    __atomic_store_n(&g_window[idx + i], cls ? static_cast<uint32_t>(i << 8 | cls) : 0u,
+                     __ATOMIC_RELAXED);
+}
+
+void window_set_owner(const mspan* s, uint16_t owner) {
+  uintptr_t idx = (s->base - kWindowBase) >> kPageShift;
+  if (idx >= g_window_npages) return;
+  for (uintptr_t i = 0; i < s->npages; i++)
+    __atomic_store_n(
+        &g_window[idx + i],
+        static_cast<uint32_t>(owner) << 16 | static_cast<uint32_t>(i << 8) | s->free_class,
+        __ATOMIC_RELAXED);
 }
 
 // The window is reserved PROT_NONE, covering as much heap as the address-space
-// limit allows (a 1 GiB RLIMIT_AS needs a 256 KiB window, not 256 MiB), and
+// limit allows (a 1 GiB RLIMIT_AS needs a 512 KiB window, not 512 MiB), and
 // its pages are made writable as the arenas they describe are committed
 // (commit_window), so it costs no commit charge for heap that does not exist.
 void mheap::reserve_window() {
@@ -52,9 +63,9 @@ void mheap::reserve_window() {
   size_t limit = sys_as_limit();
   if (limit < cover) cover = (limit + kArenaSize - 1) & ~(kArenaSize - 1);
   size_t pages = cover >> kPageShift;
-  void* m = sys_reserve(nullptr, pages * sizeof(uint16_t), 4096);
+  void* m = sys_reserve(nullptr, pages * sizeof(uint32_t), 4096);
   if (!m) return;  // no window: free() takes the two-level lookup
-  g_window = static_cast<uint16_t*>(m);
+  g_window = static_cast<uint32_t*>(m);
   g_window_npages = pages;
   if (!__atomic_load_n(&g_window_hidden, __ATOMIC_RELAXED))
     __atomic_store_n(&g_window_pages, pages, __ATOMIC_RELEASE);
@@ -116,7 +127,7 @@ void mheap::release_arena_maps(const mspan* s) {
     heapArena* ha = arena_of(a);
     sys_release(ha, sizeof ha->spans);
     uintptr_t idx = (a - kWindowBase) >> kPageShift;
-    if (idx < g_window_npages) sys_release(g_window + idx, kPagesPerArena * sizeof(uint16_t));
+    if (idx < g_window_npages) sys_release(g_window + idx, kPagesPerArena * sizeof(uint32_t));
   }
 }
 

@@ -87,32 +87,46 @@ static_assert(sizeof(heapArena::spans) % 4096 == 0);
 
 // The class window: arenas are placed from kWindowBase upward (Go's first
 // arena hint), and for the first kWindowBytes of that range a flat map holds
-// two bytes per page: the size class of the small span the page belongs to
-// (0 if none) and the page's index within that span. From those and the
+// four bytes per page: the size class of the small span the page belongs to
+// (0 if none), the page's index within that span, and the id of the mcache
+// that owns the span (mcentral.h, "Owned spans"; 0 for none): free() pushes an
+// object onto its own stack only when its id is there, so a thread never
+// reuses another thread's object (and its cache line) at once. From those and the
 // class's constants (class_checks) free() finds an object's class and checks
 // that the pointer starts an object with one load from an address computed
 // from the pointer alone, never reading the mspan. That matters because the
 // class decides which stack free() writes, and the next malloc of that class
 // waits for that store: going through the arena and span (three dependent
 // loads) made every malloc+free pair ~1 ns slower. The map is reserved (not
-// committed) at the first heap growth; a page of it covers 16 MiB of heap.
+// committed) at the first heap growth; a page of it covers 8 MiB of heap.
 // Memory outside the window (if the hint address was taken) is found through
 // the two-level page map instead, on free()'s slow path.
+//
+// Invariant: an entry is 0 unless its page is in a small span, so an entry's
+// owner half never matches a cache's id (never 0) for any other page.
 inline constexpr uintptr_t kWindowBase = 0x00c000000000;
 inline constexpr size_t kWindowBytes = size_t{1} << 40;  // 1 TiB of heap
-extern uint16_t* g_window;
+extern uint32_t* g_window;
 extern uintptr_t g_window_pages;  // 0 until the map is reserved (or if it cannot be)
 // Makes free() take its slow path for every pointer from now on (the heap
 // profiler, alloc/mprof.h): the window reads as empty, and is still kept.
 void window_hide();
 
-// A small object's page entry: class | page-in-span << 8, or 0 (not in a
-// small span, or outside the window).
+// A small object's page entry: class | page-in-span << 8 | owner << 16, or 0
+// (not in a small span, or outside the window). The owner half changes under
+// the mcentral's lock while other threads read it in free(): relaxed atomics,
+// a stale value is only a hint (the object goes the other way, correctly).
 inline uint32_t window_entry(const void* p) {
   uintptr_t idx = (reinterpret_cast<uintptr_t>(p) - kWindowBase) >> kPageShift;
-  if (__builtin_expect(idx < g_window_pages, 1)) return g_window[idx];
+  if (__builtin_expect(idx < g_window_pages, 1))
+    return __atomic_load_n(&g_window[idx], __ATOMIC_RELAXED);
   return 0;
 }
+inline uint32_t window_owner(uint32_t entry) {
+  return entry >> 16;
+}
+// Marks the pages of small span s as owned by cache id owner (mcentral.cc).
+void window_set_owner(const mspan* s, uint16_t owner);
 inline uint32_t window_class(const void* p) {
   return window_entry(p) & 0xff;
 }

@@ -27,6 +27,7 @@ void mspan::init_small(uint32_t cls, uint64_t* alloc_bits, uint64_t* mark_bits) 
   state = spanState::small;
   alloc_count = 0;
   freeindex = 0;
+  owner = 0;
   allocBits = alloc_bits;
   gcmarkBits = mark_bits;
 }

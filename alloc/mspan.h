@@ -66,6 +66,11 @@ struct mspan {
   uint16_t alloc_count = 0;  // objects whose alloc bit is set
   // --- everything else ---
   uint16_t freeindex = 0;  // every object below freeindex is allocated
+  // Small spans: the id of the mcache that allocates from this span alone
+  // (mcentral.h, "Owned spans"), or 0 while the span is on the mcentral's
+  // partial or full list. An owned span is on no list. The mcentral's lock
+  // guards it.
+  uint16_t owner = 0;
   // Sampled objects of the heap profile in the span (alloc/mprof.h), and a
   // one-word filter of their indexes (bit idx % 32): a free looks an object
   // up in the profiler's table only when both say it may be sampled.

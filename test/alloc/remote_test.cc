@@ -1,0 +1,263 @@
+// Owned spans and remote frees (alloc/mcentral.h "Owned spans", alloc/mcache.h
+// "Remote frees"): a thread that frees another thread's object never gets it
+// (or its cache line) back from its own stack; remote frees from many threads
+// at once lose and duplicate nothing; a thread that exits hands its owned
+// spans back; fork() in the middle of remote traffic leaves a usable heap.
+// Every test uses more threads than the machine's 2 cores, so that threads
+// are preempted inside the allocator.
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/test/unit_test.hpp>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "alloc/mcache.h"
+#include "alloc/mcentral.h"
+#include "gort/malloc.h"
+
+using namespace gort::alloc;
+
+namespace {
+
+bool share_line(const void* a, size_t an, const void* b, size_t bn) {
+  uintptr_t x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+  return x >> 6 <= (y + bn - 1) >> 6 && y >> 6 <= (x + an - 1) >> 6;
+}
+
+template <class F>
+void run_threads(int n, F fn) {
+  std::vector<std::thread> ts;
+  for (int i = 0; i < n; i++) ts.emplace_back(fn, i);
+  for (auto& t : ts) t.join();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(remote)
+
+// mimalloc-bench's cache-scratch, as an assertion: the main thread allocates
+// objects back to back and hands one to each of 16 threads; each frees it and
+// allocates objects of the same size. None of those may share a cache line
+// with the main thread's objects that are still live (the handed objects'
+// neighbours). Before owned spans, each thread got its handed object back at
+// once from its own stack.
+BOOST_AUTO_TEST_CASE(freeing_thread_does_not_reuse_anothers_object) {
+  for (size_t size : {8, 16, 48, 80}) {
+    const int kThreads = 16;
+    std::vector<void*> mine;  // live for the whole test: the neighbours
+    for (int i = 0; i < 4 * kThreads; i++) mine.push_back(malloc(size));
+    std::vector<void*> handed(mine.begin(), mine.begin() + kThreads);
+    std::vector<void*> keep(mine.begin() + kThreads, mine.end());
+    std::atomic<int> shared{0}, running{kThreads};
+    run_threads(kThreads, [&](int w) {
+      free(handed[static_cast<size_t>(w)]);
+      std::vector<void*> got;
+      for (int r = 0; r < 200; r++) {
+        void* p = malloc(size);
+        for (void* k : keep)
+          if (share_line(p, size, k, size)) shared++;
+        memset(p, 0xab, size);
+        // Half are freed at once (the scratch pattern), half kept a while.
+        if (r % 2)
+          free(p);
+        else
+          got.push_back(p);
+      }
+      for (void* p : got) free(p);
+      // Stay until all are done: an exiting thread sends its remote frees
+      // (the handed objects) back to their span for the owner's reuse.
+      running--;
+      while (running.load() > 0) std::this_thread::yield();
+    });
+    BOOST_TEST(shared.load() == 0, size << "-byte objects: " << shared.load()
+                                        << " allocations shared a line with the main thread's");
+    for (void* k : keep) free(k);
+  }
+}
+
+// Objects freed by the thread whose cache owns their span come back to it
+// (the local stack), so a single thread's malloc/free pairs stay on the fast
+// path; objects it did not allocate do not.
+BOOST_AUTO_TEST_CASE(owner_reuses_its_own_objects) {
+  // On a new thread: its first refills come from a span it owns (a long-lived
+  // thread may hold objects of other threads' batches, which it does not own).
+  void *p = nullptr, *again = nullptr;
+  std::thread([&] {
+    p = malloc(32);
+    free(p);
+    again = malloc(32);
+    free(again);
+  }).join();
+  BOOST_TEST(again == p);
+  void* q = nullptr;
+  std::thread([&] { q = malloc(32); }).join();
+  free(q);
+  void* r = malloc(32);
+  BOOST_TEST(r != q);
+  free(r);
+}
+
+// 24 threads pass stamped blocks of many sizes round a ring: each block is
+// freed by a thread other than its allocator, so nearly every free is
+// remote. A block handed out twice or lost shows as a bad stamp or a count
+// that does not return to zero.
+BOOST_AUTO_TEST_CASE(remote_frees_from_many_threads) {
+  const int kThreads = 24, kRounds = 4000;
+  struct slot {
+    std::mutex mu;
+    std::vector<std::pair<unsigned char*, size_t>> q;
+  };
+  std::vector<slot> ring(kThreads);
+  std::atomic<long> bad{0}, live{0};
+  run_threads(kThreads, [&](int w) {
+    unsigned seed = static_cast<unsigned>(w) * 2654435761u + 1;
+    for (int r = 0; r < kRounds; r++) {
+      seed = seed * 1103515245 + 12345;
+      size_t n = 1 + (seed >> 8) % (r % 16 == 0 ? 40000 : 600);
+      auto* p = static_cast<unsigned char*>(malloc(n));
+      if (!p) abort();  // no Boost.Test assertions off the main thread: it is not thread-safe
+      memset(p, static_cast<int>(n & 0xff), n);
+      live++;
+      {
+        slot& s = ring[static_cast<size_t>((w + 1) % kThreads)];
+        std::lock_guard g(s.mu);
+        s.q.emplace_back(p, n);
+      }
+      std::vector<std::pair<unsigned char*, size_t>> take;
+      {
+        slot& s = ring[static_cast<size_t>(w)];
+        std::lock_guard g(s.mu);
+        take.swap(s.q);
+      }
+      for (auto [b, bn] : take) {
+        if (b[0] != (bn & 0xff) || b[bn - 1] != (bn & 0xff)) bad++;
+        memset(b, 0x5a, bn);
+        free(b);
+        live--;
+      }
+    }
+  });
+  for (auto& s : ring)
+    for (auto [b, bn] : s.q) {
+      if (b[0] != (bn & 0xff) || b[bn - 1] != (bn & 0xff)) bad++;
+      free(b);
+      live--;
+    }
+  BOOST_TEST(bad.load() == 0);
+  BOOST_TEST(live.load() == 0);
+}
+
+// A thread that exits gives its owned spans back: 3000 threads that each
+// allocate and free one object of a class nobody else uses must not leave
+// 3000 spans of that class behind (each would be an owned span that no cache
+// can allocate from any more). A few more than the 10 threads of a wave may
+// stay: spans whose objects sit in the transfer cache are not empty, and how
+// many that is depends on the interleaving, so the bound is far above that
+// and far below a leak.
+BOOST_AUTO_TEST_CASE(thread_exit_hands_back_owned_spans) {
+  const size_t kSize = 27000;  // class 27264: nothing else in the suite uses it
+  const uint32_t cls = size_to_class(kSize);
+  for (int wave = 0; wave < 300; wave++) {
+    run_threads(10, [&](int) {
+      void* p = malloc(kSize);
+      memset(p, 1, kSize);
+      free(p);
+    });
+  }
+  uint64_t nspans;
+  {
+    lock_guard g(g_central[cls].lock);
+    nspans = g_central[cls].nspans;
+  }
+  BOOST_TEST(nspans <= 64u, nspans << " spans of class " << cls << " left by 3000 exited threads");
+}
+
+// fork() while threads free each other's objects (remote slots part full,
+// owned spans held): the child's one thread allocates and frees through every
+// class, remote frees of the parent's objects included, and exits cleanly.
+BOOST_AUTO_TEST_CASE(fork_during_remote_frees) {
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::vector<void*> shared;
+  std::vector<std::thread> ts;
+  for (int w = 0; w < 6; w++)
+    ts.emplace_back([&, w] {
+      unsigned seed = static_cast<unsigned>(w) + 11;
+      while (!stop.load()) {
+        seed = seed * 1103515245 + 12345;
+        void* p = malloc(16 + (seed >> 8) % 2000);
+        std::lock_guard g(mu);
+        shared.push_back(p);
+        if (shared.size() > 64) {
+          for (size_t i = 0; i < 32; i++) {
+            free(shared.back());
+            shared.pop_back();
+          }
+        }
+      }
+    });
+  for (int i = 0; i < 20; i++) {
+    usleep(2000);
+    std::vector<void*> inherited;
+    {
+      std::lock_guard g(mu);
+      inherited = shared;
+      shared.clear();
+      pid_t pid = fork();
+      if (pid == 0) {
+        for (void* p : inherited) free(p);  // the parent's threads allocated these
+        for (size_t n = 8; n <= 70000; n += n / 3 + 8) {
+          void* ps[100];
+          for (void*& p : ps) memset(p = malloc(n), 3, n);
+          for (void* p : ps) free(p);
+        }
+        _exit(0);
+      }
+      BOOST_REQUIRE(pid > 0);
+      int st = 0;
+      BOOST_REQUIRE(waitpid(pid, &st, 0) == pid);
+      BOOST_TEST((WIFEXITED(st) && WEXITSTATUS(st) == 0), "fork child " << i << " status " << st);
+    }
+    for (void* p : inherited) free(p);
+  }
+  stop = true;
+  for (auto& t : ts) t.join();
+  for (void* p : shared) free(p);
+}
+
+// A double free that reaches the remote slots is caught: free(p) twice from a
+// thread that does not own p's span (the owner is alive, in the parent).
+BOOST_AUTO_TEST_CASE(remote_double_free_is_reported) {
+  void* p = nullptr;
+  std::atomic<int> phase{0};
+  std::thread owner([&] {
+    p = malloc(64);
+    phase = 1;
+    while (phase.load() != 2) std::this_thread::yield();
+  });
+  while (phase.load() != 1) std::this_thread::yield();
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGABRT, SIG_DFL);  // not Boost.Test's handler: the child must die of it
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    free(p);
+    free(p);
+    _exit(0);
+  }
+  int st = 0;
+  BOOST_REQUIRE(waitpid(pid, &st, 0) == pid);
+  BOOST_TEST(WIFSIGNALED(st), "a remote double free was not caught (status " << st << ")");
+  phase = 2;
+  owner.join();
+  free(p);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
