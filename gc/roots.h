@@ -137,17 +137,22 @@ void add_root_node(rootNode* n, const void* lo, size_t len);
 void remove_root_node(rootNode* n);
 
 // Go's typedmemmove barrier for the GC pointers the runtime itself moves
-// (channel slots, hand-offs to a waiting task, select): called with the
-// value about to move from src into raw storage (the destination holds no
-// live value, so there is nothing else to delete). While marking, every
-// word of [src, src+n) that points into a GC object is shaded: that is the
-// deletion half for the place the value leaves (a buffer slot, a parked
-// task's stack) and the insertion half for where it lands, which may be a
-// stack already scanned this cycle.
-void shade_moved_slow(const void* src, size_t n);
-inline void shade_moved(const void* src, size_t n) {
+// (channel slots, hand-offs to a waiting task, select): called right after
+// the value moved into dst. While marking, every word of [dst, dst+n) that
+// points into a GC object is shaded: that is the deletion half for the place
+// the value left (a buffer slot, a parked task's stack) and the insertion
+// half for where it landed, which may be a stack already scanned this cycle.
+// After the move, never before, for the barrier's reason (mark.h): a check
+// made before the move may see "not marking", then the world stops and the
+// mark begins, the value lands in a stack scanned already and leaves the
+// sender's before that one is scanned (roots/select_keeps_what_it_moves lost
+// objects that way). Checked after the move, "not marking" means the move
+// was done before the mark began, and the stack scans see the value in dst.
+void shade_moved_slow(const void* dst, size_t n);
+inline void shade_moved(const void* dst, size_t n) {
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);  // the move's stores come first
   if (__builtin_expect(__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED) & kMarkingBit, 0))
-    shade_moved_slow(src, n);
+    shade_moved_slow(dst, n);
 }
 // A runtime-held closure [lo, hi): conservatively, and each word that
 // starts a malloc block (std::function's heap storage) has that block

@@ -43,7 +43,7 @@ struct hchan {
   rt::waitq recvq, sendq;
   // The buffer is a root of the collector: GC pointers waiting in a channel
   // stay alive. Every move of a value (into or out of a slot, straight to a
-  // waiting task's stack) goes through gc::shade_moved first, Go's
+  // waiting task's stack) is followed by gc::shade_moved on its new place, Go's
   // typedmemmove barrier (gc/roots.h): a receiver's stack may have been
   // scanned already when the value leaves the buffer.
   gc::rootNode root;
@@ -72,8 +72,8 @@ void park_forever(const char* reason) {
 // dequeued) and wakes it: after c's lock is released.
 void send_to(hchan* c, sudog* sg, void* src) {
   if (sg->elem) {
-    gc::shade_moved(src, c->et->size);
     c->et->move_construct(sg->elem, src);
+    gc::shade_moved(sg->elem, c->et->size);
   }
   sg->success = true;
   sg->gp->param = sg;
@@ -86,15 +86,15 @@ void send_to(hchan* c, sudog* sg, void* src) {
 // the sender's value. Wakes the sender after unlocking.
 void recv_from(hchan* c, sudog* sg, void* dst) {
   if (c->dataqsiz == 0) {
-    gc::shade_moved(sg->elem, c->et->size);
     c->et->move_construct(dst, sg->elem);
+    gc::shade_moved(dst, c->et->size);
   } else {
     void* head = c->slot(c->recvx);
-    gc::shade_moved(head, c->et->size);
-    gc::shade_moved(sg->elem, c->et->size);
     c->et->move_construct(dst, head);
+    gc::shade_moved(dst, c->et->size);
     c->et->destroy(head);
     c->et->move_construct(head, sg->elem);
+    gc::shade_moved(head, c->et->size);
     if (++c->recvx == c->dataqsiz) c->recvx = 0;
     c->sendx = c->recvx;
   }
@@ -116,16 +116,16 @@ bool wait_in(hchan* c, waitq& q, void* elem, const char* reason) {
 }
 
 void buf_put(hchan* c, void* src) {
-  gc::shade_moved(src, c->et->size);
   c->et->move_construct(c->slot(c->sendx), src);
+  gc::shade_moved(c->slot(c->sendx), c->et->size);
   if (++c->sendx == c->dataqsiz) c->sendx = 0;
   c->qcount.fetch_add(1, std::memory_order_relaxed);
 }
 
 void buf_take(hchan* c, void* dst) {
   void* s = c->slot(c->recvx);
-  gc::shade_moved(s, c->et->size);
   c->et->move_construct(dst, s);
+  gc::shade_moved(dst, c->et->size);
   c->et->destroy(s);
   if (++c->recvx == c->dataqsiz) c->recvx = 0;
   c->qcount.fetch_sub(1, std::memory_order_relaxed);
