@@ -363,6 +363,10 @@ bool mheap::grow(uintptr_t npages) {
   st_.free_pages += s->npages;
   st_.released_pages += s->npages;
   free_locked(s);
+  // Under a memory limit the heap's growth is what brings it near the
+  // limit: the scavenger checks (a malloc-only program frees nothing that
+  // would wake it while it grows over freed holes it cannot reuse).
+  if (scavenger_memory_limit() > 0) scavenger_limit_kick();
   return true;
 }
 

@@ -90,6 +90,16 @@ void scavenger_notify() {
   if (g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
 }
 
+void scavenger_limit_kick() {
+  if (g_options.scavenge_delay_ns < 0) return;
+  g_wake_seq.fetch_add(1, std::memory_order_seq_cst);
+  if (g_state.load(std::memory_order_relaxed) != kRunning) {
+    g_want_start.store(true, std::memory_order_relaxed);
+    return;
+  }
+  futex_wake(&g_wake_seq, 1);
+}
+
 void scavenger_note_cached() {
   if (g_idle.load(std::memory_order_relaxed)) scavenger_notify();
 }

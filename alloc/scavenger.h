@@ -51,6 +51,10 @@ extern std::atomic<void (*)(bool begin, size_t released)> scavenger_trace_hook;
 inline constexpr int kLimitReleasePercent = 95;
 void scavenger_set_memory_limit(int64_t bytes);
 int64_t scavenger_memory_limit();
+// The heap grew under a memory limit: wake the scavenger even from a timed
+// sleep (it may wait for pages to age for GORT_SCAVENGE), so it checks the
+// limit now. Allocator locks may be held (a futex wake only).
+void scavenger_limit_kick();
 // Committed arena memory not released, plus metadata: what counts against
 // the limit (takes the mheap lock).
 size_t held_bytes();
