@@ -236,6 +236,11 @@ GC_BOEHM_PEERS := $(GC_NAMES:%=$(BUILD)/bench/peers/boehm/%)
 .PHONY: gc-benches
 gc-benches: $(GC_BINS) $(GC_GO_PEERS) $(GC_BOEHM_PEERS)
 
+# The soft memory limit (issue 10): gort and Go only (Boehm GC has no soft
+# limit); run by hand, results in bench/results/gc-limit.md.
+.PHONY: gc-limit-benches
+gc-limit-benches: $(BUILD)/bench/workloads/gc_limit $(BUILD)/bench/peers/go/gclimit
+
 $(BUILD)/bench/workloads/gc_%: bench/workloads/gc_%.cc bench/workloads/gc_common.h include/gort/gc.h \
                                $(BUILD)/lib/libgort.a
 	@mkdir -p $(dir $@)

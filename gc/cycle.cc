@@ -37,6 +37,12 @@ namespace {
 // world and marks concurrently again (objects scanned; ~0.3 ms here).
 constexpr uint64_t kTermBudget = 8000;
 constexpr int kMaxRestarts = 2;
+// The idle cycle under a memory limit (controller_main): after 300 ms in
+// which the program allocated under 1 MiB, with a GC heap of 16 MiB or more,
+// once per idle period.
+constexpr int64_t kIdleCycleNs = 300 * 1000000LL;
+constexpr uint64_t kIdleAllocBytes = 1 << 20;
+constexpr int64_t kIdleHeapBytes = 16 << 20;
 
 std::atomic<bool> g_pending{false};
 std::atomic<uint32_t> g_want{0};  // cycles asked for (futex: the collector waits on it)
@@ -138,6 +144,7 @@ void run_cycle() {
   // 1. Sweep termination.
   rt::trace::gc_phase(rt::trace::kGCSweepTermination);
   int64_t s1 = alloc::nanotime();
+  pacer_note_held();  // the mheap's lock, never taken inside a stop
   int64_t stop1 = stop_the_world();
   while (sweep_one()) {
   }
@@ -187,6 +194,7 @@ void run_cycle() {
     }
     rt::trace::gc_phase(rt::trace::kGCMarkTermination);
     s2 = alloc::nanotime();
+    pacer_note_held();
     stop2 = stop_the_world();
     // 3. Mark termination.
     flush_thread_work();
@@ -231,6 +239,9 @@ void run_cycle() {
 
   // 4. Sweep (the rest happens lazily as well).
   sweep_all();
+  // Spans swept empty went back to the mheap: start the scavenger if it
+  // waits for a malloc slow path that a GC-only program may never take.
+  alloc::scavenger_poll();
   rt::trace::gc_phase(rt::trace::kGCOff);
   int64_t cpu = thread_cpu_ns() - cpu0;
   pacer_limiter_note(cpu + assist_ns);
@@ -267,17 +278,46 @@ void* controller_main(void*) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
   uint32_t served = 0;
+  uint64_t idle_alloc = 0, idle_cycle_alloc = ~uint64_t{0};
+  bool idle = false;  // the cycle about to run is an idle cycle
   for (;;) {
     uint32_t want = g_want.load(std::memory_order_acquire);
     if (want == served) {
-      alloc::futex_wait(&g_want, want, -1);
-      continue;
+      // Under a memory limit, a program that stopped allocating with
+      // garbage on its heap (live data dropped, GORT_GC=off or a goal far
+      // off) gets one idle cycle: the garbage is swept and given back,
+      // instead of being held until a trigger that may never come (Go with
+      // GOGC=off and GOMEMLIMIT holds it for good).
+      if (gcController.memoryLimit.load(std::memory_order_relaxed) <= 0) {
+        alloc::futex_wait(&g_want, want, -1);
+        continue;
+      }
+      idle_alloc = g_total_alloc.load(std::memory_order_relaxed);
+      alloc::futex_wait(&g_want, want, kIdleCycleNs);
+      if (g_want.load(std::memory_order_acquire) != served) continue;
+      uint64_t total = g_total_alloc.load(std::memory_order_relaxed);
+      // Live data may have dropped since the last mark, so what is garbage
+      // is unknown: a heap of kIdleHeapBytes or more gets one idle cycle
+      // per idle period (not again until the program allocated since).
+      if (total - idle_alloc > kIdleAllocBytes || total == idle_cycle_alloc ||
+          g_heap_alloc.load(std::memory_order_relaxed) < kIdleHeapBytes)
+        continue;
+      idle_cycle_alloc = total;
+      g_pending.store(true, std::memory_order_relaxed);
+      idle = true;
+      want = served + 1;
+      g_want.fetch_add(1, std::memory_order_acq_rel);
     }
     served = want;
     pacer_limiter_wait();
     run_cycle();
     g_done.store(served, std::memory_order_release);
     alloc::futex_wake(&g_done, 1 << 30);
+    // After an idle cycle the program is not allocating: what the sweep
+    // freed goes back to the OS now rather than after GORT_SCAVENGE (the
+    // cost that delay avoids, faulting pages in again, needs allocation).
+    if (idle) alloc::scavenge_now();
+    idle = false;
   }
   return nullptr;
 }
@@ -422,9 +462,10 @@ GORT_EXPORT int gort_gc_set_percent(int percent) {
   if (percent < -1) percent = -1;
   if (g_forked.load(std::memory_order_relaxed)) percent = -1;
   int old = gcController.gcPercent.exchange(percent);
+  int64_t held = static_cast<int64_t>(alloc::held_bytes());  // the mheap's lock: not busy
   {
     busy_lock g(g_stats_lock);  // against the collector's pacer_end_cycle
-    pacer_set_goal();
+    pacer_set_goal(held);
   }
   return old;
 }
@@ -480,9 +521,10 @@ GORT_EXPORT int64_t gort_gc_set_memory_limit(int64_t bytes) {
   if (g_forked.load(std::memory_order_relaxed)) return old;
   gcController.memoryLimit.store(bytes);
   alloc::scavenger_set_memory_limit(bytes);
+  int64_t held = static_cast<int64_t>(alloc::held_bytes());  // the mheap's lock: not busy
   {
     busy_lock g(g_stats_lock);
-    pacer_set_goal();
+    pacer_set_goal(held);
   }
   // Already over the new limit's goal: collect now, like Go does.
   if (bytes > 0 && pacer_should_trigger(g_heap_alloc.load(std::memory_order_relaxed)) &&

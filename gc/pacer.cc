@@ -47,10 +47,9 @@ int64_t now_cpu_thread() {
 // What the limit leaves for the GC heap: the limit, less everything gort
 // holds that is not GC heap (malloc heap, stacks, metadata, free pages not
 // yet released), less a headroom (Go's memoryLimitHeapGoal).
-int64_t compute_limit_goal() {
+int64_t compute_limit_goal(int64_t held) {
   int64_t lim = gcController.memoryLimit.load(std::memory_order_relaxed);
   if (lim <= 0) return INT64_MAX;
-  int64_t held = static_cast<int64_t>(alloc::held_bytes());
   int64_t gcheap = g_heap_alloc.load(std::memory_order_relaxed);
   int64_t nonheap = held - gcheap;
   if (nonheap < 0) nonheap = 0;
@@ -66,7 +65,8 @@ int64_t limit_goal_now() {
   int64_t now = alloc::coarse_nanotime();
   if (now - gcController.limitGoalAt.load(std::memory_order_relaxed) > kLimitGoalRefreshNs) {
     gcController.limitGoalAt.store(now, std::memory_order_relaxed);
-    gcController.limitGoal.store(compute_limit_goal(), std::memory_order_relaxed);
+    gcController.limitGoal.store(compute_limit_goal(static_cast<int64_t>(alloc::held_bytes())),
+                                 std::memory_order_relaxed);
   }
   return gcController.limitGoal.load(std::memory_order_relaxed);
 }
@@ -100,10 +100,15 @@ void pacer_init() {
   // GORT_MEMLIMIT itself is parsed with the allocator's options (a
   // malloc-only program needs it too); a bad value was reported there.
   gcController.memoryLimit.store(alloc::scavenger_memory_limit());
-  pacer_set_goal();
+  pacer_set_goal(static_cast<int64_t>(alloc::held_bytes()));
 }
 
-void pacer_set_goal() {
+void pacer_note_held() {
+  gcController.heldAtStop.store(static_cast<int64_t>(alloc::held_bytes()),
+                                std::memory_order_relaxed);
+}
+
+void pacer_set_goal(int64_t held) {
   gcControllerState& c = gcController;
   int pct = c.gcPercent.load(std::memory_order_relaxed);
   int64_t marked = c.heapMarked.load(std::memory_order_relaxed);
@@ -113,7 +118,7 @@ void pacer_set_goal() {
     if (goal < kMinGoal) goal = kMinGoal;
   }
   c.limitGoalAt.store(alloc::coarse_nanotime(), std::memory_order_relaxed);
-  int64_t lgoal = compute_limit_goal();
+  int64_t lgoal = compute_limit_goal(held);
   c.limitGoal.store(lgoal, std::memory_order_relaxed);
   if (lgoal < goal) goal = lgoal;
   // The runway: what the program allocates while a mark at the goal
@@ -158,8 +163,11 @@ void pacer_start_cycle(int64_t heap_live) {
   c.assistScanWork.store(0, std::memory_order_relaxed);
   c.markStartNs = alloc::nanotime();
   g_cycle_seq.fetch_add(1, std::memory_order_relaxed);
-  // The goal may have moved with the limit since the last mark ended.
-  int64_t lg = limit_goal_now();
+  // The goal may have moved with the limit since the last mark ended (the
+  // world is stopped: held as read before the stop, never the mheap's lock).
+  int64_t lg = compute_limit_goal(c.heldAtStop.load(std::memory_order_relaxed));
+  c.limitGoal.store(lg, std::memory_order_relaxed);
+  c.limitGoalAt.store(alloc::coarse_nanotime(), std::memory_order_relaxed);
   if (lg < c.heapGoal.load(std::memory_order_relaxed))
     c.heapGoal.store(lg, std::memory_order_relaxed);
   pacer_revise();
@@ -293,7 +301,7 @@ void pacer_end_cycle(int64_t live, int64_t roots, int64_t gc_thread_cpu_ns) {
   c.heapMarked.store(live, std::memory_order_relaxed);
   c.lastScanWork = scan;
   c.stackScan = roots;
-  pacer_set_goal();
+  pacer_set_goal(c.heldAtStop.load(std::memory_order_relaxed));  // in the stop
 }
 
 void pacer_wait_start() {

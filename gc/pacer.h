@@ -65,6 +65,10 @@ struct gcControllerState {
   // The goal the limit alone allows (refreshed on allocation); INT64_MAX: none.
   std::atomic<int64_t> limitGoal{INT64_MAX};
   std::atomic<int64_t> limitGoalAt{0};  // when limitGoal was computed (coarse ns)
+  // alloc::held_bytes() as the collector read it just before its last stop
+  // (pacer_note_held). Inside a stop the mheap's lock may belong to a
+  // stopped thread, so the pacer's work there uses this instead.
+  std::atomic<int64_t> heldAtStop{0};
   // Scan work per byte allocated, fixed point ×2^16.
   std::atomic<int64_t> assistWorkPerByte{0};
   std::atomic<int64_t> bgScanCredit{0};
@@ -94,8 +98,12 @@ void pacer_revise();
 // the collector's thread; sets the next goal and trigger.
 void pacer_end_cycle(int64_t live, int64_t roots, int64_t gc_thread_cpu_ns);
 // Sets the goal and trigger from gcController.heapMarked (also when GORT_GC
-// or the limit changes).
-void pacer_set_goal();
+// or the limit changes), with held = alloc::held_bytes() read by the caller
+// outside busy regions and stops (it takes the mheap's lock).
+void pacer_set_goal(int64_t held);
+// The collector, right before it stops the world: reads held_bytes() for
+// pacer_start_cycle and pacer_end_cycle, which run inside the stop.
+void pacer_note_held();
 // Drains up to budget objects of w counting the scan work done (and, for a
 // background worker, its credit). Returns drain's result.
 bool pacer_drain(gcWork& w, uint64_t budget, bool background);

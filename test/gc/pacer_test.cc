@@ -216,4 +216,33 @@ BOOST_AUTO_TEST_CASE(the_scavenger_alone_keeps_a_malloc_program_near_the_limit) 
   BOOST_CHECK_LE(with, kLimitKiB * 115 / 100);
 }
 
+BOOST_AUTO_TEST_CASE(a_stop_never_waits_for_the_mheap_lock_under_a_limit) {
+  // Under a memory limit the pacer reads how much memory gort holds, which
+  // takes the mheap's lock. A thread may be stopped while it holds that lock
+  // (allocating a span); a pacer that took it inside the stop and that
+  // thread waited for each other for good (bench/workloads/gc_limit over
+  // hung). Four threads allocate large objects (a span from the mheap each)
+  // while cycles run back to back; a hang ends in the suite's watchdog.
+  pacer_settings keep;
+  gort_gc_set_memory_limit(int64_t{64} << 20);
+  uint64_t c0 = stat_cycles();
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; t++)
+    ts.emplace_back([&] {
+      while (!stop.load(std::memory_order_relaxed)) memset(gort_gc_alloc_noscan(40 << 10), 1, 64);
+      gort_gc_unregister_thread();
+    });
+  std::thread cycles([&] {
+    while (!stop.load(std::memory_order_relaxed)) gort_gc_collect();
+    gort_gc_unregister_thread();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  stop = true;
+  for (auto& t : ts) t.join();
+  cycles.join();
+  BOOST_TEST_MESSAGE(stat_cycles() - c0 << " cycles");
+  BOOST_CHECK_GE(stat_cycles() - c0, 20u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
