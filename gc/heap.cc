@@ -182,8 +182,26 @@ mspan* central_take(uint32_t sc) {
   return nullptr;
 }
 
+inline gcCache* cache();
+
 // Out of line: the cache's span of class sc is full or absent.
-void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
+// note_alloc_slow may yield the calling task (a mark assist that finds no
+// grey work, or the wait for a cycle to start). Two things can then change
+// under it, and neither may be assumed away:
+//  - it may resume on another M, holding another P and so another cache,
+//    while the M that now holds the old P allocates from the old one: c is
+//    looked up again after every note_alloc_slow and handed back to the
+//    caller, which goes on with it (two threads taking objects from one
+//    cache would hand out the same object twice);
+//  - other tasks of its P may have run and filled slot sc: a fresh span
+//    does not overwrite the slot's span but sends it back to its central
+//    first. Overwritten, that span was on no list: never flushed nor swept,
+//    so its memory leaked and its mark bits were never cleared; its objects
+//    then looked black in every later cycle, were not scanned again, and
+//    what was stored in them between two marks was freed while reachable
+//    (concurrent/tasks_mutate_while_marking: a node a task held across a
+//    yield was freed and reused; concurrent/refill_yield_keeps_every_span).
+void* alloc_small_slow(gcCache*& c, uint32_t sc, uint32_t cls, gcKind kind) {
   for (;;) {
     busy_enter();
     if (mspan* s = c->alloc[sc]) {
@@ -198,23 +216,30 @@ void* alloc_small_slow(gcCache* c, uint32_t sc, uint32_t cls, gcKind kind) {
       install(c, sc, s);
       busy_exit();
       note_alloc_slow();
+      if (!(c = cache())) return nullptr;
       continue;
     }
     busy_exit();
     // A fresh span: the mheap's lock, outside the busy region.
     note_alloc_slow();
+    if (!(c = cache())) return nullptr;
     mspan* s = alloc::g_heap.alloc_gc_span(cls, kind, 0, 0);
     if (!s) return nullptr;
     note_heap_range(s);
     busy_enter();
     s->sweepgen = g_sweepgen.load(std::memory_order_relaxed);
-    install(c, sc, s);  // the slot is still empty: a stop's flush only empties caches
+    // Not empty if a task of this P (or of the P the task moved to) took a
+    // span while note_alloc_slow yielded: it goes back to its central, as
+    // a full one does (a stop's flush only empties slots).
+    if (c->alloc[sc]) uninstall(c, sc);
+    install(c, sc, s);
     busy_exit();
   }
 }
 
-// Busy region on return (when the result is not null).
-inline void* alloc_small(gcCache* c, uint32_t cls, gcKind kind) {
+// Busy region on return (when the result is not null). c may change (see
+// alloc_small_slow): the caller goes on with the cache it returns in c.
+inline void* alloc_small(gcCache*& c, uint32_t cls, gcKind kind) {
   uint32_t sc = gc_span_class(cls, kind);
   busy_enter();
   mspan* s = c->alloc[sc];
@@ -232,8 +257,8 @@ inline void* alloc_small(gcCache* c, uint32_t cls, gcKind kind) {
 
 // Tiny objects: noscan and under 16 bytes, packed into 16-byte noscan
 // blocks (Go's tiny allocator). The block lives as long as any of its
-// objects is reachable. Busy region on return.
-void* alloc_tiny(gcCache* c, size_t size) {
+// objects is reachable. Busy region on return; c as for alloc_small.
+void* alloc_tiny(gcCache*& c, size_t size) {
   busy_enter();
   size_t off = c->tinyoffset;
   if (size & 7) {

@@ -192,6 +192,67 @@ BOOST_AUTO_TEST_CASE(tasks_mutate_while_marking) {
   gort_gc_remove_roots(g_slots);
 }
 
+BOOST_AUTO_TEST_CASE(refill_yield_keeps_every_span) {
+  // GOGC=1 keeps the heap past its goal with a cycle asked for, so a task
+  // that refills its cache yields (pacer_wait_start) between finding its
+  // central empty and installing a fresh span, and the other tasks of its P
+  // fill the same slot meanwhile. The fresh span used to overwrite theirs,
+  // which then sat on no list: never swept (its bytes stayed allocated) and
+  // its mark bits never cleared, so its objects looked black in every later
+  // cycle and what was stored in them afterwards was freed while reachable.
+  // Each task keeps parents in a ring and gives them fresh children (both
+  // 64 bytes, so either reuses the other's freed memory); a parent must
+  // still be a parent and its child the one it was given, and once
+  // everything is garbage two collections must free it all.
+  constexpr uint64_t kParent = 0x70a7e47, kChild = 0xc417d;
+  int old = gort_gc_set_percent(1);
+  gort_gc_collect();
+  gort_gc_stats_t before, after;
+  gort_gc_stats(&before);
+  std::atomic<uint64_t> bad{0}, next{1};
+  gort::run(
+      [&] {
+        gort::WaitGroup wg;
+        for (int t = 0; t < 32; t++)
+          wg.go([&] {
+            constexpr int kKeep = 4096;
+            auto** keep = static_cast<uint64_t**>(gort_gc_alloc(kKeep * sizeof(void*), nullptr));
+            for (int i = 0; i < 200000; i++) {
+              uint64_t*& p = keep[i % kKeep];
+              // p[0]: its child, p[1]: the child's number, p[7]: the tag.
+              // A freed object reused by the other kind shows the wrong tag
+              // (checked before following the pointer).
+              if (p) {
+                auto* c = reinterpret_cast<uint64_t*>(p[0]);
+                if (p[7] != kParent || c[7] != kChild || c[0] != p[1]) {
+                  bad++;
+                  p = nullptr;
+                }
+              }
+              if (!p || i % 8 == 0) {
+                auto* np = static_cast<uint64_t*>(gort_gc_alloc(64, nullptr));
+                np[7] = kParent;
+                gort_gc_write(reinterpret_cast<void**>(&p), np);
+              }
+              auto* c = static_cast<uint64_t*>(gort_gc_alloc(64, nullptr));
+              c[0] = next++;
+              c[7] = kChild;
+              p[1] = c[0];
+              gort_gc_write(reinterpret_cast<void**>(&p[0]), c);
+            }
+          });
+        wg.wait();
+      },
+      gort::RunOptions{2, 0});
+  gort_gc_collect();
+  gort_gc_collect();
+  gort_gc_stats(&after);
+  gort_gc_set_percent(old);
+  BOOST_TEST_MESSAGE("heap " << before.heap_alloc << " -> " << after.heap_alloc << " bytes");
+  BOOST_CHECK_EQUAL(bad.load(), 0u);
+  BOOST_CHECK_LE(after.heap_alloc, before.heap_alloc + (256u << 10));
+}
+
 BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
   // 2,000 tasks each park on a channel holding a fresh object only on their
   // stacks; cycles run meanwhile; every object is intact when they wake.
