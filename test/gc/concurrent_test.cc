@@ -240,6 +240,10 @@ BOOST_AUTO_TEST_CASE(refill_yield_keeps_every_span) {
               p[1] = c[0];
               gort_gc_write(reinterpret_cast<void**>(&p[0]), c);
             }
+            // A stale stack word may keep the array alive (conservative
+            // stacks): then it keeps 32 KiB, not 4096 parents and children.
+            for (int i = 0; i < kKeep; i++)
+              gort_gc_write(reinterpret_cast<void**>(&keep[i]), nullptr);
           });
         wg.wait();
       },
@@ -250,7 +254,8 @@ BOOST_AUTO_TEST_CASE(refill_yield_keeps_every_span) {
   gort_gc_set_percent(old);
   BOOST_TEST_MESSAGE("heap " << before.heap_alloc << " -> " << after.heap_alloc << " bytes");
   BOOST_CHECK_EQUAL(bad.load(), 0u);
-  BOOST_CHECK_LE(after.heap_alloc, before.heap_alloc + (256u << 10));
+  // An orphaned span kept 1.2-5.3 MB; stale words may keep a few arrays.
+  BOOST_CHECK_LE(after.heap_alloc, before.heap_alloc + (512u << 10));
 }
 
 BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
