@@ -189,6 +189,10 @@ struct schedt {
   // from the idle list wakes it.
   std::atomic<uint32_t> sysmonwait{0};
   std::atomic<int32_t> nsysmon{0};  // sysmon and its helper threads, for checkdead
+  // checkdead found every task asleep but more threads than the runtime
+  // knows: one may be a thread on its way out (pthread_join returns before
+  // the kernel drops it from the count), so sysmon runs checkdead again.
+  std::atomic<bool> deadcheck_again{false};
   // Global free gs (sched.lock).
   g* gfree = nullptr;
   // One M at a time sleeps until the next timer; others park untimed.

@@ -131,7 +131,11 @@ void checkdead() {
   if (netpoll_waiters.load() != 0) return;  // the network may still ready a task (as in Go)
   for (int32_t i = 0; i < gomaxprocs.load(); i++)
     if (!runq_empty(allp[i])) return;
-  if (timers_pending() || foreign_threads()) return;
+  if (timers_pending()) return;
+  if (foreign_threads()) {
+    sched.deadcheck_again.store(true, std::memory_order_release);
+    return;
+  }
   alloc::print_err("fatal error: all tasks are asleep - deadlock!\n");
   int shown = 0, more = 0;
   for (g* gp = sched.allg; gp; gp = gp->allnext) {

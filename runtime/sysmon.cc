@@ -169,6 +169,7 @@ void forcegc(int64_t now) {
 
 void* sysmon_main(void*) {
   int64_t delay = kMinDelayUs;
+  int64_t deadcheck_wait = 0;  // ns; backs off while checkdead sees foreign threads
   int idle = 0;
   int64_t trace_ns = alloc::g_options.schedtrace * 1000000;
   int64_t last_trace = alloc::nanotime();
@@ -187,8 +188,19 @@ void* sysmon_main(void*) {
       sched.sysmonwait.store(1, std::memory_order_seq_cst);
       quiet = !sched.running.load() ||
               (sched.npidle.load() == gomaxprocs.load() && sched.nmsyscall.load() == 0);
-      if (quiet) alloc::futex_wait(&sched.sysmonwait, 1, kForceGCPeriodNs / 2);
+      // A deadlock check that saw threads it does not know looks again,
+      // 1 ms later and then backing off to 1 s: a thread that was exiting
+      // is gone by then; one that is not keeps the check from firing.
+      bool again = sched.deadcheck_again.exchange(false, std::memory_order_acq_rel);
+      deadcheck_wait = again ? (deadcheck_wait ? deadcheck_wait * 2 : 1000000) : 0;
+      if (deadcheck_wait > 1000000000) deadcheck_wait = 1000000000;
+      if (quiet)
+        alloc::futex_wait(&sched.sysmonwait, 1, again ? deadcheck_wait : kForceGCPeriodNs / 2);
       sched.sysmonwait.store(0, std::memory_order_relaxed);
+      if (again) {
+        alloc::lock_guard l(sched.lock);
+        checkdead();
+      }
       idle = 0;
       now = alloc::nanotime();
     }

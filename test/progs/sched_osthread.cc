@@ -4,6 +4,9 @@
 //                100 ms: not a deadlock (exit 0, "ok")
 //   after_join   a thread runs and is joined, then the main task blocks
 //                forever: a deadlock (exit 2)
+//   thread_ends_later  the main task blocks forever while a thread that
+//                never touches the runtime sleeps 100 ms and ends: a
+//                deadlock once it is gone (exit 2)
 #include <gort/runtime.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +32,9 @@ int main(int argc, char** argv) {
       std::thread t([c]() mutable { c.send(7); });
       if (c.recv() != 7) return 1;
       t.join();
+      c.recv();
+    } else if (!strcmp(mode, "thread_ends_later")) {
+      std::thread([] { std::this_thread::sleep_for(100ms); }).detach();
       c.recv();
     } else {
       fprintf(stderr, "unknown mode %s\n", mode);

@@ -194,10 +194,12 @@ BOOST_AUTO_TEST_CASE(good_gort_maxprocs) {
 }
 
 // A task waiting for a plain OS thread is not deadlocked; once the thread is
-// gone, a blocked program is.
+// gone, a blocked program is, also when the thread ends after the last task
+// blocked (the check then saw a thread it does not know, and must look again).
 BOOST_AUTO_TEST_CASE(os_threads_and_the_deadlock_detector) {
   expect_ok("sched_osthread", "wait_thread");
   expect_deadlock("sched_osthread", "after_join");
+  expect_deadlock("sched_osthread", "thread_ends_later");
 }
 
 // Blocking operations between OS threads with no gort::run at all.
