@@ -331,14 +331,22 @@ BOOST_AUTO_TEST_CASE(scope_survives_a_forced_migration) {
           hogs.done();
         });
       }
+      // Senders send from another M than the one the scoped task parked on.
+      // They wait with a timer, not a yield: a timer's wake-up makes an idle
+      // P's M look for work (a yield does not), so they reach the other M
+      // even when every task started on one P. After 2 s a round sends from
+      // wherever it is (no move that round) rather than wait for good.
+      auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(2);
       for (int k = 0; k < 4; k++) {
         wg.add(1);
         gort::go([&] {
           while (!sent.load()) {
-            if (ready.load() && where.load() != os_thread() && !sent.exchange(true))
+            bool elsewhere = where.load() != os_thread();
+            if (ready.load() && (elsewhere || std::chrono::steady_clock::now() > give_up) &&
+                !sent.exchange(true))
               ch.send(1);
             else
-              gort::yield();
+              gort::sleep_for(std::chrono::microseconds(50));
           }
           wg.done();
         });
