@@ -133,7 +133,10 @@ void checkdead() {
     if (!runq_empty(allp[i])) return;
   if (timers_pending()) return;
   if (foreign_threads()) {
-    sched.deadcheck_again.store(true, std::memory_order_release);
+    // sysmon may already sleep deeply (it saw every P idle before this
+    // M's check): wake it to look again.
+    sched.deadcheck_again.store(true, std::memory_order_seq_cst);
+    if (sched.sysmonwait.load(std::memory_order_seq_cst)) sysmon_wake();
     return;
   }
   alloc::print_err("fatal error: all tasks are asleep - deadlock!\n");
