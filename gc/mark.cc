@@ -200,20 +200,13 @@ void scan_object(uintptr_t base, mspan* s, gcWork& w) {
   visit_object(base, s, &t, [&w](uintptr_t v) { shade(v, w); });
 }
 
-uint64_t verify_heap() {
-  uint64_t checked = 0;
-  auto span = [&](const mspan* s) {
-    if (s->gckind == gcKind::noscan) return;
-    for (uint32_t i = 0; i < s->nelems; i++) {
-      if (!(s->gcmarkBits[i / 64] >> (i % 64) & 1) || !object_allocated(s, i)) continue;
-      uintptr_t base = object_base(s, i);
-      gort_gc_tracer t{nullptr, base};
-      visit_object(base, s, &t, [base](uintptr_t v) { verify_word(base, v); });
-      checked++;
-    }
-  };
+// Every span on a gcCentral's (or the large objects') partial or full list:
+// the heap as the checks below see it, with the world stopped and every
+// cache flushed.
+template <class F>
+void for_each_listed_span(F fn) {
   auto list = [&](const spanList& l) {
-    for (const mspan* s = l.first; s; s = s->next) span(s);
+    for (const mspan* s = l.first; s; s = s->next) fn(s);
   };
   for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
     list(g_central[sc].partial);
@@ -221,54 +214,54 @@ uint64_t verify_heap() {
   }
   list(g_large.partial);
   list(g_large.full);
+}
+
+// fn(base) for every marked, allocated object of every listed span that may
+// hold pointers.
+template <class F>
+void for_each_marked_object(F fn) {
+  for_each_listed_span([&](const mspan* s) {
+    if (s->gckind == gcKind::noscan) return;
+    for (uint32_t i = 0; i < s->nelems; i++)
+      if ((s->gcmarkBits[i / 64] >> (i % 64) & 1) && object_allocated(s, i))
+        fn(object_base(s, i), s);
+  });
+}
+
+uint64_t verify_heap() {
+  uint64_t checked = 0;
+  for_each_marked_object([&](uintptr_t base, const mspan* s) {
+    gort_gc_tracer t{nullptr, base};
+    visit_object(base, s, &t, [base](uintptr_t v) { verify_word(base, v); });
+    checked++;
+  });
   return checked;
 }
 
 void verify_unmarked() {
-  auto list = [](const spanList& l) {
-    for (const mspan* s = l.first; s; s = s->next)
-      for (uint32_t w = 0; w < (s->nelems + 63u) / 64u; w++)
-        if (s->gcmarkBits[w])
-          alloc::fatal(
-              "gc: gcverify: object %u of the span at %p is marked before the cycle began (a "
-              "mark set outside a mark phase)",
-              w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->gcmarkBits[w])),
-              reinterpret_cast<void*>(s->base));
-  };
-  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
-    list(g_central[sc].partial);
-    list(g_central[sc].full);
-  }
-  list(g_large.partial);
-  list(g_large.full);
+  for_each_listed_span([](const mspan* s) {
+    for (uint32_t w = 0; w < (s->nelems + 63u) / 64u; w++)
+      if (s->gcmarkBits[w])
+        alloc::fatal(
+            "gc: gcverify: object %u of the span at %p is marked before the cycle began (a "
+            "mark set outside a mark phase)",
+            w * 64 + static_cast<uint32_t>(__builtin_ctzll(s->gcmarkBits[w])),
+            reinterpret_cast<void*>(s->base));
+  });
 }
 
 void for_each_marked_word(void (*fn)(uintptr_t obj, uintptr_t v, void* arg), void* arg) {
-  auto span = [&](const mspan* s) {
-    if (s->gckind == gcKind::noscan) return;
-    for (uint32_t i = 0; i < s->nelems; i++) {
-      if (!(s->gcmarkBits[i / 64] >> (i % 64) & 1) || !object_allocated(s, i)) continue;
-      uintptr_t base = object_base(s, i);
-      gort_gc_tracer t{nullptr, base};
-      // A trace callback reports to gort_gc_trace, which (w null) verifies
-      // instead: poolcheck walks typed objects by pointer map only.
-      if (s->gckind == gcKind::typed) {
-        auto* h = reinterpret_cast<const uintptr_t*>(base);
-        auto* type = reinterpret_cast<const gort_gc_type*>(h[0]);
-        if (type && type->trace) continue;
-      }
-      visit_object(base, s, &t, [&](uintptr_t v) { fn(base, v, arg); });
+  for_each_marked_object([&](uintptr_t base, const mspan* s) {
+    // A trace callback reports to gort_gc_trace, which (w null) verifies
+    // instead: poolcheck walks typed objects by pointer map only.
+    if (s->gckind == gcKind::typed) {
+      auto* type =
+          reinterpret_cast<const gort_gc_type*>(reinterpret_cast<const uintptr_t*>(base)[0]);
+      if (type && type->trace) return;
     }
-  };
-  auto list = [&](const spanList& l) {
-    for (const mspan* s = l.first; s; s = s->next) span(s);
-  };
-  for (uint32_t sc = 0; sc < kNumGCSpanClasses; sc++) {
-    list(g_central[sc].partial);
-    list(g_central[sc].full);
-  }
-  list(g_large.partial);
-  list(g_large.full);
+    gort_gc_tracer t{nullptr, base};
+    visit_object(base, s, &t, [&](uintptr_t v) { fn(base, v, arg); });
+  });
 }
 
 void scan_object_children(uintptr_t obj, gcWork& w) {
