@@ -77,7 +77,11 @@ void* scavenger_main(void*) {
 
 std::atomic<void (*)(bool begin, size_t released)> scavenger_trace_hook{nullptr};
 
-void scavenger_notify() {
+namespace {
+
+// Wakes the scavenger: only out of an idle sleep (no deadline), or with
+// timed also out of a timed one (it waits for pages to age).
+void wake(bool timed) {
   if (g_options.scavenge_delay_ns < 0) return;
   // Bump the sequence first, also while the thread is starting: a scavenger
   // about to sleep on the old value then does not sleep, and one already
@@ -87,17 +91,17 @@ void scavenger_notify() {
     g_want_start.store(true, std::memory_order_relaxed);
     return;
   }
-  if (g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
+  if (timed || g_idle.load(std::memory_order_seq_cst)) futex_wake(&g_wake_seq, 1);
+}
+
+}  // namespace
+
+void scavenger_notify() {
+  wake(false);
 }
 
 void scavenger_limit_kick() {
-  if (g_options.scavenge_delay_ns < 0) return;
-  g_wake_seq.fetch_add(1, std::memory_order_seq_cst);
-  if (g_state.load(std::memory_order_relaxed) != kRunning) {
-    g_want_start.store(true, std::memory_order_relaxed);
-    return;
-  }
-  futex_wake(&g_wake_seq, 1);
+  wake(true);
 }
 
 void scavenger_note_cached() {
