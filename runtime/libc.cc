@@ -74,27 +74,26 @@ inline bool on_task() {
   return mp && mp->curg && mp->curg->status.load(std::memory_order_relaxed) == gstatus::running;
 }
 
-// The caller's code may hold the address of errno from before the call (the
-// compiler may: __errno_location is a const function) while the task moved
-// to another M in exitsyscall or in the yield after it. So the call's errno
-// is stored on the thread the task returns on and, if that is another one,
-// at the old address too (that thread is in the scheduler or runs a task
-// that will set its own errno with its next call; docs/runtime.md).
-// (errno is looked up again after the switch through cur_errno, proc.h:
-// written as plain errno, the compiler stored the call's errno only at the
-// address from before, so the thread the task came back on kept a stale one;
-// blocking/errno_and_sleep_calls_on_tasks failed under load.)
+// errno after a call that may have moved the task to another M (in
+// exitsyscall or the yield after it): the call's errno is read on the
+// thread that made the call and stored on the thread the task returns on,
+// looked up again after the switch (cur_errno, proc.h). Never at the
+// address from before the call: that thread runs other tasks now, and one
+// of them may be between its own call and its look at errno (a keep-alive
+// server's read() answered -1 with errno 0 that way;
+// blocking/errno_is_never_written_from_another_task). A caller that kept
+// errno's address from before the call reads the old thread's
+// (docs/runtime.md, "What a task may hold").
 template <class F>
 auto blocking_call(F f) {
   if (!on_task()) return f();
-  int* old_errno = &cur_errno();
+  int* before = &cur_errno();
   entersyscall();
   auto r = f();
-  int e = *old_errno;  // still on the thread that made the call
+  int e = *before;  // still on the thread that made the call
   exitsyscall();
   preempt_check();
   cur_errno() = e;
-  if (&cur_errno() != old_errno) *old_errno = e;
   return r;
 }
 
@@ -352,8 +351,7 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
   if (!knb && !task) return f(0);  // a blocking pipe on a plain thread: as without gort
   int64_t timeo = (mode == kModeRead ? pd->rcvtimeo : pd->sndtimeo).load(std::memory_order_relaxed);
   int64_t deadline = timeo ? now_ns() + timeo : 0;
-  int* old_errno = &cur_errno();
-  int saved = *old_errno;
+  int saved = cur_errno();
   uint32_t seq = pd->seq.load(std::memory_order_acquire);
   size_t done = 0;
   ssize_t r;
@@ -387,8 +385,7 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
   if (done > 0) r = static_cast<ssize_t>(done);  // a partial transfer, then an error: the count
   if (task) io_turn_end();  // the turn ends when others wait (proc.h), as for a blocking call
   if (r < 0) {
-    cur_errno() = e;
-    if (&cur_errno() != old_errno) *old_errno = e;
+    cur_errno() = e;  // on the thread the task is on now, as in blocking_call
   } else {
     cur_errno() = saved;  // the EAGAINs on the way are the runtime's, not the program's
   }

@@ -157,10 +157,13 @@ void blocking_exit() {
   g* gp = mp ? mp->curg : nullptr;
   if (!gp || gp->syscalldepth == 0) return;
   if (--gp->syscalldepth > 0) return;
-  int e = errno;  // the task's, read on the M it blocked on
+  int e = rt::cur_errno();  // the task's, read on the M it blocked on
   exitsyscall();
   preempt_check();
-  errno = e;
+  // Looked up again: written as plain errno, the compiler may store it at
+  // the old M's address, under whatever task runs there now (libc.cc,
+  // blocking_call).
+  rt::cur_errno() = e;
 }
 
 }  // namespace gort::detail
