@@ -659,6 +659,13 @@ void scan_task_before_run(rt::g* gp) {
   busy_exit();
 }
 
+void shade_preempted_stack(uintptr_t lo, uintptr_t hi) {
+  gcThread* t = tl_gc.rec;
+  if (!t || !mark_busy_enter()) return;  // every M is registered
+  scan_range(lo, hi, t->work);
+  busy_exit();
+}
+
 void scan_root_ranges(gcWork& w) {
   // The world may be running: the lock keeps the table still. The collector
   // is not in a busy region but is not stoppable either.

@@ -174,6 +174,17 @@ extern std::atomic<uint32_t> g_scangen;
 inline constexpr uint32_t kScanBusy = 0xffffffffu;
 // From the scheduler, just before it switches to gp (gp is not running).
 void scan_task_before_run(rt::g* gp);
+// From the preemption handler (runtime/preempt.cc), on the task's stack,
+// before it switches out: a task preempted asynchronously may be inside the
+// program's inline write barrier (gort/gc.h), between its store and its look
+// at gort_gc_marking, with the overwritten pointer only in the interrupted
+// registers or, unoptimised, in its frame. Its stack may be black already
+// this cycle and mark termination may come before it runs again (it is not
+// on any thread then, so shade_stopped_registers misses it): while the
+// collector marks, [lo, hi) (the copied signal frame and the stack above
+// it) is shaded now. Without that, an edge moved by such a task was freed
+// (concurrent/preempted_barrier_keeps_what_it_moves).
+void shade_preempted_stack(uintptr_t lo, uintptr_t hi);
 // Read at every task switch (runtime/proc.cc): one load, inline.
 inline uint32_t task_scan_gen() {
   return g_scangen.load(std::memory_order_relaxed);

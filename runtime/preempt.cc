@@ -48,7 +48,11 @@
 // writes the current thread's signal mask and alternate signal stack into
 // the frame, so the return restores the resuming thread's own, and
 // restores errno as the task last saw it. While the copy is on the task's
-// stack the collector scans it with the stack, registers included.
+// stack the collector scans it with the stack, registers included; while
+// the collector marks, the handler first shades the copy and the stack
+// above it (the task may be inside the program's inline write barrier, its
+// stack black already, and mark termination may come before it runs again:
+// gc/roots.h, shade_preempted_stack).
 //
 // What a task may hold when it is preempted or resumes on another M is in
 // docs/runtime.md ("What a task may hold"): thread_local addresses and
@@ -65,6 +69,7 @@
 #include "alloc/options.h"
 #include "alloc/sys.h"
 #include "gc/heap.h"
+#include "gc/roots.h"
 #include "runtime/proc.h"
 #include "runtime/runq.h"
 #include "runtime/trace.h"
@@ -189,6 +194,8 @@ void unblock_preempt_signal() {
 [[noreturn]] void preempt_on_task_stack(ucontext_t* uc) {
   int saved = cur_errno();
   m* mp = getm();
+  // The frame copy starts 8 bytes below uc (its pretcode word).
+  gc::shade_preempted_stack(reinterpret_cast<uintptr_t>(uc) - 8, mp->curg->stk.hi);
   unblock_preempt_signal();
   gopreempt(mp, mp->curg);
   fix_frame_for_this_thread(uc);
@@ -238,6 +245,7 @@ void sigpreempt(int sig, siginfo_t* info, void* ucv) {
   if (here >= gp->stk.lo && here < gp->stk.hi) {
     // No alternate stack: the frame is already on the task's stack.
     sched.async_preempts.fetch_add(1, std::memory_order_relaxed);
+    gc::shade_preempted_stack(reinterpret_cast<uintptr_t>(uc) - 8, gp->stk.hi);
     unblock_preempt_signal();
     gopreempt(mp, gp);
     fix_frame_for_this_thread(uc);

@@ -8,6 +8,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "alloc/options.h"
 #include "common.h"
 #include "gort/runtime.h"
 
@@ -366,6 +367,95 @@ BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
   });
   BOOST_CHECK_EQUAL(got.load(), 512u);
   BOOST_CHECK_EQUAL(bad.load(), 0u);
+}
+
+// A task that makes no runtime call is preempted asynchronously, at any
+// instruction of its own code, the inline write barrier (gort/gc.h)
+// included. Preempted between the barrier's store and its look at
+// gort_gc_marking, the task holds the overwritten pointer only in its
+// registers, and while it waits in a run queue no thread holds them: mark
+// termination shades stopped threads' registers, not a waiting task's. So
+// the collector must shade what a preempted task holds (gc/roots.h,
+// shade_preempted_stack). Here a mover does the barrier's two halves with a
+// spin between them (a preemption that lasts): its stack is scanned as the
+// cycle starts, it then deletes its node from a holder the mark reaches
+// last (at the end of a long chain), and spinner tasks keep it waiting in
+// the run queue. Freed objects read as poison (gcpoison), so a node freed
+// while the mover held it fails its checksum.
+BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
+  gort_gc_add_roots(g_slots, sizeof g_slots);
+  constexpr int kChain = 1000000, kRounds = 8;
+  rng r(77);
+  gnode* h = fresh(r, true);
+  gnode* chain = h;
+  for (int i = 0; i < kChain; i++) {
+    gnode* n = fresh(r, true);
+    store(&n->edge[0], chain);
+    chain = n;
+  }
+  store(&g_slots[0], chain);
+  chain = nullptr;
+  // The holder, masked: no stack or register may shade it.
+  const uintptr_t masked = reinterpret_cast<uintptr_t>(h) ^ 0x5a5a5a5a5a5a5a5au;
+  h = nullptr;
+  bool poison = gort::alloc::g_options.gcpoison;
+  gort::alloc::g_options.gcpoison = true;
+  std::atomic<int> go{0}, done{0}, release{0};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> lost{0};
+  std::thread driver([&] {
+    for (int round = 1; round <= kRounds; round++) {
+      while (done.load() != round - 1) std::this_thread::sleep_for(std::chrono::microseconds(50));
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // the mover is parked
+      std::thread cycle([] { gort_gc_collect(); });
+      while (!__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED)) {
+      }
+      go.store(round);
+      cycle.join();  // mark termination and the sweep happen while the mover waits
+      release.store(round);
+    }
+    stop.store(true);
+  });
+  gort::run([&] {
+    gort::WaitGroup wg;
+    for (int i = 0; i < 3; i++)  // keep the mover waiting in the run queue
+      wg.go([&] {
+        while (!stop.load(std::memory_order_relaxed)) {
+        }
+      });
+    wg.go([&] {
+      for (int round = 1; round <= kRounds; round++) {
+        // The node, made by a task that ends: on no stack the cycle scans.
+        std::atomic<bool> made{false};
+        gort::go([&] {
+          auto* hp = reinterpret_cast<gnode*>(masked ^ 0x5a5a5a5a5a5a5a5au);
+          store(&hp->edge[0], fresh(r, false));
+          made.store(true);
+        });
+        while (!made.load() || go.load() != round) gort::sleep_for(std::chrono::microseconds(50));
+        auto* hp = reinterpret_cast<gnode*>(masked ^ 0x5a5a5a5a5a5a5a5au);
+        gnode* x = load(&hp->edge[0]);
+        // gort_gc_write(&hp->edge[0], nullptr), preempted between its halves.
+        __atomic_store_n(&hp->edge[0], nullptr, __ATOMIC_RELAXED);
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        while (release.load(std::memory_order_relaxed) != round) {
+        }
+        if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED))
+          gort_gc_write_slow_at(reinterpret_cast<void**>(&hp->edge[0]), x, nullptr);
+        store(&hp->edge[1], x);
+        if (x->sum != sum_of(x->id)) lost++;
+        store(&hp->edge[1], nullptr);
+        done.store(round);
+      }
+    });
+    wg.wait();
+  });
+  driver.join();
+  BOOST_TEST_MESSAGE(gort::sched_stats().async_preemptions << " async preemptions");
+  BOOST_CHECK_EQUAL(lost.load(), 0u);
+  gort::alloc::g_options.gcpoison = poison;
+  for (gnode*& s : g_slots) s = nullptr;
+  gort_gc_remove_roots(g_slots);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
