@@ -616,9 +616,17 @@ void scan_leftover_tasks(gcWork& w) {
 }
 
 void shade_stopped_registers(gcWork& w) {
-  for (gcThread* t = g_threads; t; t = t->next)
+  for (gcThread* t = g_threads; t; t = t->next) {
     scan_range(reinterpret_cast<uintptr_t>(t->regs),
                reinterpret_cast<uintptr_t>(t->regs) + sizeof t->regs, w);
+    // The interrupted frame too: unoptimised, the barrier keeps its values
+    // in its frame (a leaf's red zone), not in registers. ranges[0] starts
+    // at the red zone below the stopped stack pointer.
+    if (t->nranges > 0) {
+      const auto& r = t->ranges[0];
+      scan_range(r.lo, r.hi - r.lo > kStoppedFrame ? r.lo + kStoppedFrame : r.hi, w);
+    }
+  }
 }
 
 void flush_thread_work() {

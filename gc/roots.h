@@ -114,10 +114,13 @@ void start_the_world();
 void scan_stopped_threads(gcWork& w);
 void scan_leftover_tasks(gcWork& w);
 void flush_thread_work();
-// Mark termination shades every stopped thread's registers: a thread stopped
-// between a barrier's store and the busy region of its slow half
-// (mark_busy_enter) holds the overwritten and the stored pointer there, and
-// after this stop the slow half finds the cycle over and shades nothing.
+// Mark termination shades every stopped thread's registers and the frame it
+// was stopped in (the red zone below the stack pointer and kStoppedFrame
+// bytes from there): a thread stopped between a barrier's store and the busy
+// region of its slow half (mark_busy_enter) holds the overwritten and the
+// stored pointer there (in its frame when built unoptimised), and after this
+// stop the slow half finds the cycle over and shades nothing.
+inline constexpr uintptr_t kStoppedFrame = 512;
 void shade_stopped_registers(gcWork& w);
 
 // Runtime-owned root ranges (the buffers of gort channels): an intrusive

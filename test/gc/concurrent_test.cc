@@ -130,6 +130,27 @@ struct collector_load {
 
 }  // namespace
 
+// The first half of gort_gc_write(slot, nullptr) as unoptimised code runs it
+// (the old value in the leaf's red zone, in no register), then a pause until
+// *release is non-zero; returns the old value for the second half.
+asm(R"(
+  .text
+  .globl gort_test_barrier_pause
+  .type gort_test_barrier_pause, @function
+gort_test_barrier_pause:
+  mov (%rdi), %rax
+  mov %rax, -16(%rsp)
+  movq $0, (%rdi)
+  xor %eax, %eax
+1:pause
+  cmpl $0, (%rsi)
+  je 1b
+  mov -16(%rsp), %rax
+  ret
+  .size gort_test_barrier_pause, .-gort_test_barrier_pause
+)");
+extern "C" void* gort_test_barrier_pause(void** slot, const std::atomic<int>* release);
+
 BOOST_AUTO_TEST_SUITE(concurrent)
 
 BOOST_AUTO_TEST_CASE(os_threads_mutate_while_marking) {
@@ -453,6 +474,63 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
   driver.join();
   BOOST_TEST_MESSAGE(gort::sched_stats().async_preemptions << " async preemptions");
   BOOST_CHECK_EQUAL(lost.load(), 0u);
+  gort::alloc::g_options.gcpoison = poison;
+  for (gnode*& s : g_slots) s = nullptr;
+  gort_gc_remove_roots(g_slots);
+}
+
+// The same window on a thread the collector stops, in code built without
+// optimisation: there the barrier keeps the overwritten pointer in its
+// frame (the red zone of a leaf), not in a register, and mark termination
+// must shade the stopped frame as well as the registers
+// (shade_stopped_registers). A registered thread deletes a node from a
+// holder the mark reaches last and pauses until the cycle is over.
+BOOST_AUTO_TEST_CASE(stopped_barrier_frame_keeps_what_it_moves) {
+  gort_gc_add_roots(g_slots, sizeof g_slots);
+  constexpr int kChain = 1000000, kRounds = 6;
+  constexpr uintptr_t kMask = 0x5a5a5a5a5a5a5a5au;
+  rng r(78);
+  gnode* h = fresh(r, true);
+  gnode* chain = h;
+  for (int i = 0; i < kChain; i++) {
+    gnode* n = fresh(r, true);
+    store(&n->edge[0], chain);
+    chain = n;
+  }
+  store(&g_slots[0], chain);
+  chain = nullptr;
+  const uintptr_t masked = reinterpret_cast<uintptr_t>(h) ^ kMask;
+  h = nullptr;
+  bool poison = gort::alloc::g_options.gcpoison;
+  gort::alloc::g_options.gcpoison = true;
+  uint64_t lost = 0;
+  for (int round = 0; round < kRounds; round++) {
+    // The node, made on a thread that ends: on no stack the cycle scans.
+    on_thread([&] { store(&reinterpret_cast<gnode*>(masked ^ kMask)->edge[0], fresh(r, false)); });
+    std::atomic<int> go{0}, release{0};
+    std::thread mover([&] {
+      if (gort_gc_register_thread() != 0) lost = 1000;  // no Boost.Test off the main thread
+      while (!go.load()) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      auto* hp = reinterpret_cast<gnode*>(masked ^ kMask);
+      void* x = gort_test_barrier_pause(reinterpret_cast<void**>(&hp->edge[0]), &release);
+      if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED))
+        gort_gc_write_slow_at(reinterpret_cast<void**>(&hp->edge[0]), x, nullptr);
+      store(&hp->edge[1], static_cast<gnode*>(x));
+      gnode* n = load(&hp->edge[1]);
+      if (n->sum != sum_of(n->id)) lost++;
+      store(&hp->edge[1], nullptr);
+      gort_gc_unregister_thread();
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));  // registered, waiting
+    std::thread cycle([] { gort_gc_collect(); });
+    while (!__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED)) {
+    }
+    go.store(1);
+    cycle.join();  // mark termination stops the mover inside its pause
+    release.store(1);
+    mover.join();
+  }
+  BOOST_CHECK_EQUAL(lost, 0u);
   gort::alloc::g_options.gcpoison = poison;
   for (gnode*& s : g_slots) s = nullptr;
   gort_gc_remove_roots(g_slots);
