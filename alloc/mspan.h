@@ -91,7 +91,7 @@ struct mspan {
   // is allocated); only the cache that owns the span writes them. A span in
   // a cache is on no gcCentral list, so the sweeper never sees it.
   uint64_t allocCache = 0;
-  uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle (gc/sweep.cc)
+  uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle; odd: being swept (gc/sweep.cc)
   gcKind gckind = gcKind::noscan;
   void* specials = nullptr;  // finalizers and weak references of its objects (gc/final.h)
   // --- free spans only (mheap.h) ---

@@ -174,7 +174,7 @@ void start_finalizer_thread() {
 // The object p starts, as the program sees it: its span and block start.
 mspan* user_object(const void* p, uintptr_t* base) {
   uint32_t idx;
-  mspan* s = find_object(reinterpret_cast<uintptr_t>(p), &idx);
+  mspan* s = find_live_object(reinterpret_cast<uintptr_t>(p), &idx);
   if (!s) return nullptr;
   *base = object_base(s, idx);
   uintptr_t start = *base + (s->gckind == gcKind::typed ? kTypedHeader : 0);
@@ -344,7 +344,7 @@ GORT_EXPORT void gort_gc_run_finalizers(void) {
 
 GORT_EXPORT gort_gc_weak* gort_gc_weak_new(void* obj) {
   uint32_t idx;
-  mspan* s = find_object(reinterpret_cast<uintptr_t>(obj), &idx);
+  mspan* s = find_live_object(reinterpret_cast<uintptr_t>(obj), &idx);
   if (!s) {
     errno = EINVAL;
     return nullptr;

@@ -2,6 +2,7 @@
 #include "gc/heap.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "alloc/init.h"
@@ -466,6 +467,28 @@ mspan* find_object(uintptr_t p, uint32_t* idx) {
   return s;
 }
 
+mspan* find_live_object(uintptr_t p, uint32_t* idx) {
+  for (int tries = 0;; tries++) {
+    alloc::heapArena* a = p >= g_heap_lo.load(std::memory_order_relaxed) &&
+                                  p < g_heap_hi.load(std::memory_order_relaxed)
+                              ? alloc::g_arenas[p >> alloc::kArenaShift]
+                              : nullptr;
+    mspan* s = a ? __atomic_load_n(&a->spans[(p >> alloc::kPageShift) % alloc::kPagesPerArena],
+                                   __ATOMIC_ACQUIRE)
+                 : nullptr;
+    if (!s) return nullptr;
+    uint32_t gen = __atomic_load_n(&s->sweepgen, __ATOMIC_ACQUIRE);
+    if (!(gen & 1)) {
+      mspan* r = find_object(p, idx);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (__atomic_load_n(&s->sweepgen, __ATOMIC_RELAXED) == gen) return r;
+    }
+    // Being swept: one span's bitmaps, a few microseconds.
+    if (tries > 64) sched_yield();
+    __builtin_ia32_pause();
+  }
+}
+
 // The heap profiler holds its lock in a busy region, so the collector can
 // take it while sweeping (alloc/mprof.h).
 static void prof_busy_enter() {
@@ -526,7 +549,7 @@ GORT_EXPORT void* gort_gc_alloc_noscan(size_t size) {
 
 GORT_EXPORT void* gort_gc_base(const void* p) {
   uint32_t idx;
-  mspan* s = find_object(reinterpret_cast<uintptr_t>(p), &idx);
+  mspan* s = find_live_object(reinterpret_cast<uintptr_t>(p), &idx);
   if (!s) return nullptr;
   uintptr_t base = object_base(s, idx);
   if (s->gckind == gcKind::typed) {
@@ -538,7 +561,7 @@ GORT_EXPORT void* gort_gc_base(const void* p) {
 
 GORT_EXPORT size_t gort_gc_size(const void* p) {
   uint32_t idx;
-  mspan* s = find_object(reinterpret_cast<uintptr_t>(p), &idx);
+  mspan* s = find_live_object(reinterpret_cast<uintptr_t>(p), &idx);
   if (!s) return 0;
   uintptr_t base = object_base(s, idx);
   if (s->gckind == gcKind::typed) {

@@ -235,6 +235,12 @@ void prepare_sweep();
 // The GC object containing p: its span and object index, or nullptr.
 // Lock-free; tolerates any value of p (conservative scanning).
 mspan* find_object(uintptr_t p, uint32_t* idx);
+// find_object for the program's calls (gort_gc_base, gort_gc_size, weak
+// references, finalizers), which may come while a sweep swaps the span's
+// bitmaps (sweep.cc: its sweepgen is odd then): the answer is taken from
+// bitmaps no sweep changed meanwhile. The collector's own look-ups need no
+// such care (nothing sweeps while it marks).
+mspan* find_live_object(uintptr_t p, uint32_t* idx);
 // Whether object idx of s is allocated (below freeindex, or its alloc bit).
 inline bool object_allocated(const mspan* s, uint32_t idx) {
   if (idx < __atomic_load_n(&s->freeindex, __ATOMIC_RELAXED)) return true;

@@ -58,6 +58,11 @@ sweepResult swap_bits(mspan* s) {
     marked += static_cast<uint32_t>(__builtin_popcountll(s->gcmarkBits[w]));
   size_t size = object_size(s);
   uint32_t before = s->alloc_count;
+  // Odd while the bitmaps change: find_live_object readers retry (the old
+  // alloc bitmap is cleared in place below, under a reader that may still
+  // look at it). The release store of the new sweepgen ends it.
+  __atomic_store_n(&s->sweepgen, g_sweepgen.load(std::memory_order_relaxed) - 1, __ATOMIC_RELAXED);
+  std::atomic_thread_fence(std::memory_order_release);
   uint64_t* old = s->allocBits;
   s->allocBits = s->gcmarkBits;
   for (uint32_t w = 0; w < words; w++) old[w] = 0;
