@@ -130,6 +130,25 @@ struct collector_load {
 
 }  // namespace
 
+// A holder node the mark reaches last: at the end of a chain of n nodes
+// rooted in g_slots[0]. Returned masked (xor kHolderMask), so that no stack
+// or register the collector scans holds it.
+constexpr uintptr_t kHolderMask = 0x5a5a5a5a5a5a5a5au;
+uintptr_t masked_holder_behind_chain(rng& r, int n) {
+  gnode* h = fresh(r, true);
+  gnode* chain = h;
+  for (int i = 0; i < n; i++) {
+    gnode* c = fresh(r, true);
+    store(&c->edge[0], chain);
+    chain = c;
+  }
+  store(&g_slots[0], chain);
+  return reinterpret_cast<uintptr_t>(h) ^ kHolderMask;
+}
+gnode* unmask(uintptr_t masked) {
+  return reinterpret_cast<gnode*>(masked ^ kHolderMask);
+}
+
 // The first half of gort_gc_write(slot, nullptr) as unoptimised code runs it
 // (the old value in the leaf's red zone, in no register), then a pause until
 // *release is non-zero; returns the old value for the second half.
@@ -405,20 +424,9 @@ BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
 // while the mover held it fails its checksum.
 BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
   gort_gc_add_roots(g_slots, sizeof g_slots);
-  constexpr int kChain = 1000000, kRounds = 8;
+  constexpr int kRounds = 8;
   rng r(77);
-  gnode* h = fresh(r, true);
-  gnode* chain = h;
-  for (int i = 0; i < kChain; i++) {
-    gnode* n = fresh(r, true);
-    store(&n->edge[0], chain);
-    chain = n;
-  }
-  store(&g_slots[0], chain);
-  chain = nullptr;
-  // The holder, masked: no stack or register may shade it.
-  const uintptr_t masked = reinterpret_cast<uintptr_t>(h) ^ 0x5a5a5a5a5a5a5a5au;
-  h = nullptr;
+  const uintptr_t masked = masked_holder_behind_chain(r, 1000000);
   bool poison = gort::alloc::g_options.gcpoison;
   gort::alloc::g_options.gcpoison = true;
   std::atomic<int> go{0}, done{0}, release{0};
@@ -449,12 +457,12 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
         // The node, made by a task that ends: on no stack the cycle scans.
         std::atomic<bool> made{false};
         gort::go([&] {
-          auto* hp = reinterpret_cast<gnode*>(masked ^ 0x5a5a5a5a5a5a5a5au);
+          auto* hp = unmask(masked);
           store(&hp->edge[0], fresh(r, false));
           made.store(true);
         });
         while (!made.load() || go.load() != round) gort::sleep_for(std::chrono::microseconds(50));
-        auto* hp = reinterpret_cast<gnode*>(masked ^ 0x5a5a5a5a5a5a5a5au);
+        auto* hp = unmask(masked);
         gnode* x = load(&hp->edge[0]);
         // gort_gc_write(&hp->edge[0], nullptr), preempted between its halves.
         __atomic_store_n(&hp->edge[0], nullptr, __ATOMIC_RELAXED);
@@ -487,31 +495,20 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
 // holder the mark reaches last and pauses until the cycle is over.
 BOOST_AUTO_TEST_CASE(stopped_barrier_frame_keeps_what_it_moves) {
   gort_gc_add_roots(g_slots, sizeof g_slots);
-  constexpr int kChain = 1000000, kRounds = 6;
-  constexpr uintptr_t kMask = 0x5a5a5a5a5a5a5a5au;
+  constexpr int kRounds = 6;
   rng r(78);
-  gnode* h = fresh(r, true);
-  gnode* chain = h;
-  for (int i = 0; i < kChain; i++) {
-    gnode* n = fresh(r, true);
-    store(&n->edge[0], chain);
-    chain = n;
-  }
-  store(&g_slots[0], chain);
-  chain = nullptr;
-  const uintptr_t masked = reinterpret_cast<uintptr_t>(h) ^ kMask;
-  h = nullptr;
+  const uintptr_t masked = masked_holder_behind_chain(r, 1000000);
   bool poison = gort::alloc::g_options.gcpoison;
   gort::alloc::g_options.gcpoison = true;
   uint64_t lost = 0;
   for (int round = 0; round < kRounds; round++) {
     // The node, made on a thread that ends: on no stack the cycle scans.
-    on_thread([&] { store(&reinterpret_cast<gnode*>(masked ^ kMask)->edge[0], fresh(r, false)); });
+    on_thread([&] { store(&unmask(masked)->edge[0], fresh(r, false)); });
     std::atomic<int> go{0}, release{0};
     std::thread mover([&] {
       if (gort_gc_register_thread() != 0) lost = 1000;  // no Boost.Test off the main thread
       while (!go.load()) std::this_thread::sleep_for(std::chrono::microseconds(20));
-      auto* hp = reinterpret_cast<gnode*>(masked ^ kMask);
+      auto* hp = unmask(masked);
       void* x = gort_test_barrier_pause(reinterpret_cast<void**>(&hp->edge[0]), &release);
       if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED))
         gort_gc_write_slow_at(reinterpret_cast<void**>(&hp->edge[0]), x, nullptr);
