@@ -130,24 +130,34 @@ struct collector_load {
 
 }  // namespace
 
-// A holder node the mark reaches last: at the end of a chain of n nodes
-// rooted in g_slots[0]. Returned masked (xor kHolderMask), so that no stack
-// or register the collector scans holds it.
-constexpr uintptr_t kHolderMask = 0x5a5a5a5a5a5a5a5au;
-uintptr_t masked_holder_behind_chain(rng& r, int n) {
-  gnode* h = fresh(r, true);
-  gnode* chain = h;
-  for (int i = 0; i < n; i++) {
-    gnode* c = fresh(r, true);
-    store(&c->edge[0], chain);
-    chain = c;
+// A holder node the mark reaches last (at the end of a chain of a million
+// nodes rooted in g_slots[0]), kept masked (xor kMask) so that no stack or
+// register the collector scans holds it; freed objects read as poison
+// (gcpoison) while it lives.
+struct late_holder {
+  static constexpr uintptr_t kMask = 0x5a5a5a5a5a5a5a5au;
+  uintptr_t masked;
+  bool poison = gort::alloc::g_options.gcpoison;
+  explicit late_holder(rng& r) {
+    gort_gc_add_roots(g_slots, sizeof g_slots);
+    gnode* h = fresh(r, true);
+    gnode* chain = h;
+    for (int i = 0; i < 1000000; i++) {
+      gnode* c = fresh(r, true);
+      store(&c->edge[0], chain);
+      chain = c;
+    }
+    store(&g_slots[0], chain);
+    masked = reinterpret_cast<uintptr_t>(h) ^ kMask;
+    gort::alloc::g_options.gcpoison = true;
   }
-  store(&g_slots[0], chain);
-  return reinterpret_cast<uintptr_t>(h) ^ kHolderMask;
-}
-gnode* unmask(uintptr_t masked) {
-  return reinterpret_cast<gnode*>(masked ^ kHolderMask);
-}
+  ~late_holder() {
+    gort::alloc::g_options.gcpoison = poison;
+    for (gnode*& s : g_slots) s = nullptr;
+    gort_gc_remove_roots(g_slots);
+  }
+  gnode* get() const { return reinterpret_cast<gnode*>(masked ^ kMask); }
+};
 
 // The first half of gort_gc_write(slot, nullptr) as unoptimised code runs it
 // (the old value in the leaf's red zone, in no register), then a pause until
@@ -423,12 +433,9 @@ BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
 // the run queue. Freed objects read as poison (gcpoison), so a node freed
 // while the mover held it fails its checksum.
 BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
-  gort_gc_add_roots(g_slots, sizeof g_slots);
   constexpr int kRounds = 8;
   rng r(77);
-  const uintptr_t masked = masked_holder_behind_chain(r, 1000000);
-  bool poison = gort::alloc::g_options.gcpoison;
-  gort::alloc::g_options.gcpoison = true;
+  const late_holder holder(r);
   std::atomic<int> go{0}, done{0}, release{0};
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> lost{0};
@@ -457,12 +464,12 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
         // The node, made by a task that ends: on no stack the cycle scans.
         std::atomic<bool> made{false};
         gort::go([&] {
-          auto* hp = unmask(masked);
+          auto* hp = holder.get();
           store(&hp->edge[0], fresh(r, false));
           made.store(true);
         });
         while (!made.load() || go.load() != round) gort::sleep_for(std::chrono::microseconds(50));
-        auto* hp = unmask(masked);
+        auto* hp = holder.get();
         gnode* x = load(&hp->edge[0]);
         // gort_gc_write(&hp->edge[0], nullptr), preempted between its halves.
         __atomic_store_n(&hp->edge[0], nullptr, __ATOMIC_RELAXED);
@@ -482,9 +489,6 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
   driver.join();
   BOOST_TEST_MESSAGE(gort::sched_stats().async_preemptions << " async preemptions");
   BOOST_CHECK_EQUAL(lost.load(), 0u);
-  gort::alloc::g_options.gcpoison = poison;
-  for (gnode*& s : g_slots) s = nullptr;
-  gort_gc_remove_roots(g_slots);
 }
 
 // The same window on a thread the collector stops, in code built without
@@ -494,21 +498,18 @@ BOOST_AUTO_TEST_CASE(preempted_barrier_keeps_what_it_moves) {
 // (shade_stopped_registers). A registered thread deletes a node from a
 // holder the mark reaches last and pauses until the cycle is over.
 BOOST_AUTO_TEST_CASE(stopped_barrier_frame_keeps_what_it_moves) {
-  gort_gc_add_roots(g_slots, sizeof g_slots);
   constexpr int kRounds = 6;
   rng r(78);
-  const uintptr_t masked = masked_holder_behind_chain(r, 1000000);
-  bool poison = gort::alloc::g_options.gcpoison;
-  gort::alloc::g_options.gcpoison = true;
+  const late_holder holder(r);
   uint64_t lost = 0;
   for (int round = 0; round < kRounds; round++) {
     // The node, made on a thread that ends: on no stack the cycle scans.
-    on_thread([&] { store(&unmask(masked)->edge[0], fresh(r, false)); });
+    on_thread([&] { store(&holder.get()->edge[0], fresh(r, false)); });
     std::atomic<int> go{0}, release{0};
     std::thread mover([&] {
       if (gort_gc_register_thread() != 0) lost = 1000;  // no Boost.Test off the main thread
       while (!go.load()) std::this_thread::sleep_for(std::chrono::microseconds(20));
-      auto* hp = unmask(masked);
+      auto* hp = holder.get();
       void* x = gort_test_barrier_pause(reinterpret_cast<void**>(&hp->edge[0]), &release);
       if (__atomic_load_n(&gort_gc_marking, __ATOMIC_RELAXED))
         gort_gc_write_slow_at(reinterpret_cast<void**>(&hp->edge[0]), x, nullptr);
@@ -528,9 +529,6 @@ BOOST_AUTO_TEST_CASE(stopped_barrier_frame_keeps_what_it_moves) {
     mover.join();
   }
   BOOST_CHECK_EQUAL(lost, 0u);
-  gort::alloc::g_options.gcpoison = poison;
-  for (gnode*& s : g_slots) s = nullptr;
-  gort_gc_remove_roots(g_slots);
 }
 
 // The API's look-ups (gort_gc_base, gort_gc_size; weak references and
