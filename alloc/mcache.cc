@@ -302,14 +302,17 @@ void free_remote_push(mcache* c, uint32_t cls, void* p) {
   if (st.end < st.rend() && *st.end == p)
     fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
   uint32_t batch = g_central[cls].batch;
-  // Fewer than a batch are remote, so a full stack has a batch of its own to
-  // give back.
-  if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
-  *--st.end = p;
+  // A full batch of remote frees goes back before p joins the slots, not
+  // after: p stays the newest slot, so the check above still sees it if the
+  // program frees it again next (flushing p with the batch lost that check).
   if (static_cast<uint32_t>(st.rend() - st.end) >= batch) {
     flush_remote(cls, st, false);
     scavenger_poll();
   }
+  // Fewer than a batch are remote now, so a full stack has a batch of its own
+  // to give back.
+  if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
+  *--st.end = p;
 }
 
 int64_t caches_trim_pool(int64_t min_age_ns) {

@@ -19,7 +19,7 @@
 // of a class are laid out as
 //     base .. cur      free objects the cache owns (malloc pops at cur)
 //     cur .. end       empty
-//     end .. rend      remote frees, fewer than a batch (rend = base + nslots)
+//     end .. rend      remote frees, at most a batch (rend = base + nslots)
 // and the stack is full when cur reaches end. Stacks hold pointers, as TCMalloc's per-CPU caches
 // do, rather than lists threaded through the free objects: the only state carried from one call to
 // the next is the stack's cur pointer, a freed object's memory is never written (a use-after-free
@@ -58,8 +58,11 @@
 namespace gort::alloc {
 
 // [base, cur) are free objects of the class; [end, base + nslots) are remote
-// frees waiting to go back to the mcentral (invariant: fewer than a batch, so
-// the stack always has room for a refill and a batch to give back).
+// frees waiting to go back to the mcentral (invariant: at most a batch, and
+// nslots is at least two batches, so the stack always has room for a refill
+// and a batch of its own to give back). A full batch goes back when the next
+// remote free comes, so the newest remote free always sits at end, where a
+// second free of it is caught.
 // refill is how many objects the next refill asks for: it starts at an
 // eighth of a batch and doubles up to a batch (TCMalloc's slow start), so a
 // short-lived thread that touches many classes does not pull a whole batch

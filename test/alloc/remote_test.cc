@@ -233,31 +233,45 @@ BOOST_AUTO_TEST_CASE(fork_during_remote_frees) {
 }
 
 // A double free that reaches the remote slots is caught: free(p) twice from a
-// thread that does not own p's span (the owner is alive, in the parent).
+// thread that does not own p's span (its owner is the thread that allocated it,
+// which the fork child does not have). The child first frees k other remote
+// objects of p's class, for every k up to a batch, so that one of the children
+// meets p's first free at the moment its remote slots fill up and go back to
+// the mcentral: the second free must still see p (it once did not).
 BOOST_AUTO_TEST_CASE(remote_double_free_is_reported) {
+  constexpr size_t kSize = 64;
+  const uint32_t batch = class_batch(size_to_class(kSize));
+  std::vector<void*> others;
   void* p = nullptr;
   std::atomic<int> phase{0};
   std::thread owner([&] {
-    p = malloc(64);
+    p = malloc(kSize);
+    for (uint32_t i = 0; i < 2 * batch; i++) others.push_back(malloc(kSize));
     phase = 1;
     while (phase.load() != 2) std::this_thread::yield();
   });
   while (phase.load() != 1) std::this_thread::yield();
-  pid_t pid = fork();
-  if (pid == 0) {
-    signal(SIGABRT, SIG_DFL);  // not Boost.Test's handler: the child must die of it
-    int devnull = open("/dev/null", O_WRONLY);
-    dup2(devnull, 2);
-    free(p);
-    free(p);
-    _exit(0);
+  for (uint32_t k = 0; k <= batch + 1; k++) {
+    pid_t pid = fork();
+    if (pid == 0) {
+      signal(SIGABRT, SIG_DFL);  // not Boost.Test's handler: the child must die of it
+      int devnull = open("/dev/null", O_WRONLY);
+      dup2(devnull, 2);
+      for (uint32_t i = 0; i < k; i++) free(others[i]);
+      free(p);
+      free(p);
+      _exit(0);
+    }
+    int st = 0;
+    BOOST_REQUIRE(waitpid(pid, &st, 0) == pid);
+    BOOST_TEST(WIFSIGNALED(st), "a remote double free after "
+                                    << k << " other remote frees was not caught (status " << st
+                                    << ")");
   }
-  int st = 0;
-  BOOST_REQUIRE(waitpid(pid, &st, 0) == pid);
-  BOOST_TEST(WIFSIGNALED(st), "a remote double free was not caught (status " << st << ")");
   phase = 2;
   owner.join();
   free(p);
+  for (void* o : others) free(o);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
