@@ -107,10 +107,12 @@ extern std::atomic<uint32_t> g_sweepgen;
 
 struct gcThread;  // gc/roots.h
 struct tlsGC {
-  gcThread* rec;     // this thread's registration, or null
-  uint32_t ready;    // registered, and the collector started: the fast path may run
-  uint32_t busy;     // > 0: inside a GC operation; stop requests wait
-  uint32_t pending;  // a stop request arrived while busy (gc/roots.cc)
+  gcThread* rec;   // this thread's registration, or null
+  uint32_t ready;  // registered, and the collector started: the fast path may run
+  uint32_t busy;   // > 0: inside a GC operation; stop requests wait
+  // A stop was asked for: by the signal while busy, or by stop_the_world
+  // (another thread writes it: atomic accesses only). gc/roots.cc.
+  uint32_t pending;
   uint64_t refills;  // span refills, for GORT_DEBUG=gcstress
   // Bytes taken into this thread's cache or as large objects and not yet
   // charged to its mark assist credit (gc/pacer.h); note_alloc_slow charges.
@@ -129,7 +131,8 @@ inline void busy_exit() {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (--tl_gc.busy == 0) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    if (__builtin_expect(tl_gc.pending != 0, 0)) stop_deferred();
+    if (__builtin_expect(__atomic_load_n(&tl_gc.pending, __ATOMIC_RELAXED) != 0, 0))
+      stop_deferred();
   }
 }
 // Enters a busy region for mark work that a program thread or task does on
@@ -155,7 +158,8 @@ inline void* busy_exit_ret(void* p) {
   std::atomic_signal_fence(std::memory_order_seq_cst);
   if (--tl_gc.busy == 0) {
     std::atomic_signal_fence(std::memory_order_seq_cst);
-    if (__builtin_expect(tl_gc.pending != 0, 0)) return stop_deferred_ret(p);
+    if (__builtin_expect(__atomic_load_n(&tl_gc.pending, __ATOMIC_RELAXED) != 0, 0))
+      return stop_deferred_ret(p);
   }
   return p;
 }

@@ -73,14 +73,20 @@ int64_t limit_goal_now() {
 
 }  // namespace
 
+// The CPU count, read once by pacer_init: sysconf reads a file under /sys,
+// tens of microseconds that mark termination must not spend inside a stop.
+namespace {
+int g_ncpu = 1;
+}  // namespace
+
 int pacer_procs() {
   int n = rt::gchook::procs();
-  if (n > 0) return n;
-  long c = sysconf(_SC_NPROCESSORS_ONLN);
-  return c > 0 ? static_cast<int>(c) : 1;
+  return n > 0 ? n : g_ncpu;
 }
 
 void pacer_init() {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  g_ncpu = ncpu > 0 ? static_cast<int>(ncpu) : 1;
   const char* v = getenv("GORT_GC");
   if (v) {
     if (strcmp(v, "off") == 0) {

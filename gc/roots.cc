@@ -167,7 +167,7 @@ void stop_handler(int, siginfo_t*, void* ucv) {
   uint32_t e = g_stw_epoch.load(std::memory_order_acquire);
   if (t->acked.load(std::memory_order_relaxed) == e) return;  // a repeated signal
   if (tl_gc.busy) {
-    tl_gc.pending = 1;  // busy_exit stops the thread
+    __atomic_store_n(&tl_gc.pending, 1, __ATOMIC_RELAXED);  // busy_exit stops the thread
     return;
   }
   auto* uc = static_cast<ucontext_t*>(ucv);
@@ -182,6 +182,7 @@ void stop_handler(int, siginfo_t*, void* ucv) {
     ahi = alo + uc->uc_stack.ss_size;
   }
   record_ranges(t, static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]), alo, ahi);
+  t->polls = false;
   park_stopped(t, e);
   errno = saved;
 }
@@ -329,13 +330,17 @@ inline bool slot_free(void* v) {
 }  // namespace
 
 void stop_deferred() {
-  tl_gc.pending = 0;
+  // With stop_the_world's release store of pending: the epoch read below is
+  // the one it asked for.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  __atomic_store_n(&tl_gc.pending, 0, __ATOMIC_RELAXED);
   gcThread* t = tl_gc.rec;
   if (!t) return;
   uint32_t e = g_stw_epoch.load(std::memory_order_acquire);
   if (t->acked.load(std::memory_order_relaxed) == e) return;
   __builtin_unwind_init();
   int saved = errno;
+  t->polls = true;
   park_deferred(t, e);
   errno = saved;
 }
@@ -377,6 +382,7 @@ bool register_current_thread(bool explicit_reg) {
     t->stack_lo = reinterpret_cast<uintptr_t>(addr);
     t->stack_hi = t->stack_lo + size;
     t->explicit_reg = explicit_reg;
+    t->pending = &tl_gc.pending;
     t->acked.store(g_stw_epoch.load(std::memory_order_relaxed), std::memory_order_relaxed);
     t->next = g_threads;
     g_threads = t;
@@ -528,6 +534,10 @@ void roots_fork_child() {
 
 // ---- stopping the world ----
 
+// How long a thread that polled last time has to stop itself at a poll
+// before the collector signals it (see stop_the_world).
+constexpr int64_t kPollGraceNs = 20000;
+
 int64_t stop_the_world() {
   rt::trace::stw_begin();
   int64_t t0 = alloc::nanotime();
@@ -535,11 +545,26 @@ int64_t stop_the_world() {
   uint32_t e = g_stw_epoch.load(std::memory_order_relaxed) + 1;
   g_nacked.store(0, std::memory_order_relaxed);
   g_stw_epoch.store(e, std::memory_order_release);
+  // Every thread is asked through its pending word, which it polls at
+  // every busy_exit (each GC allocation, each barrier's slow half), and by
+  // the signal, for a thread that computes, blocks or waits outside gort.
+  // A poll costs a cache miss; a signal costs the collector 15-45 us of
+  // tgkill per thread on a virtual machine (an IPI) and as much again to
+  // arrive. So a thread that stopped itself at a poll last time is given
+  // kPollGraceNs to do so again before it is signalled; the others (idle
+  // Ms, threads in system calls or long computations) are signalled at
+  // once. Whichever request comes second finds the ack for this epoch.
   uint32_t want = 0;
   for (gcThread* t = g_threads; t; t = t->next) {
-    tgkill_thread(t->tid);
+    __atomic_store_n(t->pending, 1, __ATOMIC_RELEASE);
     want++;
   }
+  for (gcThread* t = g_threads; t; t = t->next)
+    if (!t->polls) tgkill_thread(t->tid);
+  while (g_nacked.load(std::memory_order_acquire) < want && alloc::nanotime() - t0 < kPollGraceNs)
+    __builtin_ia32_pause();
+  for (gcThread* t = g_threads; t; t = t->next)
+    if (t->polls && t->acked.load(std::memory_order_acquire) != e) tgkill_thread(t->tid);
   int64_t last_signal = alloc::nanotime();
   // Spin first: a signalled thread usually answers within microseconds,
   // sooner than a futex wake-up would reach this thread.

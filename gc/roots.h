@@ -67,6 +67,13 @@ struct gcThread {
   uintptr_t stack_lo = 0, stack_hi = 0;  // the thread's own stack
   bool explicit_reg = false;
   std::atomic<uint32_t> acked{0};  // the stop epoch this thread is stopped for
+  // The thread's tl_gc.pending: stop_the_world sets it, so that the thread
+  // stops itself at its next busy_exit (an allocation, a barrier's slow
+  // half) if that comes before the signal does (g_reg_lock keeps it valid).
+  uint32_t* pending = nullptr;
+  // It stopped itself at a poll the last time (not in the signal's
+  // handler): the next stop gives it a moment to do so before signalling.
+  bool polls = false;
   // While stopped: the stack ranges that are roots (roots.h, above), the
   // interrupted registers, and the M's current task, if the thread is an M.
   // owns_curg: one of the ranges is on stop_curg's stack, so the task was

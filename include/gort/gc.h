@@ -22,8 +22,9 @@
  * goes through gort_gc_write() (C) or a Member<T> (C++). Stores to local
  * variables (stacks, registers) need no barrier.
  *
- * Threads that are registered are stopped with a signal for the short
- * stop-the-world phases: they never have to poll. The signal is SIGPWR, or
+ * Threads that are registered are stopped for the short stop-the-world
+ * phases at their next GC allocation or barrier, or else by a signal: they
+ * never have to poll. The signal is SIGPWR, or
  * the one GORT_GC_SIGNAL names (docs/tuning.md); it is installed with
  * SA_RESTART and SA_ONSTACK, and the collector refuses to start (a fatal
  * error naming GORT_GC_SIGNAL) if the program or another runtime already

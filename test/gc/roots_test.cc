@@ -226,6 +226,64 @@ BOOST_AUTO_TEST_CASE(unregistering_drops_the_threads_gc_cache) {
   BOOST_CHECK_EQUAL(bad.load(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_thread_blocking_the_stop_signal_stops_where_it_allocates) {
+  // A registered thread that then blocks every signal (as worker pools
+  // often do) never takes the stop signal; it stops at its next allocation,
+  // where it polls the stop request. Collections must go on completing while
+  // it runs, and what it holds must stay intact.
+  std::atomic<uint64_t> bad{0};
+  std::atomic<int> blocked{0};
+  std::atomic<bool> done{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 3; t++)
+    ts.emplace_back([&, t] {
+      churn(1);  // registers the thread (and unblocks the stop signal)
+      sigset_t all, old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, &old);
+      blocked++;
+      // volatile: otherwise the compiler may keep only a strength-reduced
+      // form of the pointer (p - 8 * id * K) for intact's loop, which no
+      // conservative collector can see.
+      tagged* volatile keep[8] = {};
+      uint64_t round = 0;
+      while (!done.load()) {
+        uint64_t id = static_cast<uint64_t>(t) << 32 | round++;
+        keep[round % 8] = fresh(id);
+        churn(16);
+        if (!intact(keep[round % 8], id)) bad++;
+      }
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      gort_gc_unregister_thread();
+    });
+  while (blocked.load() < 3) std::this_thread::yield();
+  gort_gc_stats_t st;
+  gort_gc_stats(&st);
+  uint64_t before = st.cycles;
+  // Without the poll, the first stop would wait for a signal the threads
+  // never take: no cycle completes while they run (the collector gives up
+  // after 20 s). Collections run on a thread of their own, so that this one
+  // can end the workers' loop whatever happens.
+  std::atomic<int> collected{0};
+  std::thread collector([&] {
+    for (int i = 0; i < 5; i++) {
+      gort_gc_collect();
+      collected++;
+    }
+  });
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (collected.load() < 5 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  int got = collected.load();
+  done = true;
+  for (auto& t : ts) t.join();
+  collector.join();
+  gort_gc_stats(&st);
+  BOOST_CHECK_EQUAL(got, 5);
+  BOOST_CHECK_GE(st.cycles - before, 5u);
+  BOOST_CHECK_EQUAL(bad.load(), 0u);
+}
+
 BOOST_AUTO_TEST_CASE(weak_get_never_answers_null_for_a_live_object) {
   constexpr int kN = 4096;
   static tagged* live[kN];
