@@ -47,6 +47,10 @@ constexpr int64_t kIdleHeapBytes = 16 << 20;
 std::atomic<bool> g_pending{false};
 std::atomic<uint32_t> g_want{0};  // cycles asked for (futex: the collector waits on it)
 std::atomic<uint32_t> g_done{0};  // cycles finished, sweep included (futex: collect waits)
+// Requests that must run a cycle whatever the heap (gort_gc_collect,
+// gcstress, idle cycles); the others come from the trigger and are tested
+// again once the last cycle's sweep is done (controller_main).
+std::atomic<uint32_t> g_forced{0};
 std::atomic<bool> g_started{false};
 constinit alloc::mutex g_start_lock;
 int64_t g_start_ns = 0;
@@ -277,7 +281,7 @@ void* controller_main(void*) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, nullptr);
-  uint32_t served = 0;
+  uint32_t served = 0, forced_seen = 0;
   uint64_t idle_alloc = 0, idle_cycle_alloc = ~uint64_t{0};
   bool idle = false;  // the cycle about to run is an idle cycle
   for (;;) {
@@ -309,6 +313,23 @@ void* controller_main(void*) {
       g_want.fetch_add(1, std::memory_order_acq_rel);
     }
     served = want;
+    uint32_t forced = g_forced.load(std::memory_order_acquire);
+    if (!idle && forced == forced_seen) {
+      // Only the trigger asked. It read a heap that still counted the last
+      // cycle's unswept garbage: finish that sweep and test again (Go's
+      // gcStart does the same). Started on the inflated figure, a cycle
+      // begins with the heap far below the trigger, marks for longer, and
+      // allocates black meanwhile what the next goal then counts as live;
+      // binary-trees' heap swung between 190 and 340 MB on it.
+      sweep_all();
+      if (!pacer_should_trigger(g_heap_alloc.load(std::memory_order_relaxed))) {
+        g_pending.store(false, std::memory_order_release);
+        g_done.store(served, std::memory_order_release);
+        alloc::futex_wake(&g_done, 1 << 30);
+        continue;
+      }
+    }
+    forced_seen = forced;
     pacer_limiter_wait();
     run_cycle();
     g_done.store(served, std::memory_order_release);
@@ -432,7 +453,10 @@ void note_alloc_slow() {
   int64_t heap = g_heap_alloc.load(std::memory_order_relaxed);
   if (__builtin_expect(alloc::g_options.gcstress > 0, 0) &&
       ++tl_gc.refills % static_cast<uint64_t>(alloc::g_options.gcstress) == 0) {
-    if (!g_pending.exchange(true, std::memory_order_acq_rel)) request_cycle();
+    if (!g_pending.exchange(true, std::memory_order_acq_rel)) {
+      g_forced.fetch_add(1, std::memory_order_acq_rel);
+      request_cycle();
+    }
     return;
   }
   if (!pacer_should_trigger(heap)) return;
@@ -448,6 +472,7 @@ namespace alloc = gort::alloc;
 GORT_EXPORT void gort_gc_collect(void) {
   ensure_started();
   if (g_forked.load(std::memory_order_relaxed)) return;
+  g_forced.fetch_add(1, std::memory_order_acq_rel);
   uint32_t target = g_want.fetch_add(1, std::memory_order_acq_rel) + 1;
   alloc::futex_wake(&g_want, 1);
   for (;;) {

@@ -182,7 +182,7 @@ void stop_handler(int, siginfo_t*, void* ucv) {
     ahi = alo + uc->uc_stack.ss_size;
   }
   record_ranges(t, static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RSP]), alo, ahi);
-  t->polls = false;
+  if (t->polls) t->polls--;
   park_stopped(t, e);
   errno = saved;
 }
@@ -340,7 +340,7 @@ void stop_deferred() {
   if (t->acked.load(std::memory_order_relaxed) == e) return;
   __builtin_unwind_init();
   int saved = errno;
-  t->polls = true;
+  t->polls = 2;
   park_deferred(t, e);
   errno = saved;
 }
@@ -551,9 +551,10 @@ int64_t stop_the_world() {
   // A poll costs a cache miss; a signal costs the collector 15-45 us of
   // tgkill per thread on a virtual machine (an IPI) and as much again to
   // arrive. So a thread that stopped itself at a poll last time is given
-  // kPollGraceNs to do so again before it is signalled; the others (idle
-  // Ms, threads in system calls or long computations) are signalled at
-  // once. Whichever request comes second finds the ack for this epoch.
+  // kPollGraceNs to do so again before it is signalled (twice: see
+  // gcThread::polls); the others (idle Ms, threads in system calls or long
+  // computations) are signalled at once. Whichever request comes second finds the ack for this
+  // epoch.
   uint32_t want = 0;
   for (gcThread* t = g_threads; t; t = t->next) {
     __atomic_store_n(t->pending, 1, __ATOMIC_RELEASE);

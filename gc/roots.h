@@ -71,9 +71,11 @@ struct gcThread {
   // stops itself at its next busy_exit (an allocation, a barrier's slow
   // half) if that comes before the signal does (g_reg_lock keeps it valid).
   uint32_t* pending = nullptr;
-  // It stopped itself at a poll the last time (not in the signal's
-  // handler): the next stop gives it a moment to do so before signalling.
-  bool polls = false;
+  // Whether it stops itself at polls: 2 after a stop at a poll, one less
+  // after each stop in the signal's handler. While above 0 the next stop
+  // gives it a moment to poll before signalling it, so one stop that found
+  // it blocked (say in gort_gc_collect) does not cost the next one a signal.
+  uint8_t polls = 0;
   // While stopped: the stack ranges that are roots (roots.h, above), the
   // interrupted registers, and the M's current task, if the thread is an M.
   // owns_curg: one of the ranges is on stop_curg's stack, so the task was
