@@ -195,9 +195,66 @@ void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w) {
     shade(__atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED), w);
 }
 
-void scan_object(uintptr_t base, mspan* s, gcWork& w) {
+namespace {
+
+// Large objects are scanned in oblets of kOblet bytes (Go's maxObletBytes):
+// scanning the object's first one pushes the others as grey entries (their
+// addresses, inside the object), each scanned on its own. A 1 GiB pointer
+// array is then 8,192 short steps that markers share, not one scan of
+// hundreds of milliseconds, which in an assist (a busy region) would hold
+// every stop of the world back for as long. Objects with a trace callback
+// are scanned whole: the callback cannot be asked for a part.
+constexpr size_t kOblet = 128 << 10;
+
+// Scans the part [lo, hi) of a large object at base with s's kind.
+void scan_oblet(uintptr_t base, const mspan* s, uintptr_t lo, uintptr_t hi, gcWork& w) {
+  if (s->gckind == gcKind::conservative) {
+    for (uintptr_t a = lo; a + 8 <= hi; a += 8)
+      shade(__atomic_load_n(reinterpret_cast<const uintptr_t*>(a), __ATOMIC_RELAXED), w);
+    return;
+  }
+  // Typed, by pointer map: word i of the object proper is a pointer if bit
+  // (i mod element words) of the map is set.
+  const uintptr_t* h = reinterpret_cast<const uintptr_t*>(base);
+  auto* type = reinterpret_cast<const gort_gc_type*>(__atomic_load_n(&h[0], __ATOMIC_RELAXED));
+  size_t nwords = h[1] / sizeof(uintptr_t);
+  size_t elem_words = type->elem_size / sizeof(uintptr_t);
+  if (elem_words == 0 || elem_words > nwords) elem_words = nwords;
+  uintptr_t obj = base + kTypedHeader;
+  if (lo < obj) lo = obj;
+  size_t i = (lo - obj) / sizeof(uintptr_t);
+  size_t end = hi > obj ? (hi - obj) / sizeof(uintptr_t) : 0;
+  if (end > nwords) end = nwords;
+  const uintptr_t* words = reinterpret_cast<const uintptr_t*>(obj);
+  for (size_t j = i % elem_words; i < end; i++) {
+    if (type->ptrmap[j / 64] >> (j % 64) & 1)
+      shade(__atomic_load_n(&words[i], __ATOMIC_RELAXED), w);
+    if (++j == elem_words) j = 0;
+  }
+}
+
+// Whether the object of s is scanned in oblets (see kOblet).
+inline bool in_oblets(const mspan* s) {
+  if (s->state != alloc::spanState::gclarge || object_size(s) <= kOblet) return false;
+  if (s->gckind == gcKind::conservative) return true;
+  if (s->gckind != gcKind::typed) return false;
+  const uintptr_t* h = reinterpret_cast<const uintptr_t*>(s->base);
+  auto* type = reinterpret_cast<const gort_gc_type*>(__atomic_load_n(&h[0], __ATOMIC_RELAXED));
+  return type && !type->trace && type->ptrmap;
+}
+
+}  // namespace
+
+void scan_object(uintptr_t obj, mspan* s, gcWork& w) {
+  if (__builtin_expect(in_oblets(s), 0)) {
+    uintptr_t base = s->base, end = base + object_size(s);
+    if (obj == base)
+      for (uintptr_t o = base + kOblet; o < end; o += kOblet) w.push(o);
+    scan_oblet(base, s, obj, obj + kOblet < end ? obj + kOblet : end, w);
+    return;
+  }
   gort_gc_tracer t{&w, 0};
-  visit_object(base, s, &t, [&w](uintptr_t v) { shade(v, w); });
+  visit_object(obj, s, &t, [&w](uintptr_t v) { shade(v, w); });
 }
 
 // Every span on a gcCentral's (or the large objects') partial or full list:

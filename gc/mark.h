@@ -78,8 +78,10 @@ inline void mark_new(mspan* s, uint32_t idx) {
 }
 // Scans [lo, hi) conservatively (stacks, registers, root ranges).
 void scan_range(uintptr_t lo, uintptr_t hi, gcWork& w);
-// Scans the object of s at idx: its kind's way.
-void scan_object(uintptr_t base, mspan* s, gcWork& w);
+// Scans the object of s at base its kind's way. A large object is scanned
+// in 128 KiB oblets: its base scans the first and pushes the others, whose
+// addresses (inside the object) come back here as grey entries.
+void scan_object(uintptr_t obj, mspan* s, gcWork& w);
 // Like scan_object, but without marking the object itself: what objects
 // with finalizers reach stays alive (gc/final.cc).
 void scan_object_children(uintptr_t obj, gcWork& w);

@@ -2,6 +2,7 @@
 // references, finalizers (Go's semantics), precise pointer maps, C++ types.
 #include <boost/test/unit_test.hpp>
 #include <string>
+#include <vector>
 
 #include "common.h"
 
@@ -170,6 +171,66 @@ BOOST_AUTO_TEST_CASE(pointer_maps_repeat_over_arrays) {
   for (int i = 0; i < 8; i++) BOOST_CHECK_MESSAGE(alive(w[i]) == (i % 2 == 0), "element " << i);
   gort_gc_handle_free(h);
   for (auto* x : w) gort_gc_weak_free(x);
+}
+
+// Word 1 of each 24-byte element is a pointer; 131072 is not a multiple of
+// 24, so the oblets (128 KiB parts, gc/mark.cc) start inside elements.
+static const uint64_t kMid[1] = {0b010};
+static const gort_gc_type kTriple = {"triple", 24, kMid, nullptr};
+
+BOOST_AUTO_TEST_CASE(large_arrays_are_scanned_in_oblets) {
+  // Large objects are scanned 128 KiB at a time: every part of a typed array
+  // and of a conservative block is scanned, with the pointer map applied
+  // from the right word in parts that start inside an element.
+  constexpr size_t kElems = 20000;            // 480,000 bytes + header: 4 oblets
+  constexpr size_t kWords = (512 << 10) / 8;  // conservative: 4 oblets
+  std::vector<size_t> at;                     // element indices to test
+  for (size_t m = 1; m <= 3; m++) {
+    size_t edge = ((m << 17) - 16) / 24;  // the element an oblet starts in
+    for (size_t d = 0; d < 3; d++) at.push_back(edge - 1 + d);
+  }
+  for (size_t i = 0; i < kElems; i += kElems / 16) at.push_back(i);
+  at.push_back(kElems - 1);
+  std::vector<gort_gc_weak*> kept, dropped, plain;
+  gort_gc_handle *ht = nullptr, *hc = nullptr;
+  on_thread([&] {
+    auto** arr = static_cast<void**>(gort_gc_alloc(kElems * 24, &kTriple));
+    auto** blk = static_cast<void**>(gort_gc_alloc(kWords * 8, nullptr));
+    BOOST_REQUIRE(arr && blk);
+    uint64_t seq = 1000;
+    for (size_t i : at) {
+      payload* k = make_payload(seq++);
+      payload* d = make_payload(seq++);
+      gort_gc_write(&arr[3 * i + 1], k);
+      gort_gc_write(&arr[3 * i + (i % 2 ? 2 : 0)], d);  // not a pointer slot
+      kept.push_back(gort_gc_weak_new(k));
+      dropped.push_back(gort_gc_weak_new(d));
+    }
+    for (size_t w = 0; w < kWords; w += 1021) {
+      payload* p = make_payload(w);
+      gort_gc_write(&blk[w], p);
+      plain.push_back(gort_gc_weak_new(p));
+    }
+    ht = gort_gc_handle_new(arr);
+    hc = gort_gc_handle_new(blk);
+  });
+  collect(2);
+  for (size_t j = 0; j < at.size(); j++) {
+    BOOST_CHECK_MESSAGE(alive(kept[j]), "pointer word of element " << at[j]);
+    BOOST_CHECK_MESSAGE(!alive(dropped[j]), "non-pointer word of element " << at[j]);
+  }
+  on_thread([&] {
+    auto** blk = static_cast<payload**>(gort_gc_handle_get(hc));
+    size_t j = 0;
+    for (size_t w = 0; w < kWords; w += 1021, j++) {
+      BOOST_CHECK_MESSAGE(gort_gc_weak_get(plain[j]) != nullptr, "conservative word " << w);
+      BOOST_CHECK(blk[w]->magic == kMagic && blk[w]->seq == w);
+    }
+  });
+  gort_gc_handle_free(ht);
+  gort_gc_handle_free(hc);
+  for (auto* v : {&kept, &dropped, &plain})
+    for (auto* x : *v) gort_gc_weak_free(x);
 }
 
 namespace {
