@@ -12,16 +12,20 @@
 // pool/ asks the scheduler); a plain thread uses one of the kThreadShards
 // after them, picked by a hash of its thread pointer.
 //
-// Why every operation is atomic (unlike Go's). Go pins the goroutine to its
-// P (no preemption) around a pool operation, so a private slot has one
-// owner and a poolDequeue one producer. gort cannot pin: a task may be
-// preempted or handed off between reading its P id and using the shard, and
-// plain threads share shards. So the private slot is taken with an
-// exchange and filled with a compare-and-swap, and the ring is Vyukov's
-// bounded multi-producer multi-consumer queue (a sequence number per cell):
-// any number of putters and getters per shard, lock-free, no ABA, and an
-// object is in at most one cell or slot at a time. The P id is only a
-// locality hint: a stale one costs a cache miss, never correctness.
+// Why (almost) every operation is atomic (unlike Go's). Go pins the
+// goroutine to its P around a pool operation, does not steal private slots
+// and cleans up with the world stopped, so a private slot has one owner and
+// a poolDequeue one producer. Here other shards steal private slots and the
+// cleanup drains them beside the program, so a private slot is emptied with
+// an exchange; plain threads share shards, and P ids past kPShards share
+// one, so the ring is Vyukov's bounded multi-producer multi-consumer queue
+// (a sequence number per cell): any number of putters and getters per
+// shard, lock-free, no ABA, and an object is in at most one cell or slot at
+// a time. One thing is not atomic: a task whose P owns its shard (id below
+// kPShards) fills the private slot with a plain store when it sees it
+// empty. Only that P's tasks fill it, and a task keeps its P for a whole
+// pool operation (gort's code is never preempted, and a P is handed off
+// only in a blocking call), so nobody else can fill it in between.
 // Invariant: every pooled object is in exactly one private slot or ring
 // cell of one generation; a get removes it from there with one atomic step
 // (exchange, or the consumer's claim of a cell), so no object is handed out
@@ -199,9 +203,8 @@ poolRing* ring_new(bool gc) {
   return r;
 }
 
-// The shard of the calling thread or task.
-inline int shard() {
-  int id = rt::poolhook::this_p_id();
+// The shard of the calling thread or task, given its P id (poolhook).
+inline int shard_of(int id) {
   if (id >= 0) return id % kPShards;
   uintptr_t t = reinterpret_cast<uintptr_t>(pthread_self());
   t = (t >> 12) * 0x9E3779B97F4A7C15ull;
@@ -323,7 +326,7 @@ GORT_EXPORT gort_pool* gort_pool_new(void* (*new_fn)(void*), void (*drop)(void*,
 
 GORT_EXPORT void* gort_pool_get(gort_pool* p) {
   ensure_registered(p->gc);
-  int s = shard();
+  int s = shard_of(gort::rt::poolhook::this_p_id());
   uint32_t c = p->cur.load(std::memory_order_acquire);
   void* x = take_gen(p->gens[c], s, p->gc);
   if (!x) x = take_gen(p->gens[c ^ 1], s, p->gc);
@@ -334,9 +337,21 @@ GORT_EXPORT void* gort_pool_get(gort_pool* p) {
 GORT_EXPORT void gort_pool_put(gort_pool* p, void* x) {
   if (!x) return;
   ensure_registered(p->gc);
-  int s = shard();
+  int id = gort::rt::poolhook::this_p_id();
+  int s = shard_of(id);
   poolLocal* l = &p->gens[p->cur.load(std::memory_order_acquire)]->locals[s];
   if (!__atomic_load_n(&l->priv, __ATOMIC_RELAXED)) {
+    if (id >= 0 && id < kPShards) {
+      // The task's P owns this slot: only its tasks fill it, one at a time
+      // (gort code is never preempted, so the task keeps its P until this
+      // put returns), and everyone else only empties it (a get's exchange
+      // of a non-null value, the cleanup's drain). Seen empty, it stays
+      // empty until this store: no compare-and-swap needed (one locked
+      // instruction less per get+put pair).
+      __atomic_store_n(&l->priv, x, __ATOMIC_RELEASE);
+      slot_barrier(p->gc, nullptr, x);
+      return;
+    }
     void* none = nullptr;
     if (__atomic_compare_exchange_n(&l->priv, &none, x, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED)) {
