@@ -135,6 +135,7 @@ void mark_task(void* arg) {
 
 std::atomic<void (*)()> g_cycle_hooks[4];
 std::atomic<void (*)()> g_mark_done_hooks[2];
+std::atomic<void (*)()> g_sweepterm_stop_hooks[2], g_sweepterm_after_hooks[2];
 
 void run_cycle() {
   int64_t t_begin = alloc::nanotime();
@@ -153,6 +154,8 @@ void run_cycle() {
   while (sweep_one()) {
   }
   flush_all_caches();
+  for (auto& h : g_sweepterm_stop_hooks)  // before marking begins
+    if (auto fn = h.load(std::memory_order_acquire)) fn();
   if (alloc::g_options.gcverify) verify_unmarked();
   int64_t flush1 = alloc::nanotime() - s1 - stop1;
   g_cache_marked_bytes = 0;
@@ -169,6 +172,8 @@ void run_cycle() {
   start_the_world();
   int64_t p1 = alloc::nanotime() - s1;
   record_pause(p1, 0);
+  for (auto& h : g_sweepterm_after_hooks)
+    if (auto fn = h.load(std::memory_order_acquire)) fn();
   rt::trace::gc_phase(rt::trace::kGCMark);
 
   // 2. Concurrent mark.
@@ -407,6 +412,20 @@ bool on_cycle_start(void (*fn)()) {
   for (auto& h : g_cycle_hooks) {
     void (*none)() = nullptr;
     if (h.compare_exchange_strong(none, fn, std::memory_order_acq_rel)) return true;
+  }
+  return false;
+}
+
+bool on_sweep_termination(void (*in_stop)(), void (*after)()) {
+  for (size_t i = 0; i < 2; i++) {
+    void (*none)() = nullptr;
+    // after first: a cycle between the two stores runs an after() with
+    // nothing to do, never an in_stop() without its after().
+    if (g_sweepterm_after_hooks[i].compare_exchange_strong(none, after,
+                                                           std::memory_order_acq_rel)) {
+      g_sweepterm_stop_hooks[i].store(in_stop, std::memory_order_release);
+      return true;
+    }
   }
   return false;
 }

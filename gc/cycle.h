@@ -45,6 +45,13 @@ extern uint64_t g_cache_marked_bytes;
 // cycle, after the previous sweep and before the first stop (so it may lock
 // and free, but must not wait for a cycle). At most 4 hooks; false if full.
 bool on_cycle_start(void (*fn)());
+// Around sweep termination: in_stop() runs inside its stop, every cache
+// flushed and before marking begins (it must not lock anything a program
+// thread may hold outside a busy region, nor allocate); after() runs on the
+// collector's thread once the world has started again (it may lock and
+// free). The pools' P-owned private slots (pool/pool.cc). At most 2 pairs;
+// false if full.
+bool on_sweep_termination(void (*in_stop)(), void (*after)());
 // fn runs on the collector's thread at every mark termination, the world
 // stopped and every cache flushed, before sweeping is prepared (the mark
 // bits are the cycle's final ones): GORT_DEBUG=poolcheck's heap check. It

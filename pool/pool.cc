@@ -12,20 +12,22 @@
 // pool/ asks the scheduler); a plain thread uses one of the kThreadShards
 // after them, picked by a hash of its thread pointer.
 //
-// Why (almost) every operation is atomic (unlike Go's). Go pins the
-// goroutine to its P around a pool operation, does not steal private slots
-// and cleans up with the world stopped, so a private slot has one owner and
-// a poolDequeue one producer. Here other shards steal private slots and the
-// cleanup drains them beside the program, so a private slot is emptied with
-// an exchange; plain threads share shards, and P ids past kPShards share
-// one, so the ring is Vyukov's bounded multi-producer multi-consumer queue
-// (a sequence number per cell): any number of putters and getters per
-// shard, lock-free, no ABA, and an object is in at most one cell or slot at
-// a time. One thing is not atomic: a task whose P owns its shard (id below
-// kPShards) fills the private slot with a plain store when it sees it
-// empty. Only that P's tasks fill it, and a task keeps its P for a whole
-// pool operation (gort's code is never preempted, and a P is handed off
-// only in a blocking call), so nobody else can fill it in between.
+// P-owned private slots. Go pins the goroutine to its P around a pool
+// operation, does not steal private slots and cleans up with the world
+// stopped, so a private slot has one owner and needs no atomic step. gort
+// does the same for the shards of Ps 0-23: only tasks of that P use the
+// shard (a task keeps its P for a whole pool operation: gort's code is
+// never preempted, and a P is handed off only in a blocking call), no one
+// steals its private slot, and the cleanup empties it inside the
+// sweep-termination stop. The owner reads and writes the slot with plain
+// steps inside a busy region, so no stop comes between them (every M is
+// registered with the collector). Plain threads, and tasks of Ps past 23,
+// use the thread shards, where every step is atomic: the private slot is
+// taken with an exchange and filled with a compare-and-swap, and stolen by
+// others. Every shard's ring is Vyukov's bounded multi-producer
+// multi-consumer queue (a sequence number per cell): any number of putters
+// and getters per shard, lock-free, no ABA, and an object is in at most one
+// cell or slot at a time.
 // Invariant: every pooled object is in exactly one private slot or ring
 // cell of one generation; a get removes it from there with one atomic step
 // (exchange, or the consumer's claim of a cell), so no object is handed out
@@ -35,19 +37,21 @@
 // store): Go's chain grows without bound, this one holds at most
 // kShards * (kRing + 1) objects per generation.
 //
-// Victim cache (Go's poolCleanup, Go issue 22950). gc/cycle.cc calls
-// pool_cleanup on the collector's thread at the start of every cycle,
-// before the world is stopped: for each pool it drains the victim
-// generation (dropping each object) and then flips cur, so the old primary
-// becomes the victim and the drained generation the primary. An object put
-// just before cycle k is in the victim after k and dropped at k + 1. Gets
-// and puts run concurrently with the cleanup: a put that read cur before the
-// flip lands in what is now the victim (dropped one cycle early, still
-// dropped exactly once); a get may take from the victim being drained (one
-// atomic step each, so either the get or the drop has the object). Go does
-// this in a stop-the-world with every P unpinned; here the atomics make it
-// safe beside the program, and drop functions (which may lock and free) do
-// not run while threads are stopped holding the allocator's locks.
+// Victim cache (Go's poolCleanup, Go issue 22950), in three steps on the
+// collector's thread (gc/cycle.h's hooks). At the start of every cycle,
+// before the world is stopped, pool_cleanup drops what the victim
+// generation's rings and thread shards' private slots hold. Inside the
+// sweep-termination stop, pool_stop takes the victim's P-owned private
+// objects aside and flips cur, so the old primary becomes the victim and the
+// drained generation the primary. Once the world runs again, pool_after
+// drops what pool_stop took aside. An object put just before cycle k is in
+// the victim after k and dropped at k + 1. Gets and puts on thread shards
+// and rings run beside the first step: a put that read cur before the flip
+// lands in what is now the victim (dropped one cycle early, still dropped
+// exactly once); a get may take from the victim being drained (one atomic
+// step each, so either the get or the drop has the object). Drop functions
+// (which may lock and free) never run while threads are stopped holding the
+// allocator's locks.
 //
 // GC objects (GORT_POOL_GC). A generation's shard array and every ring are
 // root ranges (gort_gc_add_roots), and every store into them goes through
@@ -59,7 +63,9 @@
 // with the collector (as gort_gc_alloc does), so what it took is a root.
 //
 // Lock order: g_pools_lock (the list of pools) is a leaf except for the drop
-// functions called under it; a drop function must not free a pool.
+// functions called under it; a drop function must not free a pool. Program
+// threads take it only inside a busy region (busy_lock): pool_stop takes it
+// with the world stopped.
 #include "gort/pool.h"
 
 #include <errno.h>
@@ -119,6 +125,9 @@ struct gort_pool {
   void (*drop)(void*, void*);
   void* arg;
   bool gc;
+  // The victim's P-owned private objects, taken in the sweep-termination
+  // stop and dropped right after it (pool_stop, pool_after; g_pools_lock).
+  void* doomed[gort::pool::kPShards];
   gort_pool* next;  // g_pools (g_pools_lock)
   gort_pool* prev;
 };
@@ -205,7 +214,7 @@ poolRing* ring_new(bool gc) {
 
 // The shard of the calling thread or task, given its P id (poolhook).
 inline int shard_of(int id) {
-  if (id >= 0) return id % kPShards;
+  if (id >= 0 && id < kPShards) return id;
   uintptr_t t = reinterpret_cast<uintptr_t>(pthread_self());
   t = (t >> 12) * 0x9E3779B97F4A7C15ull;
   return kPShards + static_cast<int>(t >> 61) % kThreadShards;
@@ -218,12 +227,26 @@ inline void* take_private(poolLocal* l, bool gc) {
   return x;
 }
 
-// Go's getSlow over one generation: the own shard's ring, then steal.
+// A P-owned private slot, by its owner inside a busy region (see "P-owned
+// private slots" above): a plain load and store. The caller runs the
+// barrier's slow half (slot_barrier) once out of the busy region.
+inline void* take_owned(poolLocal* l) {
+  void* x = __atomic_load_n(&l->priv, __ATOMIC_RELAXED);
+  if (x) __atomic_store_n(&l->priv, nullptr, __ATOMIC_RELAXED);
+  return x;
+}
+
+// Go's getSlow over one generation, past the caller's P-owned private slot:
+// a plain thread's own private slot, the own shard's ring, then steal from
+// the others' rings and the plain threads' private slots (never a P's
+// private slot: it has one owner).
 void* take_gen(poolGen* g, int s, bool gc) {
-  if (void* x = take_private(&g->locals[s], gc)) return x;
+  if (s >= kPShards)
+    if (void* x = take_private(&g->locals[s], gc)) return x;
   for (int i = 0; i < kShards; i++) {
-    poolLocal* l = &g->locals[(s + i) % kShards];
-    if (i > 0)
+    int k = (s + i) % kShards;
+    poolLocal* l = &g->locals[k];
+    if (i > 0 && k >= kPShards)
       if (void* x = take_private(l, gc)) return x;
     poolRing* r = l->shared.load(std::memory_order_acquire);
     if (r)
@@ -245,14 +268,52 @@ void drain_gen(gort_pool* p, poolGen* g) {
   }
 }
 
-// Go's poolCleanup: on the collector's thread at the start of each cycle.
+// Go's poolCleanup, in three steps on the collector's thread. At the start
+// of each cycle: drop what the victim's rings and plain threads' private
+// slots hold (atomic steps, beside the program).
 void pool_cleanup() {
   gort::alloc::lock_guard lk(g_pools_lock);
   for (gort_pool* p = g_pools; p; p = p->next) {
+    poolGen* v = p->gens[p->cur.load(std::memory_order_relaxed) ^ 1];
+    for (int s = 0; s < kShards; s++) {
+      poolLocal& l = v->locals[s];
+      if (s >= kPShards)
+        if (void* x = take_private(&l, p->gc)) drop_one(p, x);
+      if (poolRing* r = l.shared.load(std::memory_order_acquire))
+        while (void* x = ring_pop(r, p->gc)) drop_one(p, x);
+    }
+  }
+}
+
+// In the sweep-termination stop (no owner is inside a pool operation: those
+// are busy regions): take the victim's P-owned private objects aside and
+// flip, so the old primary becomes the victim. Marking has not begun, so
+// the slots are cleared without the barrier.
+void pool_stop() {
+  gort::alloc::lock_guard lk(g_pools_lock);  // never held outside a busy region
+  for (gort_pool* p = g_pools; p; p = p->next) {
     uint32_t c = p->cur.load(std::memory_order_relaxed);
-    drain_gen(p, p->gens[c ^ 1]);
+    poolGen* v = p->gens[c ^ 1];
+    for (int s = 0; s < kPShards; s++) {
+      p->doomed[s] = v->locals[s].priv;
+      v->locals[s].priv = nullptr;
+    }
     p->cur.store(c ^ 1, std::memory_order_release);
   }
+}
+
+// Once the world runs again: drop what pool_stop took aside.
+void drop_doomed(gort_pool* p) {
+  for (void*& x : p->doomed)
+    if (x) {
+      void* y = x;
+      x = nullptr;
+      drop_one(p, y);
+    }
+}
+void pool_after() {
+  gort::alloc::lock_guard lk(g_pools_lock);
+  for (gort_pool* p = g_pools; p; p = p->next) drop_doomed(p);
 }
 
 poolGen* gen_new(bool gc) {
@@ -293,9 +354,10 @@ GORT_EXPORT gort_pool* gort_pool_new(void* (*new_fn)(void*), void (*drop)(void*,
     return nullptr;
   }
   if (!g_hooked.load(std::memory_order_acquire)) {
-    gort::alloc::lock_guard lk(g_pools_lock);
+    gort::gc::busy_lock lk(g_pools_lock);
     if (!g_hooked.load(std::memory_order_relaxed)) {
-      if (!gort::gc::on_cycle_start(&pool_cleanup)) {
+      if (!gort::gc::on_cycle_start(&pool_cleanup) ||
+          !gort::gc::on_sweep_termination(&pool_stop, &pool_after)) {
         errno = ENOMEM;
         return nullptr;
       }
@@ -317,7 +379,7 @@ GORT_EXPORT gort_pool* gort_pool_new(void* (*new_fn)(void*), void (*drop)(void*,
   p->drop = drop;
   p->arg = arg;
   p->gc = gc;
-  gort::alloc::lock_guard lk(g_pools_lock);
+  gort::gc::busy_lock lk(g_pools_lock);  // pool_stop takes it inside a stop
   p->next = g_pools;
   if (g_pools) g_pools->prev = p;
   g_pools = p;
@@ -327,6 +389,19 @@ GORT_EXPORT gort_pool* gort_pool_new(void* (*new_fn)(void*), void (*drop)(void*,
 GORT_EXPORT void* gort_pool_get(gort_pool* p) {
   ensure_registered(p->gc);
   int s = shard_of(gort::rt::poolhook::this_p_id());
+  if (s < kPShards) {
+    // The P-owned private slots (primary, then victim) are read and cleared
+    // with plain steps: no stop of the world (pool_stop) comes between them.
+    gort::gc::busy_enter();
+    uint32_t c = p->cur.load(std::memory_order_acquire);
+    void* x = take_owned(&p->gens[c]->locals[s]);
+    if (!x) x = take_owned(&p->gens[c ^ 1]->locals[s]);
+    gort::gc::busy_exit();
+    if (x) {
+      slot_barrier(p->gc, x, nullptr);
+      return x;
+    }
+  }
   uint32_t c = p->cur.load(std::memory_order_acquire);
   void* x = take_gen(p->gens[c], s, p->gc);
   if (!x) x = take_gen(p->gens[c ^ 1], s, p->gc);
@@ -337,21 +412,23 @@ GORT_EXPORT void* gort_pool_get(gort_pool* p) {
 GORT_EXPORT void gort_pool_put(gort_pool* p, void* x) {
   if (!x) return;
   ensure_registered(p->gc);
-  int id = gort::rt::poolhook::this_p_id();
-  int s = shard_of(id);
-  poolLocal* l = &p->gens[p->cur.load(std::memory_order_acquire)]->locals[s];
-  if (!__atomic_load_n(&l->priv, __ATOMIC_RELAXED)) {
-    if (id >= 0 && id < kPShards) {
-      // The task's P owns this slot: only its tasks fill it, one at a time
-      // (gort code is never preempted, so the task keeps its P until this
-      // put returns), and everyone else only empties it (a get's exchange
-      // of a non-null value, the cleanup's drain). Seen empty, it stays
-      // empty until this store: no compare-and-swap needed (one locked
-      // instruction less per get+put pair).
-      __atomic_store_n(&l->priv, x, __ATOMIC_RELEASE);
+  int s = shard_of(gort::rt::poolhook::this_p_id());
+  poolLocal* l;
+  if (s < kPShards) {
+    // The task's P owns the slot (see "P-owned private slots" above).
+    gort::gc::busy_enter();
+    l = &p->gens[p->cur.load(std::memory_order_acquire)]->locals[s];
+    bool empty = !__atomic_load_n(&l->priv, __ATOMIC_RELAXED);
+    if (empty) __atomic_store_n(&l->priv, x, __ATOMIC_RELAXED);
+    gort::gc::busy_exit();
+    if (empty) {
       slot_barrier(p->gc, nullptr, x);
       return;
     }
+  } else {
+    l = &p->gens[p->cur.load(std::memory_order_acquire)]->locals[s];
+  }
+  if (s >= kPShards && !__atomic_load_n(&l->priv, __ATOMIC_RELAXED)) {
     void* none = nullptr;
     if (__atomic_compare_exchange_n(&l->priv, &none, x, false, __ATOMIC_RELEASE,
                                     __ATOMIC_RELAXED)) {
@@ -379,13 +456,14 @@ GORT_EXPORT void gort_pool_put(gort_pool* p, void* x) {
 GORT_EXPORT void gort_pool_free(gort_pool* p) {
   if (!p) return;
   {
-    gort::alloc::lock_guard lk(g_pools_lock);
+    gort::gc::busy_lock lk(g_pools_lock);
     if (p->prev)
       p->prev->next = p->next;
     else
       g_pools = p->next;
     if (p->next) p->next->prev = p->prev;
   }
+  drop_doomed(p);  // unlinked: pool_after no longer sees it
   for (auto* g : p->gens) {
     drain_gen(p, g);
     gen_free(g, p->gc);

@@ -149,6 +149,43 @@ BOOST_AUTO_TEST_CASE(victim_cache_drops_over_exactly_two_cycles) {
   BOOST_TEST(g_dropped == 1);
 }
 
+BOOST_AUTO_TEST_CASE(a_ps_private_object_is_dropped_over_exactly_two_cycles) {
+  // The same inside a task: the object sits in the P's own private slot,
+  // which only the sweep-termination stop empties (pool/pool.cc).
+  counters_reset r;
+  pacer_off off;
+  gort::Pool<Obj> p;
+  bool ok = true;
+  int dropped_after[3] = {-1, -1, -1};
+  gort::run(
+      [&] {
+        Obj* a = new Obj;
+        p.put(a);
+        gort_gc_collect();                          // not collect(): an M stays registered
+        ok = ok && g_dropped == 0 && p.get() == a;  // from the victim cache
+        p.put(a);
+        gort_gc_collect();  // not collect(): an M stays registered
+        dropped_after[0] = g_dropped;
+        gort_gc_collect();  // not collect(): an M stays registered
+        dropped_after[1] = g_dropped;
+        ok = ok && p.get() == nullptr;
+        Obj* b = new Obj;
+        p.put(b);
+        for (int i = 0; i < 5; i++) {
+          gort_gc_collect();  // not collect(): an M stays registered
+          Obj* x = p.get();
+          ok = ok && x == b;
+          p.put(x);
+        }
+        dropped_after[2] = g_dropped;
+      },
+      gort::RunOptions{1, 0});
+  BOOST_TEST(ok);
+  BOOST_TEST(dropped_after[0] == 0);
+  BOOST_TEST(dropped_after[1] == 1);
+  BOOST_TEST(dropped_after[2] == 1);
+}
+
 BOOST_AUTO_TEST_CASE(drop_function_replaces_delete) {
   counters_reset r;
   pacer_off off;
