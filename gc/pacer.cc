@@ -23,6 +23,9 @@ gcControllerState gcController;
 
 namespace {
 
+// The CPU count, read once by pacer_init: sysconf reads a file under /sys,
+// tens of microseconds that mark termination must not spend inside a stop.
+int g_ncpu = 1;
 constexpr int64_t kMinGoal = 4 << 20;
 constexpr double kGoalUtilization = 0.25;  // background mark: 25% of the Ps
 // Left for the memory limit's estimate to be off (Go: 3%, at least 1 MiB).
@@ -71,12 +74,6 @@ int64_t limit_goal_now() {
   return gcController.limitGoal.load(std::memory_order_relaxed);
 }
 
-}  // namespace
-
-// The CPU count, read once by pacer_init: sysconf reads a file under /sys,
-// tens of microseconds that mark termination must not spend inside a stop.
-namespace {
-int g_ncpu = 1;
 }  // namespace
 
 int pacer_procs() {

@@ -553,8 +553,8 @@ int64_t stop_the_world() {
   // arrive. So a thread that stopped itself at a poll last time is given
   // kPollGraceNs to do so again before it is signalled (twice: see
   // gcThread::polls); the others (idle Ms, threads in system calls or long
-  // computations) are signalled at once. Whichever request comes second finds the ack for this
-  // epoch.
+  // computations) are signalled at once. Whichever request comes second
+  // finds the ack for this epoch.
   uint32_t want = 0;
   for (gcThread* t = g_threads; t; t = t->next) {
     __atomic_store_n(t->pending, 1, __ATOMIC_RELEASE);

@@ -8,9 +8,10 @@
 //     same P (Go's poolLocalInternal.private);
 //   - a shared ring (poolRing), made on first use and freed only with the
 //     pool, that other shards steal from (Go's poolChain).
-// A task on P n uses shard n % kPShards (runtime/poolhooks.h: the only thing
-// pool/ asks the scheduler); a plain thread uses one of the kThreadShards
-// after them, picked by a hash of its thread pointer.
+// A task on P n < kPShards uses shard n (runtime/poolhooks.h: the only thing
+// pool/ asks the scheduler); a plain thread, or a task of a P past them,
+// uses one of the kThreadShards after them, picked by a hash of its thread
+// pointer.
 //
 // P-owned private slots. Go pins the goroutine to its P around a pool
 // operation, does not steal private slots and cleans up with the world
@@ -30,8 +31,9 @@
 // cell or slot at a time.
 // Invariant: every pooled object is in exactly one private slot or ring
 // cell of one generation; a get removes it from there with one atomic step
-// (exchange, or the consumer's claim of a cell), so no object is handed out
-// twice.
+// (exchange, or the consumer's claim of a cell), or from its own P-owned
+// slot with plain steps nobody can interleave with, so no object is handed
+// out twice.
 //
 // A full ring drops the object being put (the pool is a cache, not a
 // store): Go's chain grows without bound, this one holds at most
@@ -55,8 +57,8 @@
 //
 // GC objects (GORT_POOL_GC). A generation's shard array and every ring are
 // root ranges (gort_gc_add_roots), and every store into them goes through
-// the write barrier (the exchange and compare-and-swap of the private slot
-// call its slow half like gort_gc_write does), so a pooled GC object stays
+// the write barrier (the private slot's steps, atomic or plain, are
+// followed by its slow half as gort_gc_write does: slot_barrier), so a pooled GC object stays
 // alive and the deletion barrier shades one taken out during a mark. A
 // dropped GC object is only forgotten: the collector frees it later unless
 // the program still reaches it. A thread that uses a GC pool is registered
@@ -259,10 +261,13 @@ void drop_one(gort_pool* p, void* x) {
   if (p->drop) p->drop(x, p->arg);
 }
 
-// Empties a generation, dropping everything in it.
-void drain_gen(gort_pool* p, poolGen* g) {
-  for (auto& l : g->locals) {
-    if (void* x = take_private(&l, p->gc)) drop_one(p, x);
+// Empties a generation, dropping what it holds: every ring, and the private
+// slots of the shards from first_private on (0: all of them).
+void drain_gen(gort_pool* p, poolGen* g, int first_private) {
+  for (int s = 0; s < kShards; s++) {
+    poolLocal& l = g->locals[s];
+    if (s >= first_private)
+      if (void* x = take_private(&l, p->gc)) drop_one(p, x);
     if (poolRing* r = l.shared.load(std::memory_order_acquire))
       while (void* x = ring_pop(r, p->gc)) drop_one(p, x);
   }
@@ -273,16 +278,8 @@ void drain_gen(gort_pool* p, poolGen* g) {
 // slots hold (atomic steps, beside the program).
 void pool_cleanup() {
   gort::alloc::lock_guard lk(g_pools_lock);
-  for (gort_pool* p = g_pools; p; p = p->next) {
-    poolGen* v = p->gens[p->cur.load(std::memory_order_relaxed) ^ 1];
-    for (int s = 0; s < kShards; s++) {
-      poolLocal& l = v->locals[s];
-      if (s >= kPShards)
-        if (void* x = take_private(&l, p->gc)) drop_one(p, x);
-      if (poolRing* r = l.shared.load(std::memory_order_acquire))
-        while (void* x = ring_pop(r, p->gc)) drop_one(p, x);
-    }
-  }
+  for (gort_pool* p = g_pools; p; p = p->next)
+    drain_gen(p, p->gens[p->cur.load(std::memory_order_relaxed) ^ 1], kPShards);
 }
 
 // In the sweep-termination stop (no owner is inside a pool operation: those
@@ -290,7 +287,7 @@ void pool_cleanup() {
 // flip, so the old primary becomes the victim. Marking has not begun, so
 // the slots are cleared without the barrier.
 void pool_stop() {
-  gort::alloc::lock_guard lk(g_pools_lock);  // never held outside a busy region
+  gort::alloc::lock_guard lk(g_pools_lock);  // program threads: busy regions only
   for (gort_pool* p = g_pools; p; p = p->next) {
     uint32_t c = p->cur.load(std::memory_order_relaxed);
     poolGen* v = p->gens[c ^ 1];
@@ -465,7 +462,7 @@ GORT_EXPORT void gort_pool_free(gort_pool* p) {
   }
   drop_doomed(p);  // unlinked: pool_after no longer sees it
   for (auto* g : p->gens) {
-    drain_gen(p, g);
+    drain_gen(p, g, 0);
     gen_free(g, p->gc);
   }
   free(p);

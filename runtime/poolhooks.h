@@ -3,10 +3,12 @@
 // never runtime/proc.h, so the scheduler may change how m and p are laid out
 // without touching the pools (the same contract as gchooks.h for gc/).
 //
-// The answer is a hint: the P may be handed off (a blocking call, sysmon's
-// retake) or the task preempted and moved right after the read. Pools use it
-// only to pick a shard whose every operation is atomic, so a stale answer
-// costs locality, never correctness.
+// The answer holds until the task makes a blocking call or a runtime call
+// that may yield: a P is handed off only from an M in a blocking call
+// (sysmon's retake included), and a task is never preempted inside gort's
+// own code (runtime/preempt.cc). The pools rely on it: within one pool
+// operation the caller keeps its P, so the tasks of P n use shard n one at
+// a time (pool/pool.cc, "P-owned private slots").
 #pragma once
 
 #include "alloc/mcache.h"
