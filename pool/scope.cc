@@ -682,19 +682,25 @@ __attribute__((noinline)) void* alloc_slow(scopeStack* st, size_t size, siteRec*
   return reinterpret_cast<void*>(p);
 }
 
+// With statistics on, every allocation is logged with its site: out of
+// line, so that the bump below needs no stack frame.
+__attribute__((noinline)) void* alloc_tracked(scopeStack* st, size_t size, const char* file,
+                                              int line, const void* pc) {
+  return alloc_slow(st, size, site_get(file, line, pc));
+}
+
+// The fast path: a bump in the current chunk (a leaf, no frame).
 inline void* scope_alloc(size_t size, const char* file, int line, const void* pc) {
   scopeStack* st = *stack_slot();
   if (!st || st->depth == 0) return gort_gc_alloc(size, nullptr);
   size = size ? (size + 15) & ~size_t{15} : 16;
-  if (__builtin_expect(!st->tracking, 1)) {
-    uintptr_t p = st->bump;
-    if (__builtin_expect(p && p + size <= st->limit, 1)) {
-      st->bump = p + size;
-      return reinterpret_cast<void*>(p);
-    }
-    return alloc_slow(st, size, nullptr);
+  if (__builtin_expect(st->tracking, 0)) return alloc_tracked(st, size, file, line, pc);
+  uintptr_t p = st->bump;
+  if (__builtin_expect(p && p + size <= st->limit, 1)) {
+    st->bump = p + size;
+    return reinterpret_cast<void*>(p);
   }
-  return alloc_slow(st, size, site_get(file, line, pc));
+  return alloc_slow(st, size, nullptr);
 }
 
 // Gives back everything the stack handed out from position l on.
