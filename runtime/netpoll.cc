@@ -45,11 +45,25 @@
 // edge, its timer, close) readies it, exactly once. netpoll_waiters counts
 // parked waiters so the scheduler's polls cost one load when none wait.
 //
+// fork(): the child gets its own netpoller (fork_child below). An epoll
+// instance is a kernel object shared by every process that holds its
+// descriptor, and its registrations belong to the open file descriptions of
+// the sockets, which parent and child share too: a child that went on using
+// the parent's instance would remove the parent's registrations with its
+// EPOLL_CTL_DELs (its close() of an inherited socket) and add its own to the
+// parent's instance. So the child closes its copy of the instance and of the
+// eventfd (that touches nothing of the parent's), forgets every pollDesc
+// registration without EPOLL_CTL_DEL, and makes a new instance the first
+// time it watches a descriptor (init). The inherited sockets stay
+// non-blocking in the kernel (the flag belongs to the shared description:
+// the caveat in docs/runtime.md).
+//
 // Lock order: pollDesc::lock, then a P's timers_lock (arming the deadline),
 // then sched.lock (ready); the netpoll init lock is a leaf.
 #include "runtime/netpoll.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -217,6 +231,47 @@ void park_commit(void* arg, g*) {
   auto* a = static_cast<parkArgs*>(arg);
   if (a->wt) timer_add(&a->wt->t, a->wt->t.when);
   a->pd->st.lock.unlock();
+}
+
+// Taken across fork so that the child never sees an instance half made.
+void fork_prepare() {
+  g_init_lock.lock();
+}
+void fork_parent() {
+  g_init_lock.unlock();
+}
+
+// The child of fork, alone in its process: no lock is held by anyone alive,
+// and the parent's parked tasks are copies that will never run here.
+void fork_child() {
+  g_init_lock.reset();
+  int ep = g_epfd.exchange(-1, std::memory_order_acq_rel);
+  if (ep >= 0) syscall(SYS_close, ep);
+  if (g_breakfd >= 0) syscall(SYS_close, g_breakfd);
+  g_breakfd = -1;
+  g_breaking.store(0, std::memory_order_relaxed);
+  netpoll_waiters.store(0, std::memory_order_relaxed);
+  netpoll_sleeper.store(nullptr, std::memory_order_relaxed);
+  for (int c = 0; c < kChunks; c++) {
+    std::atomic<pdFull*>* chunk = g_table[c].load(std::memory_order_acquire);
+    if (!chunk) continue;
+    for (int k = 0; k < kChunkSize; k++) {
+      pdFull* pd = chunk[k].load(std::memory_order_acquire);
+      if (!pd) continue;
+      pd->st.lock.reset();
+      pd->active.store(false, std::memory_order_relaxed);
+      pd->closing.store(false, std::memory_order_relaxed);
+      pd->seq.fetch_add(1, std::memory_order_relaxed);
+      pd->st.ready[0] = pd->st.ready[1] = false;
+      pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
+    }
+  }
+}
+
+// Registered at load time, not in init: a fork while another thread makes
+// the instance must find g_init_lock in the set (as gc/cycle.cc's handlers).
+__attribute__((constructor(103))) void netpoll_constructor() {
+  pthread_atfork(fork_prepare, fork_parent, fork_child);
 }
 
 }  // namespace

@@ -4,17 +4,23 @@
 // under a waiter, EOF and resets; plain threads see no change. The Makefile
 // runs the suite at GORT_MAXPROCS 1, 2 and 8. Assertions are on bytes,
 // counts and errno, never on time.
+#include "runtime/netpoll.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -35,6 +41,22 @@ __attribute__((noinline)) int read_errno(int fd, ssize_t* r) {
   *errno_loc() = 0;
   *r = read(fd, &c, 1);
   return *errno_loc();
+}
+
+// f()'s result in *r and the errno it left, read as read_errno does.
+template <class F>
+__attribute__((noinline)) int call_errno(F f, ssize_t* r) {
+  *errno_loc() = 0;
+  *r = f();
+  return *errno_loc();
+}
+
+// Until n tasks of this run are parked on the netpoller: a waiter counts
+// once its node is on the wait list (the count goes up under the pollDesc's
+// lock, which the park releases), so a close or a write after this is seen
+// by a parked task, not one still on its way to the wait.
+bool wait_parked(int n) {
+  return wait_until([n] { return gort::rt::netpoll_waiters.load() >= n; });
 }
 
 int listen_lo(int backlog, uint16_t* port) {
@@ -281,6 +303,41 @@ BOOST_AUTO_TEST_CASE(close_and_dup2_wake_waiters) {
       TCHECK_EQ(err.load(), EBADF);
       close(sv[1]);
     }
+  });
+}
+
+// fork() from a task while another task waits in read(): the child closes
+// its copy of the socket (an interposed close) and exits, and the parent's
+// reader is still woken by the byte its peer writes. Before the child got
+// its own netpoller, the child's close deleted the parent's registration
+// from the epoll instance they shared, and the reader waited for good.
+BOOST_AUTO_TEST_CASE(fork_child_leaves_the_parent_registrations) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    std::atomic<int> got{0};
+    gort::WaitGroup wg;
+    wg.add(1);
+    gort::go([&] {
+      char c = 0;
+      if (read(sv[0], &c, 1) == 1) got = c;
+      wg.done();
+    });
+    TCHECK(wait_parked(1));
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(sv[0]);
+      _exit(0);
+    }
+    TCHECK(pid > 0);
+    int st = -1;
+    TCHECK_EQ(waitpid(pid, &st, 0), pid);
+    TCHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    TCHECK_EQ(write(sv[1], "f", 1), 1);
+    TCHECK_MSG(wait_group_within(wg), "the parent's reader was not woken");
+    TCHECK_EQ(got.load(), 'f');
+    close(sv[0]);
+    close(sv[1]);
   });
 }
 
