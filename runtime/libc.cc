@@ -655,10 +655,23 @@ GORT_EXPORT int dup(int fd) {
   return r;
 }
 
+// A watched newfd is closed only if the call succeeds: a failed dup3 (a bad
+// oldfd, bad flags) leaves it open, non-blocking in the kernel, so it must
+// stay watched (pd_detach, netpoll.h), its waiters still waiting.
 GORT_EXPORT int dup3(int oldfd, int newfd, int flags) {
   GORT_REAL(int, dup3, (int, int, int));
-  if (oldfd != newfd && pd_lookup(newfd)) gort::rt::pd_close(newfd);
+  bool watched = oldfd != newfd && pd_lookup(newfd);
+  if (watched) gort::rt::pd_detach(newfd);
   int r = fn ? fn(oldfd, newfd, flags) : static_cast<int>(syscall(SYS_dup3, oldfd, newfd, flags));
+  if (watched) {
+    if (r >= 0) {
+      gort::rt::pd_close(newfd, false);
+    } else {
+      int e = cur_errno();
+      gort::rt::pd_attach(newfd);
+      cur_errno() = e;
+    }
+  }
   if (r >= 0 && oldfd != newfd)
     if (pollDesc* pd = pd_lookup(oldfd)) manage(r, pd->user_nonblock.load(), pd);
   return r;

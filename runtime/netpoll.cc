@@ -309,7 +309,20 @@ pollDesc* pd_open(int fd, bool user_nonblock, bool kernel_nonblock) {
   return pd;
 }
 
-void pd_close(int fd) {
+void pd_detach(int fd) {
+  sys_epoll_ctl(EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void pd_attach(int fd) {
+  pdFull* pd = slot(fd, false);
+  if (!pd || !pd->active.load(std::memory_order_acquire)) return;
+  struct epoll_event ev {};
+  ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  ev.data.ptr = pd;
+  sys_epoll_ctl(EPOLL_CTL_ADD, fd, &ev);
+}
+
+void pd_close(int fd, bool registered) {
   pdFull* pd = slot(fd, false);
   if (!pd || !pd->active.load(std::memory_order_acquire)) return;
   int32_t n = 0;
@@ -323,7 +336,7 @@ void pd_close(int fd) {
     chain = take_waiters(pd, 0, EBADF, chain, &n);
     chain = take_waiters(pd, 1, EBADF, chain, &n);
   }
-  sys_epoll_ctl(EPOLL_CTL_DEL, fd, nullptr);
+  if (registered) sys_epoll_ctl(EPOLL_CTL_DEL, fd, nullptr);
   ready_chain(chain);
 }
 

@@ -66,7 +66,15 @@ pollDesc* pd_lookup(int fd);
 pollDesc* pd_open(int fd, bool user_nonblock, bool kernel_nonblock = true);
 // fd is being closed (or replaced by dup2): stop watching it and wake every
 // task waiting on it (they return EBADF). Safe on a number not watched.
-void pd_close(int fd);
+// registered false: pd_detach already took it out of epoll.
+void pd_close(int fd, bool registered = true);
+// dup2/dup3 onto a watched fd, which may fail and leave fd as it was: the
+// registration leaves epoll before the call (afterwards the number names
+// another file, and the old file's registration could no longer be
+// removed), the pollDesc stays watched, and pd_attach puts it back if the
+// call failed (the add reports a readiness that came meanwhile).
+void pd_detach(int fd);
+void pd_attach(int fd);
 // Parks the running task until pd is ready for mode (kModeRead or
 // kModeWrite), deadline passes (absolute CLOCK_MONOTONIC ns, 0: none) or the
 // descriptor is closed. Returns 0 (ready: retry the I/O), ETIMEDOUT (or

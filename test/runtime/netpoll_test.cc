@@ -273,7 +273,8 @@ BOOST_AUTO_TEST_CASE(so_rcvtimeo_fires) {
 }
 
 // close() while another task waits in read() on the descriptor wakes it with
-// EBADF; so does dup2() onto it.
+// EBADF; so does dup2() onto it, on its own (the reader is done before the
+// number is closed). The reader is parked before either.
 BOOST_AUTO_TEST_CASE(close_and_dup2_wake_waiters) {
   run_checked([] {
     for (int how = 0; how < 2; how++) {
@@ -289,20 +290,67 @@ BOOST_AUTO_TEST_CASE(close_and_dup2_wake_waiters) {
         res = r;
         wg.done();
       });
-      gort::sleep_for(std::chrono::milliseconds(20));
+      TCHECK(wait_parked(1));
       if (how == 0) {
         close(sv[0]);
+        TCHECK(wait_group_within(wg));
       } else {
         int other = open("/dev/null", O_RDONLY);
         TCHECK(dup2(other, sv[0]) == sv[0]);
+        TCHECK_MSG(wait_group_within(wg), "dup2 did not wake the reader");
         close(other);
         close(sv[0]);
       }
-      TCHECK(wait_group_within(wg));
       TCHECK_EQ(res.load(), -1);
       TCHECK_EQ(err.load(), EBADF);
       close(sv[1]);
     }
+  });
+}
+
+// A dup2 or dup3 that fails leaves newfd open, so it stays watched: a task
+// parked in read() on it is not woken and reads the byte written after,
+// the program still sees a blocking socket, and a later read waits. (The
+// registration used to be dropped before the call: the parked reader got
+// EBADF and later reads EAGAIN at once.)
+BOOST_AUTO_TEST_CASE(failed_dup2_keeps_the_descriptor_watched) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    int gone = open("/dev/null", O_RDONLY);  // a number that is not open
+    TCHECK(gone >= 0);
+    close(gone);
+    std::atomic<int> err{0};
+    std::atomic<ssize_t> res{0};
+    gort::WaitGroup wg;
+    wg.add(1);
+    gort::go([&] {
+      ssize_t r;
+      err = read_errno(sv[0], &r);
+      res = r;
+      wg.done();
+    });
+    TCHECK(wait_parked(1));
+    ssize_t r;
+    int e = call_errno([&]() -> ssize_t { return dup2(gone, sv[0]); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EBADF);
+    e = call_errno([&]() -> ssize_t { return dup3(sv[1], sv[0], ~O_CLOEXEC); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EINVAL);
+    TCHECK_EQ(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+    TCHECK_EQ(write(sv[1], "d", 1), 1);
+    TCHECK(wait_group_within(wg));
+    TCHECK_EQ(res.load(), 1);
+    TCHECK_EQ(err.load(), 0);
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      TCHECK_EQ(write(sv[1], "e", 1), 1);
+    });
+    e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, 1);
+    close(sv[0]);
+    close(sv[1]);
   });
 }
 
