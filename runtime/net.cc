@@ -8,9 +8,16 @@
 // plain thread the wait is poll() on the descriptor instead of a park.
 //
 // Every socket here is non-blocking in the kernel and watched by the
-// netpoller for its whole life; close() goes through pd_close first, so
-// tasks waiting on it wake with EBADF (reported as bad_file_descriptor)
-// before the number can be reused.
+// netpoller for its whole life. A Conn or Listener may be closed by one
+// task while others use it, so the descriptor is held by a reference count
+// (detail::fdRef, Go's fdMutex without its read and write locks): each
+// operation takes a reference for its duration, close() sets the closed
+// bit, so no operation starts after it, and pd_close wakes the waiting ones
+// with EBADF (reported as bad_file_descriptor); the descriptor is closed
+// when the last reference goes. Its number therefore cannot be reused, and
+// another socket's bytes read, while an operation still holds it; an
+// operation that loops (EAGAIN, a deadline moved) looks at the closed bit
+// again each time.
 #include "gort/net.h"
 
 #include <arpa/inet.h>
@@ -104,6 +111,34 @@ int raw_close(int fd) {
   return static_cast<int>(syscall(SYS_close, fd));
 }
 
+// An operation's reference, dropped however it returns.
+class held {
+ public:
+  explicit held(detail::fdRef& r) : r_(r), fd_(r.acquire()) {}
+  ~held() {
+    if (fd_ >= 0) r_.release();
+  }
+  held(const held&) = delete;
+  held& operator=(const held&) = delete;
+  int fd() const { return fd_; }
+  // Closed since the operation began (it still holds the number).
+  bool closed() const { return r_.fd() < 0; }
+
+ private:
+  detail::fdRef& r_;
+  int fd_;
+};
+
+std::error_code closed_error() {
+  return std::make_error_code(std::errc::bad_file_descriptor);
+}
+
+void kick(detail::fdRef& r) {
+  held h(r);
+  if (h.fd() >= 0)
+    if (pollDesc* pd = rt::pd_lookup(h.fd())) rt::pd_kick(pd);
+}
+
 // A new non-blocking socket fd watched by the netpoller, or -1 (errno).
 int watch(int fd) {
   if (fd < 0) return -1;
@@ -118,30 +153,66 @@ int watch(int fd) {
 
 }  // namespace
 
+// ---- fdRef
+
+namespace detail {
+
+int fdRef::acquire() {
+  uint32_t v = state_.load(std::memory_order_acquire);
+  do {
+    if (v & kClosed) return -1;
+  } while (!state_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                         std::memory_order_acquire));
+  int fd = fd_.load(std::memory_order_relaxed);
+  if (fd < 0) release();  // never opened: nothing to hold
+  return fd;
+}
+
+void fdRef::release() {
+  if (state_.fetch_sub(1, std::memory_order_acq_rel) - 1 != kClosed) return;
+  int fd = fd_.exchange(-1, std::memory_order_relaxed);
+  if (fd >= 0) syscall(SYS_close, fd);
+}
+
+bool fdRef::close() {
+  // Closed and one reference more, for close itself: the last operation in
+  // flight must not close the number (and a new socket take it) while
+  // pd_close below still works on it.
+  uint32_t v = state_.load(std::memory_order_acquire);
+  do {
+    if (v & kClosed) return false;
+  } while (!state_.compare_exchange_weak(v, (v + 1) | kClosed, std::memory_order_acq_rel,
+                                         std::memory_order_acquire));
+  int fd = fd_.load(std::memory_order_relaxed);
+  if (fd >= 0) rt::pd_close(fd);  // the waiters wake with EBADF
+  release();
+  return true;
+}
+
+}  // namespace detail
+
 // ---- Conn
 
 Conn::Conn(int fd) : fd_(fd) {
-  if (fd_ < 0) return;
-  if (!rt::pd_lookup(fd_) || !rt::pd_lookup(fd_)->kernel_nonblock.load()) {
-    int fl = static_cast<int>(syscall(SYS_fcntl, fd_, F_GETFL));
-    if (fl >= 0) syscall(SYS_fcntl, fd_, F_SETFL, fl | O_NONBLOCK);
-    rt::pd_open(fd_, false);
+  if (fd < 0) return;
+  if (!rt::pd_lookup(fd) || !rt::pd_lookup(fd)->kernel_nonblock.load()) {
+    int fl = static_cast<int>(syscall(SYS_fcntl, fd, F_GETFL));
+    if (fl >= 0) syscall(SYS_fcntl, fd, F_SETFL, fl | O_NONBLOCK);
+    rt::pd_open(fd, false);
   }
 }
 
-Conn::Conn(Conn&& o) noexcept : fd_(o.fd_) {
+Conn::Conn(Conn&& o) noexcept : fd_(std::move(o.fd_)) {
   rdeadline_.store(o.rdeadline_.load());
   wdeadline_.store(o.wdeadline_.load());
-  o.fd_ = -1;
 }
 
 Conn& Conn::operator=(Conn&& o) noexcept {
   if (this != &o) {
     close();
-    fd_ = o.fd_;
+    fd_ = std::move(o.fd_);
     rdeadline_.store(o.rdeadline_.load());
     wdeadline_.store(o.wdeadline_.load());
-    o.fd_ = -1;
   }
   return *this;
 }
@@ -151,38 +222,37 @@ Conn::~Conn() {
 }
 
 void Conn::close() {
-  int fd = fd_;
-  if (fd < 0) return;
-  fd_ = -1;
-  raw_close(fd);
+  fd_.close();
 }
 
 void Conn::close_write() {
-  if (fd_ >= 0) syscall(SYS_shutdown, fd_, SHUT_WR);
+  held h(fd_);
+  if (h.fd() >= 0) syscall(SYS_shutdown, h.fd(), SHUT_WR);
 }
 
 void Conn::set_read_deadline(Clock::time_point t) {
   rdeadline_.store(to_ns(t));
-  if (pollDesc* pd = rt::pd_lookup(fd_)) rt::pd_kick(pd);
+  kick(fd_);
 }
 
 void Conn::set_write_deadline(Clock::time_point t) {
   wdeadline_.store(to_ns(t));
-  if (pollDesc* pd = rt::pd_lookup(fd_)) rt::pd_kick(pd);
+  kick(fd_);
 }
 
 void Conn::set_deadline(Clock::time_point t) {
   rdeadline_.store(to_ns(t));
   wdeadline_.store(to_ns(t));
-  if (pollDesc* pd = rt::pd_lookup(fd_)) rt::pd_kick(pd);
+  kick(fd_);
 }
 
 size_t Conn::read(void* buf, size_t n, std::error_code& ec) {
   ec.clear();
+  held h(fd_);
+  int fd = h.fd();
   for (;;) {
-    int fd = fd_;
-    if (fd < 0) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+    if (fd < 0 || h.closed()) {
+      ec = closed_error();
       return 0;
     }
     int64_t d = rdeadline_.load(std::memory_order_relaxed);
@@ -203,7 +273,7 @@ size_t Conn::read(void* buf, size_t n, std::error_code& ec) {
     }
     int w = wait_fd(fd, rt::kModeRead, d);
     if (w == EBADF) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      ec = closed_error();
       return 0;
     }
     // ETIMEDOUT: the check at the top decides (the deadline may have moved).
@@ -212,12 +282,13 @@ size_t Conn::read(void* buf, size_t n, std::error_code& ec) {
 
 size_t Conn::write(const void* buf, size_t n, std::error_code& ec) {
   ec.clear();
+  held h(fd_);
+  int fd = h.fd();
   size_t done = 0;
   const char* p = static_cast<const char*>(buf);
   while (done < n) {
-    int fd = fd_;
-    if (fd < 0) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+    if (fd < 0 || h.closed()) {
+      ec = closed_error();
       return done;
     }
     int64_t d = wdeadline_.load(std::memory_order_relaxed);
@@ -238,7 +309,7 @@ size_t Conn::write(const void* buf, size_t n, std::error_code& ec) {
       return done;
     }
     if (wait_fd(fd, rt::kModeWrite, d) == EBADF) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      ec = closed_error();
       return done;
     }
   }
@@ -247,16 +318,13 @@ size_t Conn::write(const void* buf, size_t n, std::error_code& ec) {
 
 // ---- Listener
 
-Listener::Listener(Listener&& o) noexcept : fd_(o.fd_), port_(o.port_) {
-  o.fd_ = -1;
-}
+Listener::Listener(Listener&& o) noexcept : fd_(std::move(o.fd_)), port_(o.port_) {}
 
 Listener& Listener::operator=(Listener&& o) noexcept {
   if (this != &o) {
     close();
-    fd_ = o.fd_;
+    fd_ = std::move(o.fd_);
     port_ = o.port_;
-    o.fd_ = -1;
   }
   return *this;
 }
@@ -266,18 +334,16 @@ Listener::~Listener() {
 }
 
 void Listener::close() {
-  int fd = fd_;
-  if (fd < 0) return;
-  fd_ = -1;
-  raw_close(fd);
+  fd_.close();
 }
 
 Conn Listener::accept(std::error_code& ec) {
   ec.clear();
+  held h(fd_);
+  int fd = h.fd();
   for (;;) {
-    int fd = fd_;
-    if (fd < 0) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+    if (fd < 0 || h.closed()) {
+      ec = closed_error();
       return Conn();
     }
     long c = syscall(SYS_accept4, fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -297,7 +363,7 @@ Conn Listener::accept(std::error_code& ec) {
       return Conn();
     }
     if (wait_fd(fd, rt::kModeRead, 0) == EBADF) {
-      ec = std::make_error_code(std::errc::bad_file_descriptor);
+      ec = closed_error();
       return Conn();
     }
   }
@@ -326,7 +392,7 @@ Listener listen(const std::string& addr, std::error_code& ec, int backlog) {
     raw_close(fd);
     return ln;
   }
-  ln.fd_ = fd;
+  ln.fd_ = detail::fdRef(fd);
   ln.port_ = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
                                             : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
   return ln;

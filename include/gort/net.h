@@ -25,11 +25,47 @@
 
 namespace gort::net {
 
+namespace detail {
+// Go's fdMutex, reduced to a reference count: every operation holds the
+// descriptor for its duration, close() marks it closed (no operation starts
+// after) and wakes the waiting ones, and whoever drops the last reference
+// closes the descriptor, so that its number is never reused under an
+// operation in flight. One word: the count in the low bits, kClosed high.
+class fdRef {
+ public:
+  static constexpr uint32_t kClosed = 1u << 31;
+  fdRef() = default;
+  explicit fdRef(int fd) : fd_(fd) {}
+  fdRef(fdRef&& o) noexcept { *this = static_cast<fdRef&&>(o); }
+  // Not while operations are in flight (moving a Conn in use is a bug).
+  fdRef& operator=(fdRef&& o) noexcept {
+    fd_.store(o.fd_.exchange(-1, std::memory_order_relaxed), std::memory_order_relaxed);
+    state_.store(0, std::memory_order_relaxed);
+    o.state_.store(0, std::memory_order_relaxed);
+    return *this;
+  }
+  // The descriptor, held until release(); -1 if closed (or never open).
+  int acquire();
+  void release();
+  // Marks it closed and wakes its waiters; false if it already was.
+  bool close();
+  int fd() const {
+    return state_.load(std::memory_order_acquire) & kClosed ? -1
+                                                            : fd_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int> fd_{-1};
+  std::atomic<uint32_t> state_{0};
+};
+}  // namespace detail
+
 // One TCP connection. Movable, not copyable; the destructor closes it.
 // Deadlines are absolute; Clock::time_point{} (the default) means none. A
 // deadline moved while another task waits takes effect at once. read and
 // write may run at the same time in two tasks; two readers at once are
-// allowed but their bytes interleave.
+// allowed but their bytes interleave. close() may come from any task while
+// others read or write: they return bad_file_descriptor.
 class Conn {
  public:
   Conn() = default;
@@ -48,15 +84,16 @@ class Conn {
   void set_read_deadline(Clock::time_point t);
   void set_write_deadline(Clock::time_point t);
   // Closes the socket; tasks waiting in read or write return
-  // bad_file_descriptor. Idempotent.
+  // bad_file_descriptor. Idempotent. The descriptor itself is closed when
+  // the last read or write in flight has returned.
   void close();
   // Shuts the write side down (the peer reads EOF); reads go on.
   void close_write();
-  int fd() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
+  int fd() const { return fd_.fd(); }  // -1 once closed
+  bool valid() const { return fd() >= 0; }
 
  private:
-  int fd_ = -1;
+  detail::fdRef fd_;
   std::atomic<int64_t> rdeadline_{0}, wdeadline_{0};  // CLOCK_MONOTONIC ns, 0: none
 };
 
@@ -74,12 +111,12 @@ class Listener {
   // closed (bad_file_descriptor).
   Conn accept(std::error_code& ec);
   uint16_t port() const { return port_; }
-  int fd() const { return fd_; }
-  void close();
+  int fd() const { return fd_.fd(); }
+  void close();  // from any task: a waiting accept returns bad_file_descriptor
 
  private:
   friend Listener listen(const std::string&, std::error_code&, int);
-  int fd_ = -1;
+  detail::fdRef fd_;
   uint16_t port_ = 0;
 };
 

@@ -729,4 +729,96 @@ BOOST_AUTO_TEST_CASE(completed_io_ends_the_turn_when_others_wait) {
       gort::RunOptions{.maxprocs = 1});
 }
 
+// Conn::close from one task while another reads, many times over and
+// with the reader at every point of its read (parked, or still starting):
+// the read returns bad_file_descriptor, and sockets made right after the
+// close, which may take the old number, never give it their bytes (the
+// number stays the Conn's until the read has returned: fdRef, net.h).
+BOOST_AUTO_TEST_CASE(net_close_under_a_reader) {
+  run_checked([] {
+    const int kRounds = 200, kConns = 8;
+    std::atomic<int> wrong{0};
+    for (int round = 0; round < kRounds; round++) {
+      std::vector<int> peers;
+      std::vector<std::unique_ptr<gort::net::Conn>> conns;
+      for (int k = 0; k < kConns; k++) {
+        int sv[2];
+        TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        conns.push_back(std::make_unique<gort::net::Conn>(sv[0]));
+        peers.push_back(sv[1]);
+      }
+      gort::WaitGroup readers, closers;
+      for (int k = 0; k < kConns; k++) {
+        gort::net::Conn* c = conns[static_cast<size_t>(k)].get();
+        readers.go([&, c] {
+          char buf[16];
+          std::error_code ec;
+          size_t n = c->read(buf, sizeof buf, ec);
+          if (n != 0 || ec != std::errc::bad_file_descriptor) wrong++;
+        });
+      }
+      if (round % 2 == 0) TCHECK(wait_parked(kConns));
+      std::vector<int> fresh(2 * kConns, -1);
+      for (int k = 0; k < kConns; k++) {
+        closers.go([&, k] {
+          conns[static_cast<size_t>(k)]->close();
+          // New sockets right away, with bytes waiting at both ends.
+          int* nv = &fresh[2 * static_cast<size_t>(k)];
+          TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv) == 0);
+          TCHECK_EQ(write(nv[0], "new", 3), 3);
+          TCHECK_EQ(write(nv[1], "new", 3), 3);
+        });
+      }
+      TCHECK(wait_group_within(closers));
+      TCHECK(wait_group_within(readers));
+      for (auto& c : conns) TCHECK(!c->valid());
+      for (int fd : peers) close(fd);
+      for (int fd : fresh)
+        if (fd >= 0) close(fd);
+    }
+    TCHECK_EQ(wrong.load(), 0);
+  });
+}
+
+// The same, where the order is certain: one P, so the reader woken by the
+// close cannot run before the closing task makes new sockets. They must not
+// get the reader's number while its read has not returned (with the number
+// closed at once they did: the lowest free number is the reader's), and do
+// get it once the read returned.
+BOOST_AUTO_TEST_CASE(net_close_keeps_the_number_until_the_read_returns) {
+  run_checked(
+      [] {
+        int sv[2];
+        TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+        int old = sv[0];
+        gort::net::Conn c(old);
+        std::atomic<bool> done{false};
+        std::error_code ec;
+        gort::WaitGroup wg;
+        wg.go([&] {
+          char buf[8];
+          TCHECK_EQ(c.read(buf, sizeof buf, ec), 0u);
+          done = true;
+        });
+        TCHECK(wait_parked(1));
+        c.close();
+        TCHECK(!c.valid());
+        int nv[2];
+        TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, nv) == 0);
+        TCHECK(!done.load());  // nothing switched: the reader has not run
+        TCHECK_MSG(nv[0] != old && nv[1] != old, "number " << old << " reused under the read");
+        TCHECK_EQ(write(nv[1], "x", 1), 1);
+        TCHECK_EQ(write(nv[0], "x", 1), 1);
+        TCHECK(wait_group_within(wg));
+        TCHECK(ec == std::errc::bad_file_descriptor);
+        int again = open("/dev/null", O_RDONLY);
+        TCHECK_EQ(again, old);  // closed by the read's return
+        close(again);
+        close(nv[0]);
+        close(nv[1]);
+        close(sv[1]);
+      },
+      gort::RunOptions{.maxprocs = 1});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
