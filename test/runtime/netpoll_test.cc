@@ -821,4 +821,243 @@ BOOST_AUTO_TEST_CASE(net_close_keeps_the_number_until_the_read_returns) {
       gort::RunOptions{.maxprocs = 1});
 }
 
+// One echo round for each family of socket calls, the echo task parked in
+// its receive first: recv/send, recvfrom/sendto, recvmsg/sendmsg,
+// readv/writev.
+BOOST_AUTO_TEST_CASE(socket_call_families_park_and_echo) {
+  run_checked([] {
+    const char* names[] = {"recv/send", "recvfrom/sendto", "recvmsg/sendmsg", "readv/writev"};
+    for (int kind = 0; kind < 4; kind++) {
+      auto rx = [kind](int fd, char* buf, size_t n) -> ssize_t {
+        iovec iov[2] = {{buf, 2}, {buf + 2, n - 2}};
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = 2;
+        switch (kind) {
+          case 0:
+            return recv(fd, buf, n, 0);
+          case 1:
+            return recvfrom(fd, buf, n, 0, nullptr, nullptr);
+          case 2:
+            return recvmsg(fd, &mh, 0);
+          default:
+            return readv(fd, iov, 2);
+        }
+      };
+      auto tx = [kind](int fd, const char* buf, size_t n) -> ssize_t {
+        iovec iov[2] = {{const_cast<char*>(buf), 2}, {const_cast<char*>(buf) + 2, n - 2}};
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = 2;
+        switch (kind) {
+          case 0:
+            return send(fd, buf, n, 0);
+          case 1:
+            return sendto(fd, buf, n, 0, nullptr, 0);
+          case 2:
+            return sendmsg(fd, &mh, 0);
+          default:
+            return writev(fd, iov, 2);
+        }
+      };
+      int sv[2];
+      TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+      gort::WaitGroup wg;
+      wg.go([&] {
+        char buf[16];
+        ssize_t n = rx(sv[1], buf, sizeof buf);
+        TCHECK_MSG(n == 5, names[kind] << ": echo got " << n);
+        if (n > 0) TCHECK_EQ(tx(sv[1], buf, static_cast<size_t>(n)), n);
+      });
+      TCHECK(wait_parked(1));
+      TCHECK_EQ(tx(sv[0], "hello", 5), 5);
+      char back[16] = {};
+      TCHECK_MSG(rx(sv[0], back, sizeof back) == 5 && memcmp(back, "hello", 5) == 0, names[kind]);
+      TCHECK(wait_group_within(wg));
+      close(sv[0]);
+      close(sv[1]);
+    }
+  });
+}
+
+// MSG_DONTWAIT on a blocking socket with nothing to read: EAGAIN at once
+// from recv, recvfrom and recvmsg; a plain recv afterwards still waits.
+BOOST_AUTO_TEST_CASE(msg_dontwait_returns_eagain) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    char c;
+    iovec iov{&c, 1};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    ssize_t r;
+    int e = call_errno([&] { return recv(sv[0], &c, 1, MSG_DONTWAIT); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    e = call_errno([&] { return recvfrom(sv[0], &c, 1, MSG_DONTWAIT, nullptr, nullptr); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    e = call_errno([&] { return recvmsg(sv[0], &mh, MSG_DONTWAIT); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      TCHECK_EQ(write(sv[1], "w", 1), 1);
+    });
+    e = call_errno([&] { return recv(sv[0], &c, 1, 0); }, &r);
+    TCHECK_EQ(r, 1);
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
+// SO_SNDTIMEO: with the send buffer full and nobody reading, a blocking
+// send ends with EAGAIN, as the kernel's does.
+BOOST_AUTO_TEST_CASE(so_sndtimeo_fires) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    int small = 4096;
+    TCHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    std::vector<char> chunk(4096, 's');
+    ssize_t r = 0;
+    int e = 0;
+    for (int i = 0; i < 100000; i++) {
+      e = call_errno([&] { return send(sv[0], chunk.data(), chunk.size(), MSG_DONTWAIT); }, &r);
+      if (r < 0) break;
+    }
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    timeval tv{0, 30000};
+    TCHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == 0);
+    e = call_errno([&] { return send(sv[0], chunk.data(), chunk.size(), 0); }, &r);
+    TCHECK_EQ(r, -1);
+    TCHECK(e == EAGAIN || e == EWOULDBLOCK);
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
+// gort::net: a write deadline ends a write that waits for room (the peer
+// never reads) with timed_out.
+BOOST_AUTO_TEST_CASE(net_write_deadline_fires) {
+  run_checked([] {
+    std::error_code ec;
+    auto ln = gort::net::listen("127.0.0.1:0", ec);
+    TCHECK(!ec);
+    gort::net::Conn server;
+    std::atomic<bool> accepted{false};
+    gort::go([&] {
+      std::error_code aec;
+      server = ln.accept(aec);
+      TCHECK(!aec);
+      accepted = true;
+    });
+    auto c = gort::net::dial("127.0.0.1:" + std::to_string(ln.port()), ec);
+    TCHECK(!ec);
+    TCHECK(wait_until([&] { return accepted.load(); }));
+    c.set_write_deadline(Clock::now() + std::chrono::milliseconds(30));
+    std::vector<char> big(1 << 20, 'w');
+    std::error_code e;
+    for (int i = 0; i < 256 && !e; i++) c.write(big.data(), big.size(), e);
+    TCHECK_MSG(e == std::errc::timed_out, e.message());
+  });
+}
+
+// gort::net::dial with a timeout, to a listener whose backlog is full (the
+// kernel drops the SYNs): timed_out, the other dials succeed.
+BOOST_AUTO_TEST_CASE(net_dial_timeout) {
+  run_checked([] {
+    std::error_code ec;
+    auto ln = gort::net::listen("127.0.0.1:0", ec, 0);
+    TCHECK(!ec);
+    std::vector<gort::net::Conn> held;
+    int timeouts = 0;
+    for (int i = 0; i < 8 && timeouts == 0; i++) {
+      std::error_code e;
+      auto c = gort::net::dial("127.0.0.1:" + std::to_string(ln.port()), e,
+                               std::chrono::milliseconds(50));
+      if (e == std::errc::timed_out) {
+        timeouts++;
+        TCHECK(!c.valid());
+      } else {
+        TCHECK_MSG(!e, e.message());
+        held.push_back(std::move(c));
+      }
+    }
+    TCHECK_EQ(timeouts, 1);
+  });
+}
+
+// Listener::close while a task waits in accept: the accept returns
+// bad_file_descriptor.
+BOOST_AUTO_TEST_CASE(net_listener_close_wakes_accept) {
+  run_checked([] {
+    std::error_code ec;
+    auto ln = gort::net::listen("127.0.0.1:0", ec);
+    TCHECK(!ec);
+    std::error_code aec;
+    std::atomic<bool> valid{true};
+    gort::WaitGroup wg;
+    wg.go([&] { valid = ln.accept(aec).valid(); });
+    TCHECK(wait_parked(1));
+    ln.close();
+    TCHECK(wait_group_within(wg));
+    TCHECK(!valid.load());
+    TCHECK_MSG(aec == std::errc::bad_file_descriptor, aec.message());
+    TCHECK_EQ(ln.fd(), -1);
+  });
+}
+
+// ioctl(FIONBIO) from a task makes a watched socket non-blocking for the
+// program (a read returns EAGAIN at once, F_GETFL shows it) and back.
+BOOST_AUTO_TEST_CASE(ioctl_fionbio) {
+  run_checked([] {
+    int sv[2];
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    int on = 1;
+    TCHECK_EQ(ioctl(sv[0], FIONBIO, &on), 0);
+    TCHECK(fcntl(sv[0], F_GETFL) & O_NONBLOCK);
+    ssize_t r;
+    int e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, -1);
+    TCHECK_EQ(e, EAGAIN);
+    int off = 0;
+    TCHECK_EQ(ioctl(sv[0], FIONBIO, &off), 0);
+    TCHECK_EQ(fcntl(sv[0], F_GETFL) & O_NONBLOCK, 0);
+    gort::go([&] {
+      gort::sleep_for(std::chrono::milliseconds(5));
+      TCHECK_EQ(write(sv[1], "i", 1), 1);
+    });
+    e = read_errno(sv[0], &r);
+    TCHECK_EQ(r, 1);
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
+// A socket pair a plain thread made (not watched: the hand-off path): a task
+// reads what the thread writes, waiting for it.
+BOOST_AUTO_TEST_CASE(task_reads_a_socket_a_plain_thread_made) {
+  run_checked([] {
+    int sv[2] = {-1, -1};
+    std::atomic<bool> made{false};
+    std::thread t([&] {
+      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return;
+      made = true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      TCHECK_EQ(write(sv[1], "thread", 6), 6);
+    });
+    TCHECK(wait_until([&] { return made.load(); }));
+    TCHECK(gort::rt::pd_lookup(sv[0]) == nullptr);
+    char buf[6] = {};
+    TCHECK(made.load() && full_io(true, sv[0], buf, sizeof buf));
+    TCHECK(memcmp(buf, "thread", 6) == 0);
+    t.join();
+    close(sv[0]);
+    close(sv[1]);
+  });
+}
+
 BOOST_AUTO_TEST_SUITE_END()
