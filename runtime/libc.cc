@@ -18,9 +18,10 @@
 // M while the call blocks; errno is read before the task may change M and
 // set again on the M it comes back on. Sleeps in a task become timer waits
 // that park the task and keep neither the M nor the P (so do poll() and
-// select() with no descriptors, the old idiom for a sleep). With the
-// netpoller (issue 12), calls on sockets and pipes will park the task on it
-// instead: this file is where that plugs in (blocking_call).
+// select() with no descriptors, the old idiom for a sleep). Calls on the
+// sockets and pipes the netpoller watches park the task on it instead of
+// handing off the P (np_io, below: "sockets and pipes"); the hand-off is for
+// every other descriptor.
 #undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
