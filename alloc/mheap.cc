@@ -3,6 +3,7 @@
 
 #include <cstring>
 
+#include "alloc/options.h"
 #include "alloc/scavenger.h"
 
 namespace gort::alloc {
@@ -352,6 +353,8 @@ bool mheap::grow(uintptr_t npages) {
   if (cur_end_ - cur_base_ < want && !reserve_region(want)) return false;
   if (!commit_window(cur_base_, want)) return false;
   if (!sys_commit(reinterpret_cast<void*>(cur_base_), want)) return false;
+  if (g_options.thp != thpMode::system)
+    sys_hugepage_advice(reinterpret_cast<void*>(cur_base_), want, g_options.thp == thpMode::on);
   mspan* s = spanalloc_.try_alloc();
   if (!s) return false;  // the pages stay committed and are used next time
   s->base = cur_base_;
@@ -605,6 +608,44 @@ bool mheap::try_grow_span(mspan* s, uintptr_t npages) {
 
 // ---- scavenging ----
 
+// Pages of in-use spans in the huge page at hbase (2 MiB aligned, so inside
+// one arena). In-use spans have every page in the page map; free spans only
+// their ends, and those count as free.
+uintptr_t mheap::huge_inuse_pages(uintptr_t hbase) {
+  heapArena* a = arena_of(hbase);
+  if (!a) return 0;
+  uintptr_t first = (hbase >> kPageShift) % kPagesPerArena, n = 0;
+  for (uintptr_t i = 0; i < kPagesPerHuge;) {
+    mspan* s = a->spans[first + i];
+    spanState st = s ? __atomic_load_n(&s->state, __ATOMIC_RELAXED) : spanState::free;
+    if (st == spanState::free || st == spanState::scavenging || st == spanState::dead) {
+      i++;
+      continue;
+    }
+    // The span's pages from here to the end of the huge page.
+    uintptr_t at = hbase + i * kPageSize, end = s->limit();
+    uintptr_t k = ((end < hbase + kHugePageSize ? end : hbase + kHugePageSize) - at) / kPageSize;
+    if (k == 0) k = 1;  // a stale entry: count the page, move on
+    n += k;
+    i += k;
+  }
+  return n;
+}
+
+// The part of free span s the huge-page-aware scavenger releases: its whole
+// huge pages, and each end that lies in a sparse one. Sets [*lo, *hi), empty
+// if nothing.
+void mheap::release_window(const mspan* s, uintptr_t* lo, uintptr_t* hi) {
+  const uintptr_t b = s->base, e = s->limit(), mask = kHugePageSize - 1;
+  uintptr_t alo = (b + mask) & ~mask, ahi = e & ~mask;
+  if (alo > ahi) {  // inside one huge page
+    if (!huge_sparse(b & ~mask)) *lo = *hi = b;
+    return;
+  }
+  *lo = (b == alo || huge_sparse(alo - kHugePageSize)) ? b : alo;
+  *hi = (e == ahi || huge_sparse(ahi)) ? e : ahi;
+}
+
 size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
   size_t released = 0;
   int64_t now = coarse_nanotime();
@@ -622,10 +663,19 @@ size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
       if (next_ns) *next_ns = -1;
       break;
     }
+    // What to release: all of pick, or under huge pages [rlo, rhi).
+    uintptr_t rlo = pick->base, rhi = pick->limit();
+    if (huge_aware_ && min_age_ns > 0) release_window(pick, &rlo, &rhi);
+    if (rlo >= rhi) {  // all of it in dense huge pages: wait another delay
+      scavq_remove(pick);
+      pick->free_since = now;
+      scavq_push(pick);
+      continue;
+    }
     remove_free(pick);
     pick->state = spanState::scavenging;
     lock_.unlock();
-    sys_release(reinterpret_cast<void*>(pick->base), pick->npages * kPageSize);
+    sys_release(reinterpret_cast<void*>(rlo), rhi - rlo);
     lock_.lock();
     // While the lock was dropped a neighbour may have been freed; free_locked
     // only clears the ends of the spans it absorbs, so clear pick's own ends
@@ -633,11 +683,14 @@ size_t mheap::scavenge(int64_t min_age_ns, int64_t* next_ns) {
     uintptr_t last = pick->limit() - kPageSize;
     arena_of(pick->base)->spans[(pick->base >> kPageShift) % kPagesPerArena] = nullptr;
     arena_of(last)->spans[(last >> kPageShift) % kPagesPerArena] = nullptr;
-    mark_released(pick->base, pick->npages);
-    release_arena_maps(pick);
-    st_.released_pages += pick->nbacked;
-    released += pick->nbacked * kPageSize;
-    pick->nbacked = 0;
+    uintptr_t rpages = (rhi - rlo) / kPageSize;
+    uintptr_t backed = rpages - count_released(rlo, rpages, false);
+    mark_released(rlo, rpages);
+    release_arena_maps(pick);  // arenas inside pick are in whole huge pages: released
+    st_.released_pages += backed;
+    released += backed * kPageSize;
+    pick->nbacked -= backed;
+    if (pick->nbacked > 0) pick->free_since = now;  // kept parts wait another delay
     free_locked(pick);
   }
   // Span records: chunks with no live record go back too. Most empty out in

@@ -42,6 +42,22 @@
 // after it entered the queue: the front is released by then, and by
 // induction everything ahead of a span.
 //
+// Huge pages (GORT_THP, docs/alloc.md "Transparent Huge Pages"). Arenas are
+// 64 MiB aligned and committed 4 MiB at a time, so 2 MiB huge pages can back
+// the heap; best fit with the lowest address keeps the used pages packed low,
+// so huge pages stay dense and whole free ones gather at the top. With
+// GORT_THP=on every committed step gets MADV_HUGEPAGE (off: MADV_NOHUGEPAGE;
+// system: no advice). When huge pages may be in use (on, or system with the
+// kernel's setting "always"), the scavenger is huge-page aware (Go 1.21's
+// scavenger, TCMalloc's Temeraire): it releases the whole 2 MiB pages inside
+// an old free span first, and a part of a 2 MiB page only when fewer than
+// half of that page's pages are in use. Breaking a mostly used huge page
+// would cost every access to the rest of it a TLB miss, and khugepaged would
+// collapse it again anyway, refilling what was released (Go issue 63334). A
+// free span whose parts were kept is re-aged (it waits another delay, and
+// again, while its huge page stays dense). Under a memory limit and on
+// demand (gort_scavenge, malloc_trim) everything free is released.
+//
 // page_search_steps counts the nodes visited by the large-run search and the
 // spans examined by the scavenger, so tests assert the cost (an operation
 // count, not a time).
@@ -76,6 +92,8 @@ inline constexpr size_t kFreeListsExact = 128;  // free lists by exact page coun
 // The heap commits address space in steps of 4 MiB (two huge pages, like Go's
 // 4 MiB palloc chunks): few mprotect calls, and whole huge pages.
 inline constexpr size_t kCommitStep = size_t{4} << 20;
+inline constexpr size_t kHugePageSize = size_t{2} << 20;
+inline constexpr uintptr_t kPagesPerHuge = kHugePageSize / kPageSize;
 
 // The page map array comes first and is page-aligned: when a whole arena is
 // free and released, it is all zero, and the scavenger releases it too.
@@ -198,7 +216,14 @@ class mheap {
   // Releases to the OS free spans that have been free for at least min_age_ns
   // (all free spans if min_age_ns is 0). Returns bytes released; *next_ns gets
   // the time until the next span becomes old enough, or -1 if none is waiting.
+  // With huge-page awareness on and min_age_ns > 0, parts of mostly used
+  // huge pages stay (see "Huge pages" above).
   size_t scavenge(int64_t min_age_ns, int64_t* next_ns);
+  // Turns huge-page awareness on or off (the scavenger sets it when it starts).
+  void set_huge_aware(bool on) {
+    lock_guard g(lock_);
+    huge_aware_ = on;
+  }
   // Backed bytes in free spans (what the scavenger could release).
   size_t free_backed_bytes();
 
@@ -236,6 +261,9 @@ class mheap {
   uintptr_t count_released(uintptr_t base, uintptr_t npages, bool clear);
   void mark_released(uintptr_t base, uintptr_t npages);
   void release_arena_maps(const mspan* s);
+  uintptr_t huge_inuse_pages(uintptr_t hbase);
+  void release_window(const mspan* s, uintptr_t* lo, uintptr_t* hi);
+  bool huge_sparse(uintptr_t hbase) { return huge_inuse_pages(hbase) < kPagesPerHuge / 2; }
   void reserve_window();
   heapArena* arena_of(uintptr_t addr) { return g_arenas[addr >> kArenaShift]; }
 
@@ -251,6 +279,7 @@ class mheap {
   // The newest region's reserved, not yet committed part (Go's curArena);
   // grow() commits from cur_base_ up.
   uintptr_t cur_base_ = 0, cur_end_ = 0;
+  bool huge_aware_ = false;  // scavenge keeps parts of dense huge pages
   heapStats st_;
 };
 

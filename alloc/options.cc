@@ -41,6 +41,20 @@ bool parse_scavenge(const char* s, int64_t* delay_ns, const char** why) {
   return true;
 }
 
+bool parse_thp(const char* s, thpMode* mode, const char** why) {
+  if (strcmp(s, "system") == 0)
+    *mode = thpMode::system;
+  else if (strcmp(s, "on") == 0)
+    *mode = thpMode::on;
+  else if (strcmp(s, "off") == 0)
+    *mode = thpMode::off;
+  else {
+    *why = "expected 'system', 'on' or 'off'";
+    return false;
+  }
+  return true;
+}
+
 bool parse_debug(const char* s, options* o, char* why, unsigned whylen) {
   // A comma-separated list of name=value, like GODEBUG.
   while (*s) {
@@ -157,6 +171,11 @@ void options_init() {
     const char* why = nullptr;
     if (!parse_scavenge(v, &g_options.scavenge_delay_ns, &why))
       print_err("GORT_SCAVENGE=%s: %s; using the default (500)", v, why);
+  }
+  if (const char* v = getenv("GORT_THP")) {
+    const char* why = nullptr;
+    if (!parse_thp(v, &g_options.thp, &why))
+      print_err("GORT_THP=%s: %s; using the default (system)", v, why);
   }
   if (const char* v = getenv("GORT_MEMLIMIT")) {
     const char* why = nullptr;

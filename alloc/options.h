@@ -10,10 +10,16 @@
 
 namespace gort::alloc {
 
+enum class thpMode : uint8_t { system, on, off };
+
 struct options {
   // GORT_SCAVENGE=off|<ms>: free pages go back to the OS once they have stayed
   // free this long. Negative means the background scavenger is off.
   int64_t scavenge_delay_ns = 500 * 1000000LL;
+  // GORT_THP=system|on|off: transparent huge pages for the heap (mheap.h,
+  // "Huge pages"). system: no advice, the kernel's setting decides; on:
+  // madvise(MADV_HUGEPAGE) on the heap; off: madvise(MADV_NOHUGEPAGE).
+  thpMode thp = thpMode::system;
   // GORT_DEBUG=mstats=1: print allocator statistics on stderr at exit.
   bool mstats = false;
   // Where mstats go: a duplicate of stderr taken at startup, because programs
@@ -74,5 +80,6 @@ void options_init();
 bool parse_scavenge(const char* s, int64_t* delay_ns, const char** why);
 bool parse_debug(const char* s, options* o, char* why, unsigned whylen);
 bool parse_memlimit(const char* s, int64_t* bytes, const char** why);
+bool parse_thp(const char* s, thpMode* mode, const char** why);
 
 }  // namespace gort::alloc

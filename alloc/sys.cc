@@ -2,9 +2,11 @@
 #include "alloc/sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -73,6 +75,22 @@ void sys_release(void* p, size_t n) {
   int saved = errno;  // free() must not change errno
   madvise(p, n, MADV_DONTNEED);
   errno = saved;
+}
+
+void sys_hugepage_advice(void* p, size_t n, bool huge) {
+  int saved = errno;  // advice only: a kernel without THP refuses, harmlessly
+  madvise(p, n, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  errno = saved;
+}
+
+bool sys_thp_always() {
+  int saved = errno;
+  char buf[128] = {};
+  int fd = open("/sys/kernel/mm/transparent_hugepage/enabled", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+  if (fd >= 0) close(fd);
+  errno = saved;
+  return n > 0 && strstr(buf, "[always]") != nullptr;
 }
 
 void sys_release_inner(void* p, size_t n) {

@@ -39,6 +39,12 @@ size_t sys_as_limit();
 void sys_unmap(void* p, size_t n);
 // Returns the pages of [p, p+n) to the OS; they read as zero afterwards.
 void sys_release(void* p, size_t n);
+// Asks for (huge true) or against transparent huge pages on [p, p+n).
+void sys_hugepage_advice(void* p, size_t n, bool huge);
+// Whether the kernel backs anonymous memory with huge pages unasked
+// (/sys/kernel/mm/transparent_hugepage/enabled reads "[always]"). Reads a
+// file: not for a path that must not block.
+bool sys_thp_always();
 // Releases the whole pages inside [p, p+n) (the partial pages at either end
 // stay): for metadata that is mostly, not wholly, page-aligned.
 void sys_release_inner(void* p, size_t n);

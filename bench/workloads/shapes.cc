@@ -25,8 +25,17 @@
 //     many short-lived threads: WAVES waves of PERWAVE threads, each allocating
 //     OBJS blocks of up to SIZE bytes, freeing half of them itself and handing
 //     the other half to the next wave.
+//   shapes hugepages LIVE_MIB ROUNDS
+//     transparent huge pages over a live heap: allocates LIVE_MIB MiB in
+//     blocks of 16 B to 64 KiB (log-distributed), touching every page, and
+//     reports how much of the process's anonymous memory huge pages back
+//     (AnonHugePages over Anonymous in /proc/self/smaps_rollup); then ROUNDS
+//     times frees a quarter of the blocks at random and allocates as much
+//     again, idles 1.5 s (scavengers run), and reports the coverage and RSS.
+//     Run under the kernel's THP settings always and madvise (bench/thp.py).
 //
-// Prints (stdout): result time <ms> lower; scratch and thrash also print
+// Prints (stdout): result time <ms> lower (hugepages also: work, the time
+// without the idle 1.5 s); scratch and thrash also print
 // shared_lines, the percentage of rounds whose new object shared a cache line
 // with another thread's object in use at that moment. Self-checks: every object's
 // contents are verified before it is freed; a mismatch exits 1.
@@ -249,11 +258,84 @@ void short_threads(int waves, int perwave, long objs, size_t size) {
   }
 }
 
+// Anonymous and AnonHugePages of the whole process, in KiB.
+void smaps_rollup(long* anon, long* huge) {
+  *anon = *huge = 0;
+  FILE* f = fopen("/proc/self/smaps_rollup", "r");
+  if (!f) return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    sscanf(line, "Anonymous: %ld kB", anon);
+    sscanf(line, "AnonHugePages: %ld kB", huge);
+  }
+  fclose(f);
+}
+
+double coverage() {
+  long anon, huge;
+  smaps_rollup(&anon, &huge);
+  return anon > 0 ? 100.0 * static_cast<double>(huge) / static_cast<double>(anon) : 0;
+}
+
+void hugepages(long live_mib, long rounds) {
+  struct blk {
+    unsigned char* p;
+    size_t n;
+    uint64_t id;
+  };
+  std::vector<blk> v;
+  xorshift rng(7);
+  uint64_t next_id = 1;
+  auto make = [&](std::vector<blk>& out) {
+    // 16 B .. 64 KiB, log-distributed: most blocks small, most bytes large.
+    size_t n = static_cast<size_t>(16.0 * pow(4096.0, static_cast<double>(rng.below(1000)) / 1000));
+    unsigned char* p = xmalloc(n);
+    memset(p, 0, n);  // every page touched: a live heap, not a reservation
+    stamp(p, n, next_id);
+    out.push_back(blk{p, n, next_id++});
+    return n;
+  };
+  auto t0 = clk::now();
+  const size_t target = static_cast<size_t>(live_mib) << 20;
+  size_t live = 0;
+  while (live < target) live += make(v);
+  printf("result coverage_live %.1f %% higher\n", coverage());
+  for (long r = 0; r < rounds; r++) {
+    size_t freed = 0;
+    for (size_t i = 0; i < v.size(); i++) {
+      if (rng.below(4) != 0) continue;
+      if (!check(v[i].p, v[i].n, v[i].id)) g_bad++;
+      freed += v[i].n;
+      free(v[i].p);
+      v[i].p = nullptr;
+    }
+    std::vector<blk> keep;
+    keep.reserve(v.size());
+    for (auto& b : v)
+      if (b.p) keep.push_back(b);
+    v.swap(keep);
+    size_t made = 0;
+    while (made < freed) made += make(v);
+  }
+  printf("result work %.1f ms lower\n",
+         std::chrono::duration<double, std::milli>(clk::now() - t0).count());
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  long anon, huge;
+  smaps_rollup(&anon, &huge);
+  printf("result coverage_after_churn %.1f %% higher\n",
+         anon > 0 ? 100.0 * static_cast<double>(huge) / static_cast<double>(anon) : 0);
+  printf("result anon_after_churn %.1f MiB lower\n", static_cast<double>(anon) / 1024);
+  for (auto& b : v) {
+    if (!check(b.p, b.n, b.id)) g_bad++;
+    free(b.p);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: shapes scratch|thrash|xfer|realloc|threads ARGS...\n");
+    fprintf(stderr, "usage: shapes scratch|thrash|xfer|realloc|threads|hugepages ARGS...\n");
     return 2;
   }
   const char* shape = argv[1];
@@ -268,6 +350,8 @@ int main(int argc, char** argv) {
   } else if (!strcmp(shape, "realloc")) {
     grow(static_cast<int>(arg(argv, argc, 2)), arg(argv, argc, 3),
          static_cast<size_t>(arg(argv, argc, 4)));
+  } else if (!strcmp(shape, "hugepages")) {
+    hugepages(arg(argv, argc, 2), arg(argv, argc, 3));
   } else if (!strcmp(shape, "threads")) {
     short_threads(static_cast<int>(arg(argv, argc, 2)), static_cast<int>(arg(argv, argc, 3)),
                   arg(argv, argc, 4), static_cast<size_t>(arg(argv, argc, 5)));

@@ -3,6 +3,9 @@
 // operations.
 #include "alloc/mheap.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
 #include <cstring>
 #include <random>
@@ -209,6 +212,54 @@ BOOST_AUTO_TEST_CASE(scavenge_cost_is_linear_in_what_it_releases) {
   BOOST_TEST(st.free_pages == st.released_pages);
   require_valid();
   unfragment(all);
+  require_valid();
+}
+
+namespace {
+// OS pages of [p, p + n) that are resident (the kernel's word, mincore).
+size_t resident_pages(uintptr_t p, size_t n) {
+  std::vector<unsigned char> v(n / 4096);
+  BOOST_REQUIRE(mincore(reinterpret_cast<void*>(p), n, v.data()) == 0);
+  size_t k = 0;
+  for (unsigned char c : v) k += c & 1;
+  return k;
+}
+}  // namespace
+
+// Huge-page aware scavenging (mheap.h "Huge pages"): the free end of a huge
+// page that is mostly in use stays backed; the free end of a mostly free one
+// goes; on demand (min age 0) both go.
+BOOST_AUTO_TEST_CASE(huge_aware_scavenge_keeps_dense_huge_pages) {
+  ensure_init();
+  g_heap.scavenge(0, nullptr);
+  mspan* dense = g_heap.alloc_span(kPagesPerHuge, spanState::large, kPagesPerHuge);
+  mspan* sparse = g_heap.alloc_span(kPagesPerHuge, spanState::large, kPagesPerHuge);
+  BOOST_REQUIRE(dense);
+  BOOST_REQUIRE(sparse);
+  memset(reinterpret_cast<void*>(dense->base), 1, kHugePageSize);
+  memset(reinterpret_cast<void*>(sparse->base), 1, kHugePageSize);
+  const uintptr_t kDenseUsed = 200, kSparseUsed = 16;
+  g_heap.shrink_span(dense, kDenseUsed);
+  g_heap.shrink_span(sparse, kSparseUsed);
+  const uintptr_t dtail = dense->base + kDenseUsed * kPageSize;
+  const uintptr_t stail = sparse->base + kSparseUsed * kPageSize;
+  const size_t dbytes = (kPagesPerHuge - kDenseUsed) * kPageSize;
+  const size_t sbytes = (kPagesPerHuge - kSparseUsed) * kPageSize;
+  BOOST_REQUIRE(resident_pages(dtail, dbytes) == dbytes / 4096);
+  BOOST_REQUIRE(resident_pages(stail, sbytes) == sbytes / 4096);
+  usleep(20000);  // both tails older than the 1 ns delay below on the coarse clock
+  g_heap.set_huge_aware(true);
+  g_heap.scavenge(1, nullptr);
+  g_heap.set_huge_aware(false);
+  BOOST_TEST(resident_pages(dtail, dbytes) == dbytes / 4096);
+  BOOST_TEST(resident_pages(stail, sbytes) == 0u);
+  BOOST_TEST(resident_pages(dense->base, kDenseUsed * kPageSize) == kDenseUsed * kPageSize / 4096);
+  require_valid();
+  g_heap.scavenge(0, nullptr);  // on demand: everything free goes
+  BOOST_TEST(resident_pages(dtail, dbytes) == 0u);
+  require_valid();
+  g_heap.free_span(dense);
+  g_heap.free_span(sparse);
   require_valid();
 }
 

@@ -24,6 +24,22 @@ BOOST_AUTO_TEST_CASE(scavenge_values) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(thp_values) {
+  thpMode m = thpMode::system;
+  const char* why = nullptr;
+  BOOST_TEST(parse_thp("on", &m, &why));
+  BOOST_TEST((m == thpMode::on));
+  BOOST_TEST(parse_thp("off", &m, &why));
+  BOOST_TEST((m == thpMode::off));
+  BOOST_TEST(parse_thp("system", &m, &why));
+  BOOST_TEST((m == thpMode::system));
+  for (const char* bad : {"", "always", "1", "ON", "on "}) {
+    why = nullptr;
+    BOOST_TEST(!parse_thp(bad, &m, &why), bad);
+    BOOST_TEST(why != nullptr);
+  }
+}
+
 BOOST_AUTO_TEST_CASE(debug_values) {
   options o;
   char why[160] = "";

@@ -105,6 +105,27 @@ BOOST_AUTO_TEST_CASE(gort_scavenge_releases_now) {
   BOOST_TEST(st.heap_released >= (48u << 20));
 }
 
+// GORT_THP: system (the default) gives no advice, on asks for huge pages,
+// off refuses them; a bad value is reported and the default kept.
+BOOST_AUTO_TEST_CASE(gort_thp_advises_the_heap) {
+  auto flags = [](const char* setting) {
+    std::vector<std::string> env{preload_env()};
+    if (setting) env.push_back(std::string("GORT_THP=") + setting);
+    result r = run({test_prog("thp_flags")}, env);
+    BOOST_REQUIRE_MESSAGE(r.status == 0, "thp_flags failed: " << r.err);
+    return r;
+  };
+  result def = flags(nullptr), on = flags("on"), off = flags("off"), bad = flags("sometimes");
+  BOOST_TEST(def.out.find(" hg") == std::string::npos, def.out);
+  BOOST_TEST(def.out.find(" nh") == std::string::npos, def.out);
+  BOOST_TEST(on.out.find(" hg") != std::string::npos, on.out);
+  BOOST_TEST(off.out.find(" nh") != std::string::npos, off.out);
+  BOOST_TEST(bad.out.find(" hg") == std::string::npos, bad.out);
+  BOOST_TEST(bad.err.find("gort: GORT_THP=sometimes: expected 'system', 'on' or 'off'") !=
+                 std::string::npos,
+             bad.err);
+}
+
 BOOST_AUTO_TEST_CASE(heap_is_never_madvised_hugepage) {
   // Go issues 61718/64332: gort aligns arenas to huge pages but never asks
   // for them, so THP=madvise systems keep their behaviour.
