@@ -88,9 +88,8 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_
       if (s) {
         partial.remove(s);
       } else {
-        s = g_heap.alloc_small_span(cls);
+        s = span_from_heap();
         if (!s) break;
-        nspans++;
       }
       s->owner = owner;
       window_set_owner(s, owner);
@@ -99,10 +98,9 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_
     }
     mspan* s = partial.first;
     if (!s) {
-      s = g_heap.alloc_small_span(cls);
+      s = span_from_heap();
       if (!s) break;
       partial.push_front(s);
-      nspans++;
     }
     n = take_from(s, out, want, n);
     if (s->alloc_count == s->nelems) {
@@ -113,6 +111,19 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_
   if (n < want) memmove(out, out + (want - n), n * sizeof(void*));
   nfetched += n;
   return n;
+}
+
+// A new span of the class from the mheap, with this mcentral's lock dropped
+// around the call: the mheap may grow the heap (mmap, mprotect, page faults
+// on new metadata), and other threads' refills and flushes of this class
+// must not wait for that. The caller holds the lock before and after; the
+// new span is on no list yet, so nothing else can see it meanwhile.
+mspan* mcentral::span_from_heap() {
+  lock.unlock();
+  mspan* s = g_heap.alloc_small_span(cls);
+  lock.lock();
+  if (s) nspans++;
+  return s;
 }
 
 void mcentral::drop_owned(mspan* s) {

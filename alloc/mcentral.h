@@ -39,7 +39,9 @@
 // of those go back as remote frees.
 //
 // Lock ordering: mcentral.lock, then mheap.lock. Every thread may take any
-// mcentral's lock; nothing holding it calls malloc.
+// mcentral's lock; nothing holding it calls malloc, and it is dropped around
+// the mheap call that takes a new span (span_from_heap), so a heap growth's
+// system calls never hold up the class's other refills and flushes.
 #pragma once
 
 #include <cstdint>
@@ -92,6 +94,7 @@ struct alignas(64) mcentral {
 
  private:
   void return_to_spans(void* const* objs, uint32_t n, int64_t freed_at = -1);
+  mspan* span_from_heap();
   void drop_owned_locked(mspan* s);
   uint32_t take_from(mspan* s, void** out, uint32_t want, uint32_t n);
 };
