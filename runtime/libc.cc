@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <type_traits>
 
 #include "gort/runtime.h"
 #include "runtime/netpoll.h"
@@ -344,8 +345,27 @@ bool ready_now(int fd, int mode) {
   return syscall(SYS_poll, &pfd, 1, 0) != 0;
 }
 
-template <class F>
-ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n, F f) {
+// The non-blocking form of a call on a blocking pipe (np_io's nw), for the
+// calls that have one: read and write (and their vector forms) through
+// preadv2/pwritev2 with RWF_NOWAIT at the current offset, which return EAGAIN
+// instead of blocking whatever the descriptor's mode, as Go's reads on its
+// non-blocking descriptors do: one system call where readiness first cost a
+// poll. Raw system calls: libc's wrappers may be interposed.
+#ifndef RWF_NOWAIT
+#define RWF_NOWAIT 0x00000008
+#endif
+struct noNowait {  // the other calls: no such form
+  ssize_t operator()(size_t) const { return -1; }
+};
+inline ssize_t read_nowait(int fd, const struct iovec* iov, int n) {
+  return syscall(SYS_preadv2, fd, iov, n, -1L, 0L, RWF_NOWAIT);
+}
+inline ssize_t write_nowait(int fd, const struct iovec* iov, int n) {
+  return syscall(SYS_pwritev2, fd, iov, n, -1L, 0L, RWF_NOWAIT);
+}
+
+template <class F, class N = noNowait>
+ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n, F f, N nw = N{}) {
   if (nonblock || pd->user_nonblock.load(std::memory_order_relaxed)) return f(0);
   bool task = on_task();
   bool knb = pd->kernel_nonblock.load(std::memory_order_relaxed);
@@ -358,7 +378,17 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
   ssize_t r;
   int e = 0;
   for (;;) {
-    if (!knb) {
+    int8_t nwok = 0;
+    if constexpr (!std::is_same_v<N, noNowait>) nwok = pd->nowait.load(std::memory_order_relaxed);
+    if (!knb && nwok >= 0 && !std::is_same_v<N, noNowait>) {
+      // A blocking pipe, the call that cannot block (nw above).
+      r = nw(done);
+      if (r < 0 && cur_errno() == EOPNOTSUPP) {
+        pd->nowait.store(-1, std::memory_order_relaxed);  // an older kernel: as below
+        continue;
+      }
+      if (nwok == 0) pd->nowait.store(1, std::memory_order_relaxed);
+    } else if (!knb) {
       // A blocking pipe: wait until ready, then the call as a blocking call
       // (it may still block on a write larger than the room: hand-off).
       if (!ready_now(fd, mode)) {
@@ -403,6 +433,8 @@ using gort::rt::manage;
 using gort::rt::np_io;
 using gort::rt::pd_lookup;
 using gort::rt::pollDesc;
+using gort::rt::read_nowait;
+using gort::rt::write_nowait;
 
 #define GORT_REAL(ret, name, params)       \
   static std::atomic<void*> real{nullptr}; \
@@ -413,7 +445,11 @@ GORT_EXPORT ssize_t read(int fd, void* buf, size_t n) {
   auto call = [&](size_t) -> ssize_t {
     return fn ? fn(fd, buf, n) : syscall(SYS_read, fd, buf, n);
   };
-  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, n, call);
+  auto nowait = [&](size_t) -> ssize_t {
+    struct iovec v = {buf, n};
+    return read_nowait(fd, &v, 1);
+  };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, n, call, nowait);
   return blocking_call([&] { return call(0); });
 }
 
@@ -423,7 +459,11 @@ GORT_EXPORT ssize_t write(int fd, const void* buf, size_t n) {
     const char* b = static_cast<const char*>(buf) + d;
     return fn ? fn(fd, b, n - d) : syscall(SYS_write, fd, b, n - d);
   };
-  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeWrite, false, true, n, call);
+  auto nowait = [&](size_t d) -> ssize_t {
+    struct iovec v = {const_cast<char*>(static_cast<const char*>(buf)) + d, n - d};
+    return write_nowait(fd, &v, 1);
+  };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeWrite, false, true, n, call, nowait);
   return blocking_call([&] { return call(0); });
 }
 
@@ -506,7 +546,8 @@ GORT_EXPORT ssize_t readv(int fd, const struct iovec* iov, int n) {
   auto call = [&](size_t) -> ssize_t {
     return fn ? fn(fd, iov, n) : syscall(SYS_readv, fd, iov, n);
   };
-  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, 0, call);
+  auto nowait = [&](size_t) -> ssize_t { return read_nowait(fd, iov, n); };
+  if (pollDesc* pd = pd_lookup(fd)) return np_io(pd, fd, kModeRead, false, false, 0, call, nowait);
   return blocking_call([&] { return call(0); });
 }
 
@@ -522,7 +563,12 @@ GORT_EXPORT ssize_t writev(int fd, const struct iovec* iov, int n) {
     int k = iov_skip(iov, n, d, rest);
     return fn ? fn(fd, rest, k) : syscall(SYS_writev, fd, rest, k);
   };
-  return np_io(pd, fd, kModeWrite, false, true, iov_total(iov, n), call);
+  auto nowait = [&](size_t d) -> ssize_t {
+    if (d == 0) return write_nowait(fd, iov, n);
+    int k = iov_skip(iov, n, d, rest);
+    return write_nowait(fd, rest, k);
+  };
+  return np_io(pd, fd, kModeWrite, false, true, iov_total(iov, n), call, nowait);
 }
 
 GORT_EXPORT ssize_t recvmsg(int fd, struct msghdr* msg, int flags) {

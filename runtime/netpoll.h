@@ -30,9 +30,13 @@ struct pollDesc {
   std::atomic<bool> user_nonblock{false};
   // Sockets are non-blocking in the kernel (the runtime set it, fcntl hides
   // it); pipes keep the program's mode, since raw system calls, libc's own
-  // stdio and child processes share them: the runtime waits for readiness
-  // first and makes the call as a blocking call (libc.cc).
+  // stdio and child processes share them: the runtime reads and writes them
+  // with RWF_NOWAIT (or, where the kernel refuses that, waits for readiness
+  // first and makes the call as a blocking call; libc.cc np_io).
   std::atomic<bool> kernel_nonblock{true};
+  // A pipe in blocking mode: whether preadv2/pwritev2 with RWF_NOWAIT work on
+  // it (0: not tried yet, 1: yes, -1: the kernel refused, EOPNOTSUPP).
+  std::atomic<int8_t> nowait{0};
   std::atomic<int64_t> rcvtimeo{0}, sndtimeo{0};  // SO_RCVTIMEO / SO_SNDTIMEO in ns, 0: none
 };
 
