@@ -450,6 +450,7 @@ struct pbuf {
     cap = c;
   }
   void bytes(const void* b, size_t len) {
+    if (len == 0) return;  // b may be null then, which memcpy does not allow
     reserve(len);
     if (failed) return;
     memcpy(p + n, b, len);
