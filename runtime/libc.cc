@@ -364,8 +364,11 @@ inline ssize_t write_nowait(int fd, const struct iovec* iov, int n) {
   return syscall(SYS_pwritev2, fd, iov, n, -1L, 0L, RWF_NOWAIT);
 }
 
+// end_turn: a completed call ends the task's turn when others wait (proc.h
+// io_turn_end); not for accept, see accept4.
 template <class F, class N = noNowait>
-ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n, F f, N nw = N{}) {
+ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n, F f, N nw = N{},
+              bool end_turn = true) {
   if (nonblock || pd->user_nonblock.load(std::memory_order_relaxed)) return f(0);
   bool task = on_task();
   bool knb = pd->kernel_nonblock.load(std::memory_order_relaxed);
@@ -414,7 +417,7 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
     }
   }
   if (done > 0) r = static_cast<ssize_t>(done);  // a partial transfer, then an error: the count
-  if (task) io_turn_end();  // the turn ends when others wait (proc.h), as for a blocking call
+  if (task && end_turn) io_turn_end();           // the turn ends when others wait (proc.h)
   if (r < 0) {
     cur_errno() = e;  // on the thread the task is on now, as in blocking_call
   } else {
@@ -430,6 +433,7 @@ using gort::rt::cur_errno;
 using gort::rt::kModeRead;
 using gort::rt::kModeWrite;
 using gort::rt::manage;
+using gort::rt::noNowait;
 using gort::rt::np_io;
 using gort::rt::pd_lookup;
 using gort::rt::pollDesc;
@@ -599,8 +603,14 @@ GORT_EXPORT int accept4(int fd, struct sockaddr* a, socklen_t* alen, int flags) 
     return fn ? fn(fd, a, alen, f2) : syscall(SYS_accept4, fd, a, alen, f2);
   };
   ssize_t r;
+  // A completed accept does not end the turn (Go's Accept does not yield
+  // either): an accept loop that yielded after each connection took one
+  // connection per round of every task it had started, so under a burst of
+  // 1,000 connections the last ones waited a second to be accepted (their
+  // requests' latency, bench/results/http.md). The new connection's task is
+  // on this P's queue; sysmon's preemption still bounds the loop's turn.
   if (pollDesc* pd = pd_lookup(fd))
-    r = np_io(pd, fd, kModeRead, false, false, 0, call);
+    r = np_io(pd, fd, kModeRead, false, false, 0, call, noNowait{}, false);
   else
     r = blocking_call([&] { return call(0); });
   if (r >= 0 && task) manage(static_cast<int>(r), flags & SOCK_NONBLOCK);

@@ -729,6 +729,53 @@ BOOST_AUTO_TEST_CASE(completed_io_ends_the_turn_when_others_wait) {
       gort::RunOptions{.maxprocs = 1});
 }
 
+// The converse of the turn rule above: an accept that finds a connection
+// waiting does not end the turn, in libc's accept and in Listener::accept
+// (Go's Accept does not yield either). An accept loop that yielded after each
+// connection, behind every task it had started, left the last of a burst of
+// 1,000 connections unaccepted for a second (bench/results/http.md).
+BOOST_AUTO_TEST_CASE(accept_drains_waiting_connections_without_yielding) {
+  run_checked(
+      [] {
+        const int kConns = 32;
+        uint16_t port = 0;
+        int lfd = listen_lo(kConns * 2, &port);
+        TCHECK(lfd >= 0);
+        std::error_code ec;
+        auto ln = gort::net::listen("127.0.0.1:0", ec);
+        TCHECK(!ec);
+        std::vector<int> clients;
+        std::vector<gort::net::Conn> conns;  // dialled and accepted, closed at the end
+        for (int i = 0; i < kConns; i++) {
+          clients.push_back(dial_lo(port));
+          conns.push_back(gort::net::dial("127.0.0.1:" + std::to_string(ln.port()), ec));
+          TCHECK(!ec);
+        }
+        for (int path = 0; path < 2; path++) {
+          std::atomic<bool> ran{false};
+          gort::go([&] { ran = true; });
+          std::vector<int> accepted;
+          for (int i = 0; i < kConns; i++) {
+            if (path == 0) {
+              accepted.push_back(accept(lfd, nullptr, nullptr));
+              TCHECK(accepted.back() >= 0);
+            } else {
+              conns.push_back(ln.accept(ec));
+              TCHECK(!ec);
+            }
+          }
+          TCHECK_MSG(!ran.load(), (path ? "Listener::accept" : "accept") << " gave up the turn");
+          while (!ran.load()) gort::yield();
+          for (int fd : accepted) close(fd);
+        }
+        for (int fd : clients) close(fd);
+        for (auto& c : conns) c.close();
+        close(lfd);
+        ln.close();
+      },
+      gort::RunOptions{.maxprocs = 1});
+}
+
 // Conn::close from one task while another reads, many times over and
 // with the reader at every point of its read (parked, or still starting):
 // the read returns bad_file_descriptor, and sockets made right after the
