@@ -147,6 +147,17 @@ bool init() {
   return true;
 }
 
+// f(pd) for every pollDesc ever made (the table only grows).
+template <class F>
+void for_each_pd(F f) {
+  for (int c = 0; c < kChunks; c++) {
+    std::atomic<pdFull*>* chunk = g_table[c].load(std::memory_order_acquire);
+    if (!chunk) continue;
+    for (int k = 0; k < kChunkSize; k++)
+      if (pdFull* pd = chunk[k].load(std::memory_order_acquire)) f(pd);
+  }
+}
+
 pdFull* slot(int fd, bool make) {
   if (fd < 0 || fd >= kChunks * kChunkSize) return nullptr;
   auto& chunk_ref = g_table[fd >> kChunkBits];
@@ -252,20 +263,14 @@ void fork_child() {
   g_breaking.store(0, std::memory_order_relaxed);
   netpoll_waiters.store(0, std::memory_order_relaxed);
   netpoll_sleeper.store(nullptr, std::memory_order_relaxed);
-  for (int c = 0; c < kChunks; c++) {
-    std::atomic<pdFull*>* chunk = g_table[c].load(std::memory_order_acquire);
-    if (!chunk) continue;
-    for (int k = 0; k < kChunkSize; k++) {
-      pdFull* pd = chunk[k].load(std::memory_order_acquire);
-      if (!pd) continue;
-      pd->st.lock.reset();
-      pd->active.store(false, std::memory_order_relaxed);
-      pd->closing.store(false, std::memory_order_relaxed);
-      pd->seq.fetch_add(1, std::memory_order_relaxed);
-      pd->st.ready[0] = pd->st.ready[1] = false;
-      pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
-    }
-  }
+  for_each_pd([](pdFull* pd) {
+    pd->st.lock.reset();
+    pd->active.store(false, std::memory_order_relaxed);
+    pd->closing.store(false, std::memory_order_relaxed);
+    pd->seq.fetch_add(1, std::memory_order_relaxed);
+    pd->st.ready[0] = pd->st.ready[1] = false;
+    pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
+  });
 }
 
 // Registered at load time, not in init: a fork while another thread makes
@@ -446,16 +451,10 @@ g* netpoll(int64_t delay_ns, int32_t* n) {
 
 void netpoll_run_end() {
   netpoll_waiters.store(0);
-  for (int c = 0; c < kChunks; c++) {
-    std::atomic<pdFull*>* chunk = g_table[c].load(std::memory_order_acquire);
-    if (!chunk) continue;
-    for (int k = 0; k < kChunkSize; k++) {
-      pdFull* pd = chunk[k].load(std::memory_order_acquire);
-      if (!pd) continue;
-      alloc::lock_guard l(pd->st.lock);
-      pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
-    }
-  }
+  for_each_pd([](pdFull* pd) {
+    alloc::lock_guard l(pd->st.lock);
+    pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
+  });
 }
 
 void netpoll_break() {
