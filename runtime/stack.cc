@@ -8,6 +8,7 @@
 
 #include "alloc/lock.h"
 #include "alloc/mheap.h"
+#include "alloc/options.h"
 #include "alloc/sys.h"
 
 namespace gort::rt {
@@ -59,6 +60,36 @@ void remove_guard(uintptr_t base) {
   }
 }
 
+// Task stacks never get huge pages. A parked task uses one page of its stack,
+// and stacks are spans of the heap, 256 KiB apart by default: where huge
+// pages back the heap (GORT_THP=on, or the kernel at "always"), touching that
+// page faulted in the whole 2 MiB around it, and a parked task cost its whole
+// stack (258 KB instead of 4.7 KB). So the 2 MiB ranges that hold a new stack
+// get MADV_NOHUGEPAGE: one call per range, not per stack (stacks are mostly
+// carved one after another), and the heap's spans that share such a range
+// lose huge pages there. Advice splits the heap's mapping at most at 2 MiB
+// boundaries, and equal neighbours merge again.
+int g_thp_in_play = -1;  // -1: not known yet; read once (a /sys file)
+std::atomic<uintptr_t> g_nohuge_lo{0}, g_nohuge_hi{0};  // the last range advised
+
+void stack_no_huge(uintptr_t base, size_t size) {
+  int in_play = __atomic_load_n(&g_thp_in_play, __ATOMIC_RELAXED);
+  if (in_play < 0) {
+    alloc::thpMode m = alloc::g_options.thp;
+    in_play = m == alloc::thpMode::on || (m == alloc::thpMode::system && alloc::sys_thp_always());
+    __atomic_store_n(&g_thp_in_play, in_play, __ATOMIC_RELAXED);
+  }
+  if (!in_play) return;
+  const uintptr_t mask = alloc::kHugePageSize - 1;
+  uintptr_t lo = base & ~mask, hi = (base + size + mask) & ~mask;
+  if (lo >= g_nohuge_lo.load(std::memory_order_relaxed) &&
+      hi <= g_nohuge_hi.load(std::memory_order_relaxed))
+    return;  // advised already (a race only costs a second call)
+  alloc::sys_hugepage_advice(reinterpret_cast<void*>(lo), hi - lo, false);
+  g_nohuge_lo.store(lo, std::memory_order_relaxed);
+  g_nohuge_hi.store(hi, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 void stack_init(size_t size) {
@@ -76,6 +107,7 @@ stack stack_alloc() {
   alloc::mspan* sp = alloc::g_heap.alloc_span(npages, alloc::spanState::stack);
   if (!sp) return s;
   s.span = sp;
+  stack_no_huge(sp->base, g_stack_size);
   s.hi = sp->base + g_stack_size;
   s.guarded = install_guard(sp->base);
   s.lo = sp->base + kOsPage;

@@ -280,4 +280,23 @@ BOOST_AUTO_TEST_CASE(headers_build_as_cxx17_and_cxx20) {
   }
 }
 
+// Task stacks are heap spans; with huge pages asked for the heap
+// (GORT_THP=on), touching a parked task's one stack page must not fault in
+// the 2 MiB around it (stack.cc refuses huge pages for stacks): a parked task
+// stays about 4.7 KiB (a stack page and its g), not up to its whole 256 KiB
+// stack (258 KB in sched_parked; 14.7 KB here when the kernel had few free
+// huge pages).
+BOOST_AUTO_TEST_CASE(parked_tasks_stay_small_with_huge_pages) {
+  for (const char* thp : {"GORT_THP=system", "GORT_THP=on"}) {
+    result r = run_prog("sched_thp_stacks", "", {thp, "GORT_MAXPROCS=2"});
+    BOOST_REQUIRE_MESSAGE(r.status == 0 && r.out.find("ok") != std::string::npos,
+                          thp << ": " << DESCRIBE(r));
+    long per_task = -1;
+    sscanf(r.out.c_str(), "bytes_per_task %ld", &per_task);
+    BOOST_TEST_MESSAGE(thp << ": " << per_task << " bytes per parked task");
+    BOOST_TEST(per_task > 0, thp);
+    BOOST_TEST(per_task < 8 * 1024, thp << ": " << per_task << " bytes per parked task");
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()
