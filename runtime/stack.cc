@@ -70,7 +70,10 @@ void remove_guard(uintptr_t base) {
 // lose huge pages there. Advice splits the heap's mapping at most at 2 MiB
 // boundaries, and equal neighbours merge again.
 int g_thp_in_play = -1;  // -1: not known yet; read once (a /sys file)
-std::atomic<uintptr_t> g_nohuge_lo{0}, g_nohuge_hi{0};  // the last range advised
+// The last ranges advised, in one word so that a reader never pairs one
+// call's start with another's end: first 2 MiB index << 24 | count.
+std::atomic<uint64_t> g_nohuge{0};
+static_assert(alloc::kHugePageSize == size_t{1} << 21);
 
 void stack_no_huge(uintptr_t base, size_t size) {
   int in_play = __atomic_load_n(&g_thp_in_play, __ATOMIC_RELAXED);
@@ -82,12 +85,12 @@ void stack_no_huge(uintptr_t base, size_t size) {
   if (!in_play) return;
   const uintptr_t mask = alloc::kHugePageSize - 1;
   uintptr_t lo = base & ~mask, hi = (base + size + mask) & ~mask;
-  if (lo >= g_nohuge_lo.load(std::memory_order_relaxed) &&
-      hi <= g_nohuge_hi.load(std::memory_order_relaxed))
-    return;  // advised already (a race only costs a second call)
+  uint64_t first = lo >> 21, count = (hi - lo) >> 21;  // 2 MiB ranges
+  uint64_t last = g_nohuge.load(std::memory_order_relaxed);
+  uint64_t lfirst = last >> 24, lcount = last & 0xffffff;
+  if (first >= lfirst && first + count <= lfirst + lcount) return;  // advised already
   alloc::sys_hugepage_advice(reinterpret_cast<void*>(lo), hi - lo, false);
-  g_nohuge_lo.store(lo, std::memory_order_relaxed);
-  g_nohuge_hi.store(hi, std::memory_order_relaxed);
+  if (count < (1u << 24)) g_nohuge.store(first << 24 | count, std::memory_order_relaxed);
 }
 
 }  // namespace
