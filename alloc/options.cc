@@ -163,6 +163,17 @@ bool parse_memlimit(const char* s, int64_t* bytes, const char** why) {
   return true;
 }
 
+bool thp_in_play() {
+  static int cached = -1;
+  int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+  if (v < 0) {
+    thpMode m = g_options.thp;
+    v = m == thpMode::on || (m == thpMode::system && sys_thp_always());
+    __atomic_store_n(&cached, v, __ATOMIC_RELAXED);
+  }
+  return v != 0;
+}
+
 void options_init() {
   static bool done = false;
   if (done) return;

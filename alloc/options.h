@@ -82,4 +82,10 @@ bool parse_debug(const char* s, options* o, char* why, unsigned whylen);
 bool parse_memlimit(const char* s, int64_t* bytes, const char** why);
 bool parse_thp(const char* s, thpMode* mode, const char** why);
 
+// Whether huge pages may back the heap: GORT_THP=on, or system with the
+// kernel's setting at "always". Reads a /sys file the first time (not at
+// program start: its first callers are the scavenger's thread and the first
+// task stack), then the cached answer.
+bool thp_in_play();
+
 }  // namespace gort::alloc

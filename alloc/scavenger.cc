@@ -42,10 +42,9 @@ bool over_limit_release() {
 
 void* scavenger_main(void*) {
   const int64_t delay = g_options.scavenge_delay_ns;
-  // Huge pages may back the heap (mheap.h "Huge pages"): read the kernel's
-  // setting here, on the scavenger's own thread, not at every program start.
-  thpMode thp = g_options.thp;
-  g_heap.set_huge_aware(thp == thpMode::on || (thp == thpMode::system && sys_thp_always()));
+  // Huge pages may back the heap (mheap.h "Huge pages"): asked here, on the
+  // scavenger's own thread, not at every program start.
+  g_heap.set_huge_aware(thp_in_play());
   for (;;) {
     uint32_t seq = g_wake_seq.load(std::memory_order_acquire);
     if (auto hook = scavenger_trace_hook.load(std::memory_order_relaxed)) hook(true, 0);

@@ -381,16 +381,14 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
   ssize_t r;
   int e = 0;
   for (;;) {
-    int8_t nwok = 0;
-    if constexpr (!std::is_same_v<N, noNowait>) nwok = pd->nowait.load(std::memory_order_relaxed);
-    if (!knb && nwok >= 0 && !std::is_same_v<N, noNowait>) {
+    constexpr bool has_nw = !std::is_same_v<N, noNowait>;
+    if (!knb && has_nw && !pd->nowait_refused.load(std::memory_order_relaxed)) {
       // A blocking pipe, the call that cannot block (nw above).
       r = nw(done);
       if (r < 0 && cur_errno() == EOPNOTSUPP) {
-        pd->nowait.store(-1, std::memory_order_relaxed);  // an older kernel: as below
+        pd->nowait_refused.store(true, std::memory_order_relaxed);  // an older kernel: as below
         continue;
       }
-      if (nwok == 0) pd->nowait.store(1, std::memory_order_relaxed);
     } else if (!knb) {
       // A blocking pipe: wait until ready, then the call as a blocking call
       // (it may still block on a write larger than the room: hand-off).

@@ -299,7 +299,7 @@ pollDesc* pd_open(int fd, bool user_nonblock, bool kernel_nonblock) {
     pd->st.ready[0] = pd->st.ready[1] = false;
     pd->user_nonblock.store(user_nonblock, std::memory_order_relaxed);
     pd->kernel_nonblock.store(kernel_nonblock, std::memory_order_relaxed);
-    pd->nowait.store(0, std::memory_order_relaxed);
+    pd->nowait_refused.store(false, std::memory_order_relaxed);
     pd->rcvtimeo.store(0, std::memory_order_relaxed);
     pd->sndtimeo.store(0, std::memory_order_relaxed);
     pd->closing.store(false, std::memory_order_relaxed);

@@ -34,9 +34,9 @@ struct pollDesc {
   // with RWF_NOWAIT (or, where the kernel refuses that, waits for readiness
   // first and makes the call as a blocking call; libc.cc np_io).
   std::atomic<bool> kernel_nonblock{true};
-  // A pipe in blocking mode: whether preadv2/pwritev2 with RWF_NOWAIT work on
-  // it (0: not tried yet, 1: yes, -1: the kernel refused, EOPNOTSUPP).
-  std::atomic<int8_t> nowait{0};
+  // A pipe in blocking mode on which the kernel refused preadv2/pwritev2 with
+  // RWF_NOWAIT (EOPNOTSUPP): libc.cc polls it instead.
+  std::atomic<bool> nowait_refused{false};
   std::atomic<int64_t> rcvtimeo{0}, sndtimeo{0};  // SO_RCVTIMEO / SO_SNDTIMEO in ns, 0: none
 };
 

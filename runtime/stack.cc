@@ -69,20 +69,13 @@ void remove_guard(uintptr_t base) {
 // carved one after another), and the heap's spans that share such a range
 // lose huge pages there. Advice splits the heap's mapping at most at 2 MiB
 // boundaries, and equal neighbours merge again.
-int g_thp_in_play = -1;  // -1: not known yet; read once (a /sys file)
 // The last ranges advised, in one word so that a reader never pairs one
 // call's start with another's end: first 2 MiB index << 24 | count.
 std::atomic<uint64_t> g_nohuge{0};
 static_assert(alloc::kHugePageSize == size_t{1} << 21);
 
 void stack_no_huge(uintptr_t base, size_t size) {
-  int in_play = __atomic_load_n(&g_thp_in_play, __ATOMIC_RELAXED);
-  if (in_play < 0) {
-    alloc::thpMode m = alloc::g_options.thp;
-    in_play = m == alloc::thpMode::on || (m == alloc::thpMode::system && alloc::sys_thp_always());
-    __atomic_store_n(&g_thp_in_play, in_play, __ATOMIC_RELAXED);
-  }
-  if (!in_play) return;
+  if (!alloc::thp_in_play()) return;
   const uintptr_t mask = alloc::kHugePageSize - 1;
   uintptr_t lo = base & ~mask, hi = (base + size + mask) & ~mask;
   uint64_t first = lo >> 21, count = (hi - lo) >> 21;  // 2 MiB ranges
