@@ -36,10 +36,19 @@ constexpr uint64_t kAssistChunk = 64;               // objects per drain call in
 constexpr int64_t kLimiterBucketNs = 1000000000LL;  // per P
 constexpr int64_t kLimitGoalRefreshNs = 1000000;    // limitGoal is at most 1 ms old
 std::atomic<uint32_t> g_cycle_seq{0};
-// The thread's assist credit (bytes it may still allocate), and the cycle
-// it belongs to: a credit from an earlier cycle is void.
-__thread int64_t tl_assist_bytes;
-__thread uint32_t tl_assist_cycle;
+// The assist credit of a thread that runs no task; a task's own is in its
+// g (gchook::task_assist), so that a task that moves to another M takes its
+// debt along instead of leaving it to whatever runs there next.
+__thread rt::gcAssist tl_assist;
+
+// The caller's credit, voided if it is from an earlier cycle.
+rt::gcAssist* assist_credit() {
+  rt::gcAssist* a = rt::gchook::task_assist();
+  if (!a) a = &tl_assist;
+  uint32_t seq = g_cycle_seq.load(std::memory_order_relaxed);
+  if (a->cycle != seq) *a = rt::gcAssist{0, seq};
+  return a;
+}
 
 int64_t now_cpu_thread() {
   timespec ts;
@@ -206,27 +215,27 @@ bool pacer_drain(gcWork& w, uint64_t budget, bool background) {
   return done;
 }
 
+int64_t pacer_assist_credit() {
+  return assist_credit()->bytes;
+}
+
 void pacer_charge(int64_t bytes) {
   gcControllerState& c = gcController;
-  uint32_t seq = g_cycle_seq.load(std::memory_order_relaxed);
-  if (tl_assist_cycle != seq) {
-    tl_assist_cycle = seq;
-    tl_assist_bytes = 0;
-  }
-  tl_assist_bytes -= bytes;
-  if (tl_assist_bytes >= 0) return;
+  rt::gcAssist* a = assist_credit();  // the same record after a yield moves the task
+  a->bytes -= bytes;
+  if (a->bytes >= 0) return;
   if (c.limiterOn.load(std::memory_order_relaxed)) {
-    tl_assist_bytes = 0;  // the CPU limiter forgives assists
+    a->bytes = 0;  // the CPU limiter forgives assists
     return;
   }
   gcThread* t = tl_gc.rec;
   if (!t) return;
   int64_t per = c.assistWorkPerByte.load(std::memory_order_relaxed);
   if (per <= 0) {
-    tl_assist_bytes = 0;
+    a->bytes = 0;
     return;
   }
-  int64_t debt = static_cast<int64_t>((static_cast<__int128>(-tl_assist_bytes) * per) >> 16);
+  int64_t debt = static_cast<int64_t>((static_cast<__int128>(-a->bytes) * per) >> 16);
   // The background workers' surplus pays first (Go's bgScanCredit).
   int64_t credit = c.bgScanCredit.load(std::memory_order_relaxed);
   while (credit > 0) {
@@ -237,10 +246,12 @@ void pacer_charge(int64_t bytes) {
     }
   }
   if (debt <= 0) {
-    tl_assist_bytes = 0;
+    a->bytes = 0;
     return;
   }
-  int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread();
+  // CPU time is per thread: summed piecewise, as a yield may resume the
+  // task on another M.
+  int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread(), cpu = 0;
   rt::trace::assist_begin();
   int64_t work = 0;
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
@@ -266,7 +277,9 @@ void pacer_charge(int64_t bytes) {
       break;
     int64_t now = alloc::nanotime();
     if (now - t0 > 20 * 1000000LL) break;
+    cpu += now_cpu_thread() - cpu0;
     rt::gchook::yield();
+    cpu0 = now_cpu_thread();
     t = tl_gc.rec;
     if (!t) break;
   }
@@ -275,9 +288,9 @@ void pacer_charge(int64_t bytes) {
   // Paid work turns back into allocation credit; what is not paid stays as
   // debt for the next refill (unless the mark ended).
   int64_t paid_bytes = static_cast<int64_t>((static_cast<__int128>(work) << 16) / per);
-  tl_assist_bytes += paid_bytes;
-  if (!g_marking.load(std::memory_order_relaxed) || tl_assist_bytes > 0) tl_assist_bytes = 0;
-  int64_t cpu = now_cpu_thread() - cpu0;
+  a->bytes += paid_bytes;
+  if (!g_marking.load(std::memory_order_relaxed) || a->bytes > 0) a->bytes = 0;
+  cpu += now_cpu_thread() - cpu0;
   c.assistTimeNs.fetch_add(cpu, std::memory_order_relaxed);
   rt::trace::assist_end();
 }

@@ -28,11 +28,12 @@
 // assistWorkPerByte × debt bytes of grey objects itself. assistWorkPerByte =
 // (expected scan work - scan work done) / (heapGoal - heapLive), revised as
 // the mark goes, so that the remaining work ends as the heap reaches the
-// goal. One assist scans at most kAssistMaxWork bytes before it returns to
-// the program (mark-assist tail latency, Go issues 27732 and 40225); a debt
-// left over is paid at the next refill. A task past the hard goal (1.1 ×
-// goal) that finds no grey work yields for up to 20 ms (Go parks it); a
-// plain thread returns at once (spinning cost binary-trees dearly).
+// goal. A task's credit is its own (in its g, as Go's is in the goroutine):
+// it follows the task from M to M; a plain thread's is thread-local. One assist scans at most
+// kAssistMaxWork bytes before it returns to the program (mark-assist tail latency, Go issues 27732
+// and 40225); a debt left over is paid at the next refill. A task past the hard goal (1.1 × goal)
+// that finds no grey work yields for up to 20 ms (Go parks it); a plain thread returns at once
+// (spinning cost binary-trees dearly).
 //
 // CPU limiter (Go's gcCPULimiter): a bucket filled by GC CPU time (the
 // collector's thread and the assists) and drained by the rest of the CPU
@@ -47,7 +48,7 @@
 //
 // Threading: the pacer's state is written by the collector's thread (cycle
 // start and end) and read with relaxed atomics by allocating threads; the
-// per-thread credit lives in tl_gc.
+// credit is the task's (its g) or the plain thread's (thread-local).
 #pragma once
 
 #include <atomic>
@@ -110,6 +111,9 @@ bool pacer_drain(gcWork& w, uint64_t budget, bool background);
 // An allocating thread took bytes into its cache or a large object during a
 // mark: charge and, in debt, assist. Outside busy regions.
 void pacer_charge(int64_t bytes);
+// The caller's assist credit in bytes (negative: a debt): the running
+// task's own, which moves with it, or the plain thread's.
+int64_t pacer_assist_credit();
 // A cycle is pending and not marking yet: yield to the collector if the
 // heap is past the goal. Outside busy regions.
 void pacer_wait_start();

@@ -122,5 +122,12 @@ inline bool in_task() {
   m* mp = this_m();
   return mp && m_task(mp);
 }
+// The calling task's mark-assist credit (it stays with the task when it
+// moves to another M), or null on a thread that runs no task.
+inline gcAssist* task_assist() {
+  m* mp = this_m();
+  g* gp = mp ? m_task(mp) : nullptr;
+  return gp ? &gp->assist : nullptr;
+}
 
 }  // namespace gort::rt::gchook

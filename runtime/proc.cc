@@ -96,7 +96,8 @@ static void gfput(p* pp, g* gp) {
   if (gp->stk.span) stack_put(pp->stacks, gp->stk);
   gp->sp = nullptr;
   gp->fn = nullptr;
-  gp->scope = nullptr;  // a task that ended inside a C scope leaks its stack, not to the next
+  gp->scope = nullptr;      // a task that ended inside a C scope leaks its stack, not to the next
+  gp->assist = gcAssist{};  // a debt is the dead task's, not the next one's (Go drops it too)
   gp->status.store(gstatus::idle, std::memory_order_relaxed);
   gp->schedlink = pp->gfree;
   pp->gfree = gp;

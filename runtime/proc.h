@@ -60,6 +60,14 @@ enum class gstatus : uint32_t {
 // run again, and wait queues skip them.
 inline constexpr uint32_t kAbandoned = 0x10;
 
+// A mark-assist credit: bytes its owner may still allocate during the
+// cycle numbered cycle before it owes mark work (negative: a debt). A credit
+// from an earlier cycle is void.
+struct gcAssist {
+  int64_t bytes = 0;
+  uint32_t cycle = 0;
+};
+
 struct g {
   void* sp = nullptr;      // saved context while not running
   stack stk;               // null until the first run
@@ -98,6 +106,10 @@ struct g {
   // non-null only between its outermost gort_scope_begin and end, so it
   // follows the task across Ms. Cleared when the g is freed.
   void* scope = nullptr;
+  // The collector's mark-assist credit of this task (gc/pacer.h, Go's
+  // gcAssistBytes), through gchook::task_assist: it follows the task from M
+  // to M. Only the task itself touches it; cleared when the g is freed.
+  gcAssist assist;
   alignas(16) unsigned char inline_fn[64];
 };
 

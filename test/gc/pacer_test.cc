@@ -1,7 +1,10 @@
 // The pacer and the soft memory limit (gc/pacer.h): allocating tasks do not
 // run the heap far past its goal, GORT_MEMLIMIT and
 // gort_gc_set_memory_limit() bound what gort holds even with GORT_GC=off,
-// and bad limit values are refused with a message naming the variable.
+// and bad limit values are refused with a message naming the variable; a
+// task's assist debt is its own.
+#include "gc/pacer.h"
+
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <thread>
@@ -103,6 +106,76 @@ BOOST_AUTO_TEST_CASE(eight_allocating_tasks_on_two_ps_stay_near_the_goal) {
   BOOST_CHECK_GE(samples.load(), 1u);
   // The target is 10% (bench); the test allows 15% for a loaded machine.
   BOOST_CHECK_LE(worst_permille.load(), 150u);
+}
+
+namespace {
+// An object whose trace callback, on the collector's thread, holds the mark
+// phase open until the test lets it go (a task or M that scans it instead
+// just traces it): the program then runs with the collector marking.
+std::atomic<int> g_hold{0};  // 1: hold the next time; 2: holding; 0: let go
+void holding_trace(void*, size_t, gort_gc_tracer*) {
+  if (gort::in_task()) return;
+  int want = 1;
+  if (!g_hold.compare_exchange_strong(want, 2)) return;
+  while (g_hold.load() == 2) std::this_thread::sleep_for(std::chrono::microseconds(100));
+}
+const gort_gc_type kHoldingType = {"holding", 16, nullptr, &holding_trace};
+void* g_holder[1];
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_tasks_assist_debt_stays_with_the_task) {
+  // While the collector marks, a task is charged for a large allocation and
+  // finds no grey work to pay it with: the debt stays. Another task that
+  // then runs on the same M owes nothing, and the first still owes its
+  // debt after the switch (Go keeps gcAssistBytes in the goroutine). Before
+  // the credit was per thread, the second task inherited the first's debt.
+  pacer_settings keep;
+  gort_gc_set_percent(100);
+  gort_gc_set_memory_limit(0);
+  gort_gc_add_roots(g_holder, sizeof g_holder);
+  bool held = false;
+  for (int attempt = 0; attempt < 20 && !held; attempt++) {
+    on_thread([] {
+      gort_gc_write(&g_holder[0], gort_gc_alloc(16, &kHoldingType));
+      gort_gc_unregister_thread();
+    });
+    g_hold = 1;
+    std::thread collector([] { gort_gc_collect(); });
+    for (int i = 0; i < 2000 && g_hold.load() != 2; i++)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    held = g_hold.load() == 2 && (gort_gc_marking & 1);
+    if (held) {
+      int64_t a_before = 1, a_after = 1, b_seen = 1;
+      gort::run(
+          [&] {
+            gort::WaitGroup wg;
+            gort::Chan<int> turn;
+            wg.go([&] {
+              gort::gc::pacer_charge(int64_t{1} << 30);
+              a_before = gort::gc::pacer_assist_credit();
+              turn.send(1);   // b runs next, on this M (one P)
+              gort::yield();  // and reads its credit before a goes on
+              a_after = gort::gc::pacer_assist_credit();
+            });
+            wg.go([&] {
+              turn.recv();
+              b_seen = gort::gc::pacer_assist_credit();
+            });
+            wg.wait();
+          },
+          gort::RunOptions{1, 0});
+      BOOST_TEST_MESSAGE("debt " << a_before << ", after the switch " << a_after
+                                 << ", the other task's " << b_seen);
+      BOOST_CHECK_LT(a_before, 0);
+      BOOST_CHECK_EQUAL(a_after, a_before);
+      BOOST_CHECK_EQUAL(b_seen, 0);
+    }
+    g_hold = 0;
+    collector.join();
+  }
+  BOOST_CHECK(held);
+  g_holder[0] = nullptr;
+  gort_gc_remove_roots(g_holder);
 }
 
 BOOST_AUTO_TEST_CASE(the_memory_limit_alone_collects_with_gc_off) {
