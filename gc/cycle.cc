@@ -21,6 +21,7 @@
 #include "gc/pacer.h"
 #include "gc/roots.h"
 #include "gc/sweep.h"
+#include "gc/worker.h"
 #include "runtime/gchooks.h"
 #include "runtime/trace.h"
 
@@ -77,12 +78,6 @@ void record_pause(int64_t ns, int which) {
   g_st.pauses[g_st.npauses++ % kPauseRing] = p;
 }
 
-int64_t thread_cpu_ns() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 double goal_mb() {
   int64_t g = gcController.heapGoal.load(std::memory_order_relaxed);
   return g == INT64_MAX ? 0.0 : g / 1048576.0;
@@ -93,44 +88,6 @@ void sweep_all() {
   while (sweep_one()) {
   }
   free_empty_spans();
-}
-
-// While gort::run is in progress, marking also runs as scheduler work: a
-// task drains grey objects in chunks beside the collector's own thread and
-// yields between them, so a P that has nothing else to do marks, and one
-// that is busy shares its time with it like with any task. It ends with the
-// mark phase, when it has found nothing grey for 2 ms, or at once if it
-// first runs in a later cycle or run.
-constexpr uint64_t kMarkTaskChunk = 512;
-std::atomic<uint64_t> g_mark_cycle{0};  // the cycle whose mark phase is running
-std::atomic<uint64_t> g_mark_task_objects{0};
-
-void mark_task(void* arg) {
-  uint64_t cycle = reinterpret_cast<uintptr_t>(arg);
-  int64_t idle_since = 0;
-  while (g_marking.load(std::memory_order_acquire) && g_mark_cycle.load() == cycle) {
-    gcThread* t = tl_gc.rec;  // re-read after every yield: the task may move
-    if (!t || !mark_busy_enter()) return;
-    uint64_t n = 0;
-    uint64_t b0 = t->work.bytes_marked;
-    bool empty = drain(t->work, kMarkTaskChunk, &n);
-    int64_t work = static_cast<int64_t>(t->work.bytes_marked - b0);
-    gcController.scanWork.fetch_add(work, std::memory_order_relaxed);
-    gcController.bgScanCredit.fetch_add(work, std::memory_order_relaxed);
-    t->work.flush();
-    busy_exit();
-    g_mark_task_objects.fetch_add(n, std::memory_order_relaxed);
-    if (n > 0) {
-      idle_since = 0;
-    } else if (empty) {
-      // Nothing grey to take for a while (the rest is in the collector's
-      // own buffer, or marking is nearly done): leave it to its thread.
-      int64_t now = alloc::nanotime();
-      if (!idle_since) idle_since = now;
-      if (now - idle_since > 2000000) return;
-    }
-    rt::gchook::yield();
-  }
 }
 
 std::atomic<void (*)()> g_cycle_hooks[4];
@@ -188,13 +145,16 @@ void run_cycle() {
   // globals terms).
   int64_t roots = static_cast<int64_t>(g_work.bytes_marked);
   gcController.scanWork.fetch_add(roots, std::memory_order_relaxed);
-  g_work.flush();  // what the roots made grey, where the mark task can take it
-  rt::gchook::spawn(mark_task, reinterpret_cast<void*>(static_cast<uintptr_t>(cycle)));
+  g_work.flush();  // what the roots made grey, where the workers can take it
+  // Under gort::run, worker tasks mark (gc/worker.h); this thread watches.
+  bool workers = workers_start(cycle);
   int restarts = 0;
   int64_t p2 = 0, s2 = 0, stop2 = 0, tasks2 = 0, drain2 = 0;
   for (;;) {
-    // The background worker: drain in chunks, revising the assist ratio
-    // between them as the scan work and the heap move.
+    if (workers) workers_wait(g_work);
+    // The background worker (or what the workers left): drain in chunks,
+    // revising the assist ratio between them as the scan work and the heap
+    // move.
     while (!pacer_drain(g_work, 1 << 12, true)) pacer_revise();
     // Root ranges once more, concurrently: a backstop for stores into them
     // that skipped the barrier (the barrier is the rule, see docs/gc.md).
@@ -229,12 +189,12 @@ void run_cycle() {
   uint64_t live = g_work.bytes_marked + g_cache_marked_bytes + g_large_marked_bytes.load() +
                   take_thread_marked();
   g_marking.store(0, std::memory_order_release);
-  g_mark_cycle.fetch_add(1);  // a mark task that has not run yet stops at once
+  g_mark_cycle.fetch_add(1);  // a worker that has not run yet stops at once
   prepare_sweep();
   g_sweepgen.fetch_add(2, std::memory_order_release);
   int64_t assist_ns = gcController.assistTimeNs.load(std::memory_order_relaxed);
   int64_t goal_end = gcController.heapGoal.load(std::memory_order_relaxed);
-  pacer_end_cycle(static_cast<int64_t>(live), roots, thread_cpu_ns() - cpu0);
+  pacer_end_cycle(static_cast<int64_t>(live), roots, thread_cpu_ns() - cpu0 + workers_cpu_ns());
   start_the_world();
   p2 = alloc::nanotime() - s2;
   record_pause(p2, 1);
@@ -252,7 +212,7 @@ void run_cycle() {
   // waits for a malloc slow path that a GC-only program may never take.
   alloc::scavenger_poll();
   rt::trace::gc_phase(rt::trace::kGCOff);
-  int64_t cpu = thread_cpu_ns() - cpu0;
+  int64_t cpu = thread_cpu_ns() - cpu0 + workers_cpu_ns();  // background: this thread and workers
   pacer_limiter_note(cpu + assist_ns);
   {
     alloc::lock_guard g(g_stats_lock);
@@ -540,7 +500,7 @@ GORT_EXPORT void gort_gc_stats(gort_gc_stats_t* out) {
   out->total_alloc = g_total_alloc.load(std::memory_order_relaxed);
   out->total_freed = g_total_freed.load(std::memory_order_relaxed);
   out->finalizers_run = finalizers_run_count();
-  out->mark_task_objects = g_mark_task_objects.load(std::memory_order_relaxed);
+  out->mark_task_objects = workers_objects();
   out->threads = nthreads();
   out->percent = gcController.gcPercent.load(std::memory_order_relaxed);
   int64_t trig = gcController.trigger.load(std::memory_order_relaxed);

@@ -9,8 +9,9 @@
 //      allocation); scan the stopped threads' stacks and registers; start
 //      the world.
 //   2. concurrent mark: root ranges, handles, what finalizable objects
-//      reach, parked tasks; then drain grey objects with this thread as the
-//      background mark worker, beside the program.
+//      reach, parked tasks; then drain grey objects beside the program:
+//      this thread does, or under gort::run the worker tasks of
+//      gc/worker.h while this thread watches.
 //   3. mark termination: stop the world; take every thread's barrier work,
 //      scan tasks not scanned yet, rescan root ranges (a backstop for
 //      stores into them without the barrier); drain. If more than a small

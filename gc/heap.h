@@ -136,7 +136,7 @@ inline void busy_exit() {
   }
 }
 // Enters a busy region for mark work that a program thread or task does on
-// its own (a barrier's shade, an assist, the mark task, a stack scanned on
+// its own (a barrier's shade, an assist, a mark worker, a stack scanned on
 // joining): true if the collector still marks, else it leaves the region
 // again and the caller must not mark. The check must come after entering,
 // not before: between a check made outside and the region, mark

@@ -14,6 +14,7 @@
 #include "alloc/sys.h"
 #include "gc/heap.h"
 #include "gc/roots.h"
+#include "gc/worker.h"
 #include "runtime/gchooks.h"
 #include "runtime/trace.h"
 
@@ -27,7 +28,6 @@ namespace {
 // tens of microseconds that mark termination must not spend inside a stop.
 int g_ncpu = 1;
 constexpr int64_t kMinGoal = 4 << 20;
-constexpr double kGoalUtilization = 0.25;  // background mark: 25% of the Ps
 // Left for the memory limit's estimate to be off (Go: 3%, at least 1 MiB).
 constexpr int64_t kLimitHeadroomPercent = 3, kLimitHeadroomMin = 1 << 20;
 // One assist scans at most this much before the program runs again.
@@ -48,12 +48,6 @@ rt::gcAssist* assist_credit() {
   uint32_t seq = g_cycle_seq.load(std::memory_order_relaxed);
   if (a->cycle != seq) *a = rt::gcAssist{0, seq};
   return a;
-}
-
-int64_t now_cpu_thread() {
-  timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 // What the limit leaves for the GC heap: the limit, less everything gort
@@ -204,9 +198,9 @@ void pacer_revise() {
   c.assistWorkPerByte.store(ratio, std::memory_order_relaxed);
 }
 
-bool pacer_drain(gcWork& w, uint64_t budget, bool background) {
+bool pacer_drain(gcWork& w, uint64_t budget, bool background, uint64_t* scanned) {
   uint64_t before = w.bytes_marked;
-  bool done = drain(w, budget);
+  bool done = drain(w, budget, scanned);
   int64_t work = static_cast<int64_t>(w.bytes_marked - before);
   if (work) {
     gcController.scanWork.fetch_add(work, std::memory_order_relaxed);
@@ -251,7 +245,7 @@ void pacer_charge(int64_t bytes) {
   }
   // CPU time is per thread: summed piecewise, as a yield may resume the
   // task on another M.
-  int64_t t0 = alloc::nanotime(), cpu0 = now_cpu_thread(), cpu = 0;
+  int64_t t0 = alloc::nanotime(), cpu0 = thread_cpu_ns(), cpu = 0;
   rt::trace::assist_begin();
   int64_t work = 0;
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
@@ -267,7 +261,7 @@ void pacer_charge(int64_t bytes) {
     if (!empty) continue;
     if (w > 0) continue;
     // No grey work to take: the rest is in other workers' hands. A task
-    // past the hard goal yields (the mark task may run on its P) for up to
+    // past the hard goal yields (a mark worker may run on its P) for up to
     // 20 ms; a plain thread returns at once (spinning there cost
     // binary-trees dearly: the collector's thread holds its grey objects in
     // its own buffer).
@@ -277,9 +271,9 @@ void pacer_charge(int64_t bytes) {
       break;
     int64_t now = alloc::nanotime();
     if (now - t0 > 20 * 1000000LL) break;
-    cpu += now_cpu_thread() - cpu0;
+    cpu += thread_cpu_ns() - cpu0;
     rt::gchook::yield();
-    cpu0 = now_cpu_thread();
+    cpu0 = thread_cpu_ns();
     t = tl_gc.rec;
     if (!t) break;
   }
@@ -290,7 +284,7 @@ void pacer_charge(int64_t bytes) {
   int64_t paid_bytes = static_cast<int64_t>((static_cast<__int128>(work) << 16) / per);
   a->bytes += paid_bytes;
   if (!g_marking.load(std::memory_order_relaxed) || a->bytes > 0) a->bytes = 0;
-  cpu += now_cpu_thread() - cpu0;
+  cpu += thread_cpu_ns() - cpu0;
   c.assistTimeNs.fetch_add(cpu, std::memory_order_relaxed);
   rt::trace::assist_end();
 }

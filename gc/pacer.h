@@ -58,6 +58,10 @@
 
 namespace gort::gc {
 
+// Background marking's share of the Ps (Go's gcBackgroundUtilization):
+// what the trigger's runway assumes and what gc/worker.h provides.
+constexpr double kGoalUtilization = 0.25;
+
 struct gcControllerState {
   std::atomic<int> gcPercent{100};      // GORT_GC; -1: off
   std::atomic<int64_t> memoryLimit{0};  // bytes; 0: none
@@ -107,7 +111,7 @@ void pacer_set_goal(int64_t held);
 void pacer_note_held();
 // Drains up to budget objects of w counting the scan work done (and, for a
 // background worker, its credit). Returns drain's result.
-bool pacer_drain(gcWork& w, uint64_t budget, bool background);
+bool pacer_drain(gcWork& w, uint64_t budget, bool background, uint64_t* scanned = nullptr);
 // An allocating thread took bytes into its cache or a large object during a
 // mark: charge and, in debt, assist. Outside busy regions.
 void pacer_charge(int64_t bytes);

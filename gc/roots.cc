@@ -361,7 +361,7 @@ bool register_current_thread(bool explicit_reg) {
   // A registered thread must take the stop signal. Threads inherit their
   // creator's mask, and programs often block every signal before starting
   // workers (and the collector's own thread blocks them all, so an M started
-  // from it, as by the mark task, would too): unblock it here.
+  // from it, as by spawning the mark workers, would too): unblock it here.
   sigset_t stop;
   sigemptyset(&stop);
   sigaddset(&stop, g_stop_signal);

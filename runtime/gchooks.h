@@ -29,7 +29,9 @@
 #include <cstdint>
 
 #include "alloc/mcache.h"
+#include "gort/runtime.h"
 #include "runtime/proc.h"
+#include "runtime/runq.h"
 
 extern "C" void gort_ctx_switch_region_start();
 extern "C" void gort_ctx_switch_region_end();
@@ -116,6 +118,18 @@ inline bool spawn(void (*fn)(void*), void* arg) {
 // GOMAXPROCS while gort::run is in progress (the pacer's 25%), else 0.
 inline int procs() {
   return gomaxprocs.load(std::memory_order_relaxed);
+}
+// Parks the calling task for ns nanoseconds (a thread just sleeps).
+inline void sleep(int64_t ns) {
+  gort::sleep_for(gort::Duration(ns));
+}
+// Whether other tasks wait to run where the calling task's P could take
+// them (its own run queue, or the global one): false means the P would
+// idle if the caller gave it up.
+inline bool others_runnable() {
+  m* mp = this_m();
+  if (!mp || !mp->pp) return false;
+  return sched.runqsize.load(std::memory_order_relaxed) > 0 || !runq_empty(mp->pp);
 }
 // Whether the calling thread is running a task (it may yield).
 inline bool in_task() {

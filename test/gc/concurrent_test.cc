@@ -343,7 +343,7 @@ BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
 
 BOOST_AUTO_TEST_CASE(marking_runs_as_scheduler_work) {
   // With two Ps and a task blocked in a collection, the other P runs the
-  // collector's mark task over a large graph; the graph stays intact.
+  // collector's mark worker over a large graph; the graph stays intact.
   gort_gc_stats_t before, after;
   gort_gc_stats(&before);
   bool intact = false;
@@ -383,8 +383,60 @@ BOOST_AUTO_TEST_CASE(marking_runs_as_scheduler_work) {
   gort_gc_stats(&after);
   BOOST_CHECK(intact);
   BOOST_CHECK_GT(after.mark_task_objects, before.mark_task_objects);
-  BOOST_TEST_MESSAGE("mark task scanned " << after.mark_task_objects - before.mark_task_objects
-                                          << " objects");
+  BOOST_TEST_MESSAGE("mark workers scanned " << after.mark_task_objects - before.mark_task_objects
+                                             << " objects");
+}
+
+BOOST_AUTO_TEST_CASE(a_mark_finishes_when_the_run_ends_under_it) {
+  // Under gort::run the mark workers are tasks. A run that ends while a
+  // collection marks (before its workers ran, or while they mark) leaves
+  // the rest to the collector's thread: the collection completes and the
+  // graph is intact. A hang here is the watchdog's.
+  constexpr uint64_t kN = 100000;
+  gort_gc_handle* h = nullptr;
+  on_thread([&] {
+    auto** arr = static_cast<gnode**>(gort_gc_alloc(kN * sizeof(gnode*), nullptr));
+    for (uint64_t i = 0; i < kN; i++) {
+      gnode* head = nullptr;
+      for (int k = 0; k < 3; k++) {
+        auto* n = static_cast<gnode*>(gort_gc_alloc(sizeof(gnode), &kType));
+        n->id = i * 3 + k;
+        n->sum = sum_of(n->id);
+        store(&n->edge[0], head);
+        head = n;
+      }
+      store(&arr[i], head);
+    }
+    h = gort_gc_handle_new(arr);
+  });
+  uint64_t c0 = stat_cycles();
+  for (int round = 0; round < 8; round++) {
+    std::atomic<bool> started{false};
+    std::thread collector;
+    gort::run(
+        [&] {
+          collector = std::thread([&] {
+            started = true;
+            gort_gc_collect();
+          });
+          while (!started.load()) gort::yield();
+          // End the run at different points of the mark.
+          gort::sleep_for(std::chrono::microseconds(250 * round));
+        },
+        gort::RunOptions{round % 2 ? 4 : 2, 0});
+    collector.join();
+  }
+  BOOST_CHECK_GE(stat_cycles() - c0, 8u);
+  uint64_t n = 0;
+  bool ok = true;
+  on_thread([&] {
+    auto** arr = static_cast<gnode**>(gort_gc_handle_get(h));
+    for (uint64_t i = 0; i < kN; i++)
+      for (gnode* p = arr[i]; p; p = p->edge[0], n++) ok = ok && p->sum == sum_of(p->id);
+    gort_gc_handle_free(h);
+  });
+  BOOST_CHECK(ok);
+  BOOST_CHECK_EQUAL(n, 3 * kN);
 }
 
 BOOST_AUTO_TEST_CASE(buffered_channels_keep_what_they_hold) {
