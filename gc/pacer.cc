@@ -33,6 +33,7 @@ constexpr int64_t kLimitHeadroomPercent = 3, kLimitHeadroomMin = 1 << 20;
 // One assist scans at most this much before the program runs again.
 constexpr int64_t kAssistMaxWork = 256 << 10;
 constexpr uint64_t kAssistChunk = 64;               // objects per drain call in an assist
+constexpr int64_t kAssistNapNs = 100000;            // a parked assist looks again after this
 constexpr int64_t kLimiterBucketNs = 1000000000LL;  // per P
 constexpr int64_t kLimitGoalRefreshNs = 1000000;    // limitGoal is at most 1 ms old
 std::atomic<uint32_t> g_cycle_seq{0};
@@ -209,6 +210,19 @@ bool pacer_drain(gcWork& w, uint64_t budget, bool background, uint64_t* scanned)
   return done;
 }
 
+namespace {
+// Takes up to want of the background workers' surplus scan credit.
+int64_t take_credit(int64_t want) {
+  std::atomic<int64_t>& bg = gcController.bgScanCredit;
+  int64_t credit = bg.load(std::memory_order_relaxed);
+  while (credit > 0 && want > 0) {
+    int64_t take = credit < want ? credit : want;
+    if (bg.compare_exchange_weak(credit, credit - take, std::memory_order_relaxed)) return take;
+  }
+  return 0;
+}
+}  // namespace
+
 int64_t pacer_assist_credit() {
   return assist_credit()->bytes;
 }
@@ -231,14 +245,7 @@ void pacer_charge(int64_t bytes) {
   }
   int64_t debt = static_cast<int64_t>((static_cast<__int128>(-a->bytes) * per) >> 16);
   // The background workers' surplus pays first (Go's bgScanCredit).
-  int64_t credit = c.bgScanCredit.load(std::memory_order_relaxed);
-  while (credit > 0) {
-    int64_t take = credit < debt ? credit : debt;
-    if (c.bgScanCredit.compare_exchange_weak(credit, credit - take, std::memory_order_relaxed)) {
-      debt -= take;
-      break;
-    }
-  }
+  debt -= take_credit(debt);
   if (debt <= 0) {
     a->bytes = 0;
     return;
@@ -247,9 +254,9 @@ void pacer_charge(int64_t bytes) {
   // task on another M.
   int64_t t0 = alloc::nanotime(), cpu0 = thread_cpu_ns(), cpu = 0;
   rt::trace::assist_begin();
-  int64_t work = 0;
+  int64_t work = 0, stolen = 0;  // scanned here; taken from the workers' credit while parked
   int64_t want = debt < kAssistMaxWork ? debt : kAssistMaxWork;
-  while (work < want && mark_busy_enter()) {
+  while (work + stolen < want && mark_busy_enter()) {
     uint64_t before = t->work.bytes_marked;
     bool empty = drain(t->work, kAssistChunk);
     int64_t w = static_cast<int64_t>(t->work.bytes_marked - before);
@@ -260,20 +267,23 @@ void pacer_charge(int64_t bytes) {
     work += w;
     if (!empty) continue;
     if (w > 0) continue;
-    // No grey work to take: the rest is in other workers' hands. A task
-    // past the hard goal yields (a mark worker may run on its P) for up to
-    // 20 ms; a plain thread returns at once (spinning there cost
-    // binary-trees dearly: the collector's thread holds its grey objects in
-    // its own buffer).
+    // No grey work to take: the rest is in the workers' hands. A task past
+    // the goal parks (Go's gcParkAssist) for up to 20 ms, in naps
+    // that leave the CPU to the workers (a yield-loop spun whenever its P
+    // had nothing else to run, taking a core from them with many Ps), and
+    // pays with the credit they made meanwhile. A plain thread returns at
+    // once (spinning there cost binary-trees dearly: the collector's thread
+    // holds its grey objects in its own buffer).
     int64_t goal = c.heapGoal.load(std::memory_order_relaxed);
     if (!rt::gchook::in_task() || goal <= c.heapMarked.load(std::memory_order_relaxed) ||
-        g_heap_alloc.load(std::memory_order_relaxed) < goal + goal / 10)
+        g_heap_alloc.load(std::memory_order_relaxed) < goal)
       break;
     int64_t now = alloc::nanotime();
     if (now - t0 > 20 * 1000000LL) break;
     cpu += thread_cpu_ns() - cpu0;
-    rt::gchook::yield();
+    rt::gchook::sleep(kAssistNapNs);
     cpu0 = thread_cpu_ns();
+    stolen += take_credit(want - work - stolen);
     t = tl_gc.rec;
     if (!t) break;
   }
@@ -281,7 +291,7 @@ void pacer_charge(int64_t bytes) {
   c.assistScanWork.fetch_add(work, std::memory_order_relaxed);
   // Paid work turns back into allocation credit; what is not paid stays as
   // debt for the next refill (unless the mark ended).
-  int64_t paid_bytes = static_cast<int64_t>((static_cast<__int128>(work) << 16) / per);
+  int64_t paid_bytes = static_cast<int64_t>((static_cast<__int128>(work + stolen) << 16) / per);
   a->bytes += paid_bytes;
   if (!g_marking.load(std::memory_order_relaxed) || a->bytes > 0) a->bytes = 0;
   cpu += thread_cpu_ns() - cpu0;
