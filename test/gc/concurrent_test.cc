@@ -341,6 +341,26 @@ BOOST_AUTO_TEST_CASE(parked_tasks_keep_what_their_stacks_hold) {
   BOOST_CHECK_EQUAL(bad.load(), 0u);
 }
 
+namespace {
+// A wide graph: an array of n chains of 3 nodes, which markers can share (a
+// single long list would not allow it). Node k of chain i has id 3i + k.
+gnode** wide_graph(uint64_t n) {
+  auto** arr = static_cast<gnode**>(gort_gc_alloc(n * sizeof(gnode*), nullptr));
+  for (uint64_t i = 0; i < n; i++) {
+    gnode* head = nullptr;
+    for (int k = 0; k < 3; k++) {
+      auto* nd = static_cast<gnode*>(gort_gc_alloc(sizeof(gnode), &kType));
+      nd->id = i * 3 + k;
+      nd->sum = sum_of(nd->id);
+      store(&nd->edge[0], head);
+      head = nd;
+    }
+    store(&arr[i], head);
+  }
+  return arr;
+}
+}  // namespace
+
 BOOST_AUTO_TEST_CASE(marking_runs_as_scheduler_work) {
   // With two Ps and a task blocked in a collection, the other P runs the
   // collector's mark worker over a large graph; the graph stays intact.
@@ -352,23 +372,7 @@ BOOST_AUTO_TEST_CASE(marking_runs_as_scheduler_work) {
         gort_gc_handle* h = nullptr;
         gort::WaitGroup wg;
         constexpr uint64_t kN = 200000;
-        wg.go([&] {
-          // A wide graph (an array of 200,000 small chains): markers can
-          // share it, which a single long list would not allow.
-          auto** arr = static_cast<gnode**>(gort_gc_alloc(kN * sizeof(gnode*), nullptr));
-          for (uint64_t i = 0; i < kN; i++) {
-            gnode* head = nullptr;
-            for (int k = 0; k < 3; k++) {
-              auto* n = static_cast<gnode*>(gort_gc_alloc(sizeof(gnode), &kType));
-              n->id = i * 3 + k;
-              n->sum = sum_of(n->id);
-              store(&n->edge[0], head);
-              head = n;
-            }
-            store(&arr[i], head);
-          }
-          h = gort_gc_handle_new(arr);
-        });
+        wg.go([&] { h = gort_gc_handle_new(wide_graph(kN)); });
         wg.wait();
         for (int c = 0; c < 3; c++) gort_gc_collect();
         uint64_t n = 0;
@@ -394,21 +398,7 @@ BOOST_AUTO_TEST_CASE(a_mark_finishes_when_the_run_ends_under_it) {
   // graph is intact. A hang here is the watchdog's.
   constexpr uint64_t kN = 100000;
   gort_gc_handle* h = nullptr;
-  on_thread([&] {
-    auto** arr = static_cast<gnode**>(gort_gc_alloc(kN * sizeof(gnode*), nullptr));
-    for (uint64_t i = 0; i < kN; i++) {
-      gnode* head = nullptr;
-      for (int k = 0; k < 3; k++) {
-        auto* n = static_cast<gnode*>(gort_gc_alloc(sizeof(gnode), &kType));
-        n->id = i * 3 + k;
-        n->sum = sum_of(n->id);
-        store(&n->edge[0], head);
-        head = n;
-      }
-      store(&arr[i], head);
-    }
-    h = gort_gc_handle_new(arr);
-  });
+  on_thread([&] { h = gort_gc_handle_new(wide_graph(kN)); });
   uint64_t c0 = stat_cycles();
   for (int round = 0; round < 8; round++) {
     std::atomic<bool> started{false};
