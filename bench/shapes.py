@@ -33,6 +33,15 @@ SETS = [
     ("realloc 4x to 256 KiB", ["realloc", "4", "300", "262144"], "realloc growth, 4 threads"),
     ("realloc 16x to 256 KiB", ["realloc", "16", "60", "262144"], "realloc growth, 16 threads"),
     ("threads 40x20", ["threads", "40", "20", "200", "2000"], "800 short-lived threads"),
+    # Every shape again with 64 threads (issue 14: "a 64-thread run of each workload"); the
+    # "64t" prefix selects them (--only 64t).
+    ("64t scratch 16 B", ["scratch", "64", "100", "16", "2000"], "cache-scratch, 64 threads"),
+    ("64t thrash 16 B", ["thrash", "64", "100", "16", "2000"], "cache-thrash, 64 threads"),
+    ("64t xfer 32:32 16 B-1 KiB", ["xfer", "32", "32", "200000", "16", "1024"], "xmalloc-like, 64 threads"),
+    ("64t xfer 63:1 16 B-1 KiB", ["xfer", "63", "1", "200000", "16", "1024"], "N:1, 64 threads"),
+    ("64t xfer 1:63 16 B-1 KiB", ["xfer", "1", "63", "200000", "16", "1024"], "1:N, 64 threads"),
+    ("64t realloc to 256 KiB", ["realloc", "64", "60", "262144"], "realloc growth, 64 threads"),
+    ("64t threads 10 waves", ["threads", "10", "64", "200", "2000"], "640 short-lived threads, 64 at a time"),
 ]
 
 
