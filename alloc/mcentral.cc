@@ -59,7 +59,9 @@ uint32_t mcentral::take_from(mspan* s, void** out, uint32_t want, uint32_t n) {
 
 uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_t owner) {
   lock_guard g(lock);
-  if (ntc > 0 && want == batch) {
+  // A cache takes a whole batch even when slow start wants fewer (its stack
+  // has room for one): see mcentral.h.
+  if (ntc > 0 && (want == batch || owned)) {
     // The newest batch that is the caller's or mixed; another cache's
     // batches wait for their owner.
     for (uint32_t i = ntc; i-- > 0;) {
