@@ -114,6 +114,7 @@ void init_stacks(mcache* c) {
   for (mspan*& l : c->large) l = nullptr;
   c->large_bytes = 0;
   c->large_limit = kLargeCacheStart;
+  c->large_ghost = 0;
   for (uint32_t cls = 0; cls < kNumSizeClasses; cls++)
     c->stolen[cls] = c->rstolen[cls] = 0, c->noted[cls] = 0;
   c->detached = 0;
@@ -611,7 +612,16 @@ mspan* cache_take_large(uintptr_t npages) {
   lock_guard g(c->lock);
   sync_locked(c, true);
   mspan* s = c->large[npages];
-  if (!s) return nullptr;
+  if (!s) {
+    // The last span this thread could not keep had this size: keeping it
+    // would have saved a trip to the mheap.
+    if (npages == c->large_ghost) {
+      c->large_ghost = 0;
+      c->large_limit += npages * kPageSize;
+      if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+    }
+    return nullptr;
+  }
   c->large[npages] = s->next;
   c->large_bytes -= npages * kPageSize;
   c->held -= npages * kPageSize;
@@ -629,7 +639,10 @@ bool cache_keep_large(mspan* s) {
   if (!c || s->npages > kLargeCachePages) return false;
   lock_guard g(c->lock);
   sync_locked(c, true);
-  if (c->large_bytes + bytes > c->large_limit) return false;
+  if (c->large_bytes + bytes > c->large_limit) {
+    c->large_ghost = s->npages;
+    return false;
+  }
   // Over the budget and over its share: the span goes back to the mheap.
   if (over_budget() && c->held + bytes > share()) return false;
   s->state = spanState::cached;
@@ -732,6 +745,11 @@ bool steal(mcache* c) {
       // owner reattaches at its next call, stolen[] all zero.
       g_membarrier.store(-1, std::memory_order_relaxed);
     } else {
+      // Spans this empties count as free since the cache was last active
+      // (as an idle transfer cache backdates what it drains): freed now,
+      // they would merge with older free spans and make them young again,
+      // holding back the scavenger's release of both by a delay.
+      int64_t at = c->seen_at;
       for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
         freeStack& st = c->stacks[cls];
         uint32_t n = static_cast<uint32_t>(__atomic_load_n(&st.cur, __ATOMIC_RELAXED) - st.base);
@@ -740,7 +758,8 @@ bool steal(mcache* c) {
           uint32_t take = n - kStealKeep;
           // Cold objects: back to their spans, which may empty.
           for (uint32_t i = 0; i < take; i += batch)
-            g_central[cls].free_batch(st.base + i, take - i < batch ? take - i : batch, true);
+            g_central[cls].free_batch(st.base + i, take - i < batch ? take - i : batch, true, 0,
+                                      at);
           c->stolen[cls] = static_cast<uint16_t>(take);
         }
         // Remote slots: the oldest, nearest rend. The owner's unlocked
@@ -749,7 +768,7 @@ bool steal(mcache* c) {
         uint32_t r = static_cast<uint32_t>(st.rend() - end);
         if (r > kStealKeep) {
           uint32_t take = r - kStealKeep;
-          g_central[cls].free_batch(st.rend() - take, take, true);
+          g_central[cls].free_batch(st.rend() - take, take, true, 0, at);
           c->rstolen[cls] = static_cast<uint16_t>(take);
         }
       }
@@ -757,7 +776,7 @@ bool steal(mcache* c) {
         while (mspan* s = l) {
           l = s->next;
           s->state = spanState::large;
-          g_heap.free_span(s);
+          g_heap.free_span(s, at);
         }
       }
       c->large_bytes = 0;

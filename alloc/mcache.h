@@ -118,7 +118,7 @@ struct freeStack {
 // off the mheap lock.
 inline constexpr uint32_t kLargeCachePages = 32;
 inline constexpr size_t kLargeCacheBytes = 1 << 20;
-inline constexpr size_t kLargeCacheStart = 256 << 10;
+inline constexpr size_t kLargeCacheStart = 0;
 
 struct threadState;
 
@@ -136,11 +136,14 @@ struct alignas(64) mcache {
   mspan* owned[kNumSizeClasses];       // per class: the span refills take objects from
   mspan* large[kLargeCachePages + 1];  // by page count, linked through next
   size_t large_bytes;
-  // What the kept large spans may add up to: kLargeCacheStart at first, a
-  // span's size more on each reuse, up to kLargeCacheBytes (slow start, as
-  // for the stacks' refills): a thread whose large blocks never come back
-  // in the same page count keeps little.
+  // What the kept large spans may add up to: kLargeCacheStart (nothing) at
+  // first, a span's size more each time a kept span is reused or a large
+  // allocation asks for the page count of the last span that could not be
+  // kept (large_ghost: it would have been reused), up to kLargeCacheBytes
+  // (slow start, as for the stacks' refills): a thread whose large blocks
+  // never come back in the same page count keeps nothing.
   size_t large_limit;
+  uintptr_t large_ghost;
   mcache* next_all;  // registry of live caches, guarded by g_caches_lock
   mcache* prev_all;
   int64_t pooled_at;    // pooled caches: when the thread exited (coarse ns)

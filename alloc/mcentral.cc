@@ -155,7 +155,8 @@ void mcentral::drop_owned_locked(mspan* s) {
   }
 }
 
-void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t owner) {
+void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t owner,
+                          int64_t freed_at) {
   lock_guard g(lock);
   nreturned += n;
   if (n == batch && ntc < tc_max && !to_spans) {
@@ -165,7 +166,7 @@ void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t
     scavenger_note_cached();
     return;
   }
-  return_to_spans(objs, n);
+  return_to_spans(objs, n, freed_at);
 }
 
 void mcentral::return_to_spans(void* const* objs, uint32_t n, int64_t freed_at) {

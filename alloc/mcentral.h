@@ -91,7 +91,11 @@ struct alignas(64) mcentral {
   // Takes back n objects. to_spans bypasses the transfer cache (a thread
   // that exits: its objects are cold, and their spans may become empty).
   // owner: the id of the cache that owns all the objects' spans, or 0.
-  void free_batch(void* const* objs, uint32_t n, bool to_spans = false, uint16_t owner = 0);
+  // freed_at (with to_spans): when the objects were last used, for the age
+  // of spans they empty (-1: now); a stealer passes the time its victim
+  // was last active, so that those spans are not younger than they are.
+  void free_batch(void* const* objs, uint32_t n, bool to_spans = false, uint16_t owner = 0,
+                  int64_t freed_at = -1);
   // Returns the transfer cache's batches to their spans if it has not been
   // used for min_idle_ns; spans this empties count as free since that last
   // use. Returns how long until it would be idle long enough, 0 if it was
