@@ -17,6 +17,11 @@ class mutex {
     if (state_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
     lock_slow();
   }
+  // For a thread that must not wait (a stealer, mcache.cc): false if held.
+  bool try_lock() {
+    uint32_t c = 0;
+    return state_.compare_exchange_strong(c, 1, std::memory_order_acquire);
+  }
   void unlock() {
     if (state_.exchange(0, std::memory_order_release) == 2) wake();
   }

@@ -2,13 +2,19 @@
 #include "alloc/mcache.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
 
 #include "alloc/init.h"
 #include "alloc/lock.h"
 #include "alloc/mcentral.h"
 #include "alloc/mprof.h"
+#include "alloc/options.h"
 #include "alloc/scavenger.h"
 #include "alloc/sys.h"
 
@@ -29,12 +35,28 @@ mcache* g_live = nullptr;
 mcache* g_pool = nullptr;
 constinit fixalloc<mcache, size_t{4} << 30> g_cache_alloc;  // ~50,000 live threads
 pthread_key_t g_key;
+bool g_key_made = false;
 
 // Cache ids (mcache::owner), 1..65535; a cache keeps its id for life. With
 // more caches than that, ids repeat: two caches with one id treat each
 // other's objects as their own, which costs only the false-sharing guarantee
 // between the two (every free stays correct). Guarded by g_caches_lock.
 uint32_t g_next_owner = 0;
+
+// ---- the thread-cache budget (mcache.h) ----
+//
+// g_held: the sum of the caches' published estimates (mcache::published),
+// moved in steps of at least kPublishStep so that slow paths of different
+// threads rarely write this line. g_nlive: live thread and P caches (for the
+// share), under g_caches_lock for writers.
+constexpr size_t kPublishStep = 64 << 10;
+std::atomic<int64_t> g_held{0};
+std::atomic<uint32_t> g_nlive{0};
+// membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED): 0 not tried, 1 registered,
+// -1 unavailable (nothing is ever stolen). Scavenger thread only, plus reads.
+std::atomic<int> g_membarrier{0};
+std::atomic<uint64_t> g_steals{0};  // caches stolen from, cumulative
+bool membarrier_ready();
 
 // ---- heap profile sampling (alloc/mprof.h) ----
 //
@@ -91,6 +113,63 @@ void init_stacks(mcache* c) {
   c->owned[0] = nullptr;
   for (mspan*& l : c->large) l = nullptr;
   c->large_bytes = 0;
+  c->large_limit = kLargeCacheStart;
+  c->large_ghost = 0;
+  for (uint32_t cls = 0; cls < kNumSizeClasses; cls++)
+    c->stolen[cls] = c->rstolen[cls] = 0, c->noted[cls] = 0;
+  c->detached = 0;
+  c->ts = nullptr;
+  c->held = c->published = 0;
+}
+
+size_t share() {
+  size_t b = static_cast<size_t>(g_options.thread_cache);
+  uint32_t n = g_nlive.load(std::memory_order_relaxed);
+  size_t s = b / (n ? n : 1);
+  return s > kMinShare ? s : kMinShare;
+}
+
+bool over_budget() {
+  int64_t b = g_options.thread_cache;
+  return b > 0 && g_held.load(std::memory_order_relaxed) > b;
+}
+
+// Moves c's published estimate towards held when they differ by a step.
+inline void publish(mcache* c) {
+  int64_t d = static_cast<int64_t>(c->held) - static_cast<int64_t>(c->published);
+  if (d < static_cast<int64_t>(kPublishStep) && d > -static_cast<int64_t>(kPublishStep)) return;
+  c->published = c->held;
+  int64_t before = g_held.fetch_add(d, std::memory_order_relaxed);
+  int64_t b = g_options.thread_cache;
+  // Crossing the budget upwards: the scavenger trims the caches over their
+  // share that do not come to their slow paths.
+  if (b > 0 && before <= b && before + d > b) scavenger_limit_kick();
+}
+
+uint32_t stack_count(const freeStack& st) {
+  return static_cast<uint32_t>(st.cur - st.base) + static_cast<uint32_t>(st.rend() - st.end);
+}
+
+// Brings c->held up to date for class cls (the owner, under c->lock).
+inline void note(mcache* c, uint32_t cls) {
+  uint32_t n = stack_count(c->stacks[cls]);
+  c->held += (static_cast<size_t>(n) - c->noted[cls]) * class_to_size[cls];
+  c->noted[cls] = n;
+  __atomic_store_n(&c->slow_seq, c->slow_seq + 1, __ATOMIC_RELAXED);
+  publish(c);
+}
+
+// Exact bytes in c now, and noted[] brought up to date (under c->lock, by the
+// owner or by a stealer once the owner is detached).
+void recount(mcache* c) {
+  size_t held = c->large_bytes;
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+    uint32_t n = stack_count(c->stacks[cls]) - c->stolen[cls] - c->rstolen[cls];
+    c->noted[cls] = n;
+    held += size_t{n} * class_to_size[cls];
+  }
+  c->held = held;
+  publish(c);
 }
 
 // The owner of every object in objs[0..n) (their window entries), or 0.
@@ -123,8 +202,80 @@ void give_back(uint32_t cls, freeStack& st, uint32_t n, uint16_t owner, bool to_
   st.cur = st.base + left;
 }
 
+// The owner's side of the steal handshake (mcache.h), under c->lock: slides
+// what a stealer left of each stack (the objects above stolen[cls]) down to
+// base, clears detached and, if reattach, points this thread's
+// tl_thread.cache back at c. Only the owner calls it: a fast-path operation
+// it was in the middle of when it was detached has finished by now.
+__attribute__((noinline)) void sync_slow(mcache* c, bool reattach) {
+  if (__atomic_load_n(&c->detached, __ATOMIC_ACQUIRE)) {
+    for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+      freeStack& st = c->stacks[cls];
+      if (uint32_t k = c->stolen[cls]) {
+        size_t n = static_cast<size_t>(st.cur - st.base);
+        // More pops on the detached cache than kStealKeep allows for.
+        if (n < k) fatal("thread cache: %zu objects left of class %u, %u stolen", n, cls, k);
+        memmove(st.base, st.base + k, (n - k) * sizeof(void*));
+        st.cur = st.base + (n - k);
+        c->stolen[cls] = 0;
+      }
+      if (uint32_t k = c->rstolen[cls]) {
+        // [end, rend - k) are left; they move up against rend.
+        size_t n = static_cast<size_t>(st.rend() - st.end);
+        if (n < k) fatal("thread cache: %zu remote objects of class %u, %u stolen", n, cls, k);
+        memmove(st.end + k, st.end, (n - k) * sizeof(void*));
+        st.end += k;
+        c->rstolen[cls] = 0;
+      }
+    }
+    __atomic_store_n(&c->detached, 0, __ATOMIC_RELEASE);
+  }
+  if (reattach && c->ts == &tl_thread && tl_thread.cache == nullptr) tl_thread.cache = c;
+}
+
+inline void sync_locked(mcache* c, bool reattach) {
+  if (__atomic_load_n(&c->detached, __ATOMIC_ACQUIRE) || (reattach && tl_thread.cache == nullptr))
+    sync_slow(c, reattach);
+}
+
+// A cache over its share while the sum is over the budget gives back all but
+// one slow-start refill of each class, its remote slots and its kept large
+// spans (the owner, under c->lock).
+void shrink_locked(mcache* c) {
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+    freeStack& st = c->stacks[cls];
+    flush_remote(cls, st, false);
+    uint32_t have = static_cast<uint32_t>(st.cur - st.base);
+    uint32_t keep = st.refill;
+    uint32_t batch = g_central[cls].batch;
+    while (have > keep) {
+      uint32_t n = have - keep < batch ? have - keep : batch;
+      give_back(cls, st, n, static_cast<uint16_t>(c->owner));
+      have -= n;
+    }
+  }
+  for (mspan*& l : c->large) {
+    while (mspan* s = l) {
+      l = s->next;
+      s->state = spanState::large;
+      g_heap.free_span(s);
+    }
+  }
+  c->large_bytes = 0;
+  recount(c);
+}
+
+// After a slow-path event of class cls (the owner, under c->lock).
+void account(mcache* c, uint32_t cls) {
+  note(c, cls);
+  if (over_budget() && c->held > share()) shrink_locked(c);
+}
+
 // Empties a cache into the mcentrals and retires it (thread exit, fork child).
 void release_cache(mcache* c) {
+  c->lock.lock();
+  sync_locked(c, false);
+  c->ts = nullptr;  // no stealer touches it from now on
   prof_disarm_all(c);
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
@@ -150,7 +301,12 @@ void release_cache(mcache* c) {
     }
   }
   c->large_bytes = 0;
+  c->held = 0;
+  g_held.fetch_sub(static_cast<int64_t>(c->published), std::memory_order_relaxed);
+  c->published = 0;
+  c->lock.unlock();
   lock_guard g(g_caches_lock);
+  g_nlive.fetch_sub(1, std::memory_order_relaxed);
   if (c->prev_all)
     c->prev_all->next_all = c->next_all;
   else
@@ -175,6 +331,7 @@ void thread_exit(void* arg) {
 
 void caches_init() {
   pthread_key_create(&g_key, thread_exit);
+  g_key_made = true;
 }
 
 mcache* cache_create() {
@@ -189,6 +346,9 @@ mcache* cache_create() {
   if (c->owner == 0)
     c->owner = g_next_owner++ % 65535 + 1;  // a new cache (fixalloc memory is zero)
   init_stacks(c);
+  c->seen_seq = c->slow_seq;
+  c->seen_at = coarse_nanotime();
+  g_nlive.fetch_add(1, std::memory_order_relaxed);
   c->prev_all = nullptr;
   c->next_all = g_live;
   if (g_live) g_live->prev_all = c;
@@ -203,8 +363,22 @@ void cache_destroy(mcache* c) {
 mcache* cache_for_thread() {
   if (tl_thread.cache) return tl_thread.cache;
   if (tl_thread.exited || tl_thread.creating) return nullptr;
+  // A cache a stealer detached (or an M's own cache while it held a P):
+  // take it back.
+  if (g_key_made) {
+    if (mcache* c = static_cast<mcache*>(pthread_getspecific(g_key))) {
+      lock_guard g(c->lock);
+      sync_locked(c, true);
+      tl_thread.cache = c;
+      return c;
+    }
+  }
   tl_thread.creating = 1;
   mcache* c = cache_create();
+  if (c) {
+    lock_guard g(c->lock);
+    c->ts = &tl_thread;
+  }
   pthread_setspecific(g_key, c);
   tl_thread.cache = c;
   tl_thread.gccache = nullptr;
@@ -228,29 +402,46 @@ void free_direct(void* p) {
 
 // The profiling variant of alloc_class_slow: the pop that is due is sampled.
 __attribute__((noinline)) void* alloc_class_prof(mcache* c, uint32_t cls) {
-  prof_disarm(c, cls);
-  freeStack& st = c->stacks[cls];
-  auto* pc = static_cast<mprofCache*>(c->prof);
-  if (pc && pc->cls[cls].left == 1 && st.cur != st.base) {
-    void* p = *--st.cur;
-    pc->cls[cls].left = 0;  // drawn again by prof_arm
-    prof_arm(c, cls);
-    mprof_sample(pc, p, class_to_size[cls]);
-    return p;
-  }
-  if (st.cur == st.base) {
-    uint32_t batch = g_central[cls].batch;
-    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill);
-    if (got == 0) {
+  void* sampled = nullptr;
+  mprofCache* spc = nullptr;
+  {
+    lock_guard g(c->lock);
+    sync_locked(c, true);
+    prof_disarm(c, cls);
+    freeStack& st = c->stacks[cls];
+    auto* pc = static_cast<mprofCache*>(c->prof);
+    if (pc && pc->cls[cls].left == 1 && st.cur != st.base) {
+      sampled = *--st.cur;
+      spc = pc;
+      pc->cls[cls].left = 0;  // drawn again by prof_arm
       prof_arm(c, cls);
-      errno = ENOMEM;
-      return nullptr;
     }
-    st.cur = st.base + got;
-    if (st.refill < batch) st.refill = st.refill * 2 < batch ? st.refill * 2 : batch;
-    scavenger_poll();
   }
-  prof_arm(c, cls);
+  if (sampled) {
+    // With no lock held: the capture may allocate (the unwinder) and may be
+    // stopped by the collector (mprof.cc).
+    mprof_sample(spc, sampled, class_to_size[cls]);
+    return sampled;
+  }
+  {
+    lock_guard g(c->lock);
+    sync_locked(c, true);
+    freeStack& st = c->stacks[cls];
+    if (st.cur == st.base) {
+      uint32_t batch = g_central[cls].batch;
+      uint32_t got = g_central[cls].alloc_batch(st.base, st.refill);
+      if (got == 0) {
+        prof_arm(c, cls);
+        errno = ENOMEM;
+        return nullptr;
+      }
+      st.cur = st.base + got;
+      if (st.refill < batch) st.refill = st.refill * 2 < batch ? st.refill * 2 : batch;
+      note(c, cls);
+    }
+    prof_arm(c, cls);
+  }
+  scavenger_poll();
   // Counted as a pop by the next disarm; if it is the sampled one, the raised
   // base sends it back here.
   return alloc_class(cls);
@@ -260,35 +451,59 @@ void* alloc_class_slow(uint32_t cls) {
   mcache* c = cache_for_thread();
   if (!c) return alloc_direct(cls);
   if (prof_on()) return alloc_class_prof(c, cls);
-  freeStack& st = c->stacks[cls];
-  if (st.cur == st.base) {
-    uint32_t batch = g_central[cls].batch;
-    uint32_t got = g_central[cls].alloc_batch(st.base, st.refill, &c->owned[cls],
-                                              static_cast<uint16_t>(c->owner));
-    if (got == 0) {
-      errno = ENOMEM;
-      return nullptr;
+  {
+    lock_guard g(c->lock);
+    sync_locked(c, true);
+    freeStack& st = c->stacks[cls];
+    if (st.cur == st.base) {
+      uint32_t batch = g_central[cls].batch;
+      uint32_t got = g_central[cls].alloc_batch(st.base, st.refill, &c->owned[cls],
+                                                static_cast<uint16_t>(c->owner));
+      if (got == 0) {
+        errno = ENOMEM;
+        return nullptr;
+      }
+      st.cur = st.base + got;
+      if (st.refill < batch)
+        st.refill = static_cast<uint16_t>(st.refill * 2 < batch ? st.refill * 2 : batch);
+      account(c, cls);
     }
-    st.cur = st.base + got;
-    if (st.refill < batch)
-      st.refill = static_cast<uint16_t>(st.refill * 2 < batch ? st.refill * 2 : batch);
-    scavenger_poll();
   }
+  scavenger_poll();
+  // Through the fast path: if a stealer detached the cache since the lock
+  // was dropped, it sends this call back here.
   return alloc_class(cls);
 }
 
 void free_cache_slow(mcache* c, uint32_t cls, void* p) {
-  bool prof = prof_on();
-  if (prof) prof_disarm(c, cls);
-  freeStack& st = c->stacks[cls];
-  if (st.cur > st.base && st.cur[-1] == p)
-    fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
-  if (st.cur == st.end) {
-    give_back(cls, st, g_central[cls].batch, static_cast<uint16_t>(c->owner));
-    scavenger_poll();
+  freeStack& top = c->stacks[cls];
+  // A push that moves no batch needs no lock, as on the fast path: on a cache
+  // a stealer detached since it was checked, it is the one operation at the
+  // top of a stack that a stealer allows for.
+  if (!prof_on() && top.cur != top.end && !__atomic_load_n(&c->detached, __ATOMIC_RELAXED)) {
+    if (top.cur > top.base && top.cur[-1] == p)
+      fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
+    *top.cur++ = p;
+    return;
   }
-  *st.cur++ = p;
-  if (prof) prof_arm(c, cls);
+  bool poll = false;
+  {
+    lock_guard g(c->lock);
+    sync_locked(c, true);
+    bool prof = prof_on();
+    if (prof) prof_disarm(c, cls);
+    freeStack& st = c->stacks[cls];
+    if (st.cur > st.base && st.cur[-1] == p)
+      fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
+    if (st.cur == st.end) {
+      give_back(cls, st, g_central[cls].batch, static_cast<uint16_t>(c->owner));
+      poll = true;
+    }
+    *st.cur++ = p;
+    if (poll) account(c, cls);
+    if (prof) prof_arm(c, cls);
+  }
+  if (poll) scavenger_poll();
 }
 
 void free_remote(mcache* c, void* p, uint32_t e) {
@@ -305,13 +520,21 @@ void free_remote_push(mcache* c, uint32_t cls, void* p) {
   // A full batch of remote frees goes back before p joins the slots, not
   // after: p stays the newest slot, so the check above still sees it if the
   // program frees it again next (flushing p with the batch lost that check).
-  if (static_cast<uint32_t>(st.rend() - st.end) >= batch) {
-    flush_remote(cls, st, false);
+  // The remote slots are the owner's alone (a stealer never touches them), so
+  // a remote free that moves no batch takes no lock; one that does takes the
+  // lock, as every slow path that moves objects.
+  if (static_cast<uint32_t>(st.rend() - st.end) >= batch || st.cur == st.end) {
+    {
+      lock_guard g(c->lock);
+      sync_locked(c, true);
+      if (static_cast<uint32_t>(st.rend() - st.end) >= batch) flush_remote(cls, st, false);
+      // Fewer than a batch are remote now, so a full stack has a batch of its
+      // own to give back.
+      if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
+      account(c, cls);
+    }
     scavenger_poll();
   }
-  // Fewer than a batch are remote now, so a full stack has a batch of its own
-  // to give back.
-  if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
   *--st.end = p;
 }
 
@@ -346,8 +569,17 @@ void caches_fork_child() {
   // draining could free an object twice. The child leaks at most their
   // contents, as it leaks their stacks.
   mcache* mine = tl_thread.cache;
+  if (!mine && !tl_thread.exited && g_key_made)
+    mine = static_cast<mcache*>(pthread_getspecific(g_key));
   g_live = mine;
-  if (mine) mine->prev_all = mine->next_all = nullptr;
+  if (mine) {
+    mine->prev_all = mine->next_all = nullptr;
+    // Only a stealer, holding g_caches_lock (taken by prepare), takes another
+    // thread's cache lock: nobody holds this one.
+    mine->lock.reset();
+  }
+  g_nlive.store(mine ? 1 : 0, std::memory_order_relaxed);
+  g_held.store(mine ? static_cast<int64_t>(mine->published) : 0, std::memory_order_relaxed);
 }
 
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches) {
@@ -363,10 +595,231 @@ void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches)
       const freeStack& st = c->stacks[cls];
       void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
       void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
-      cached[cls] += static_cast<uint64_t>(cur - st.base) + static_cast<uint64_t>(st.rend() - end);
+      uint64_t stolen = __atomic_load_n(&c->stolen[cls], __ATOMIC_RELAXED);
+      uint64_t rstolen = __atomic_load_n(&c->rstolen[cls], __ATOMIC_RELAXED);
+      uint64_t local = static_cast<uint64_t>(cur - st.base);
+      uint64_t remote = static_cast<uint64_t>(st.rend() - end);
+      cached[cls] +=
+          (local > stolen ? local - stolen : 0) + (remote > rstolen ? remote - rstolen : 0);
     }
   }
   *ncaches = n;
+}
+
+mspan* cache_take_large(uintptr_t npages) {
+  mcache* c = tl_thread.cache;
+  if (!c || npages > kLargeCachePages) return nullptr;
+  lock_guard g(c->lock);
+  sync_locked(c, true);
+  mspan* s = c->large[npages];
+  if (!s) {
+    // The last span this thread could not keep had this size: keeping it
+    // would have saved a trip to the mheap.
+    if (npages == c->large_ghost) {
+      c->large_ghost = 0;
+      c->large_limit += npages * kPageSize;
+      if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+    }
+    return nullptr;
+  }
+  c->large[npages] = s->next;
+  c->large_bytes -= npages * kPageSize;
+  c->held -= npages * kPageSize;
+  c->large_limit += npages * kPageSize;
+  if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+  publish(c);
+  s->next = nullptr;
+  s->state = spanState::large;
+  return s;
+}
+
+bool cache_keep_large(mspan* s) {
+  mcache* c = tl_thread.cache;
+  size_t bytes = s->npages * kPageSize;
+  if (!c || s->npages > kLargeCachePages) return false;
+  lock_guard g(c->lock);
+  sync_locked(c, true);
+  if (c->large_bytes + bytes > c->large_limit) {
+    c->large_ghost = s->npages;
+    return false;
+  }
+  // Over the budget and over its share: the span goes back to the mheap.
+  if (over_budget() && c->held + bytes > share()) return false;
+  s->state = spanState::cached;
+  s->needzero = true;
+  s->next = c->large[s->npages];
+  c->large[s->npages] = s;
+  c->large_bytes += bytes;
+  c->held += bytes;
+  __atomic_store_n(&c->slow_seq, c->slow_seq + 1, __ATOMIC_RELAXED);
+  publish(c);
+  return true;
+}
+
+void cache_resume(mcache* c) {
+  // seq_cst store, then the load: a stealer sets detached and then swaps
+  // this word from c to null; whichever order the two threads' operations
+  // take, the word ends up null if the cache is detached (mcache.h).
+  __atomic_store_n(&tl_thread.cache, c, __ATOMIC_SEQ_CST);
+  if (c && __atomic_load_n(&c->detached, __ATOMIC_SEQ_CST))
+    __atomic_store_n(&tl_thread.cache, static_cast<mcache*>(nullptr), __ATOMIC_RELAXED);
+}
+
+size_t caches_held_published() {
+  int64_t v = g_held.load(std::memory_order_relaxed);
+  return v > 0 ? static_cast<size_t>(v) : 0;
+}
+
+bool caches_over_budget() {
+  return over_budget();
+}
+
+size_t caches_budget() {
+  return static_cast<size_t>(g_options.thread_cache);
+}
+
+size_t caches_held_exact() {
+  uint64_t cached[kNumSizeClasses];
+  size_t large = 0, n = 0;
+  cache_counts(cached, &large, &n);
+  size_t total = large;
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) total += cached[cls] * class_to_size[cls];
+  return total;
+}
+
+bool caches_can_steal() {
+  return membarrier_ready();
+}
+
+uint64_t caches_steals() {
+  return g_steals.load(std::memory_order_relaxed);
+}
+
+namespace {
+
+// ---- Stealing (the stealer's side of the handshake in mcache.h) ----
+
+bool membarrier_ready() {
+  int m = g_membarrier.load(std::memory_order_relaxed);
+  if (m == 0) {
+    m = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+    g_membarrier.store(m, std::memory_order_relaxed);
+  }
+  return m > 0;
+}
+
+// Bytes c holds, read racily (the owner may be running): for choosing
+// victims only.
+size_t held_now(const mcache* c) {
+  size_t held = __atomic_load_n(&c->large_bytes, __ATOMIC_RELAXED);
+  for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+    const freeStack& st = c->stacks[cls];
+    void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
+    void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
+    size_t local = static_cast<size_t>(cur - st.base);
+    size_t remote = static_cast<size_t>(st.rend() - end);
+    size_t stolen = c->stolen[cls], rstolen = c->rstolen[cls];
+    size_t n = (local > stolen ? local - stolen : 0) + (remote > rstolen ? remote - rstolen : 0);
+    held += n * class_to_size[cls];
+  }
+  return held;
+}
+
+// Takes from c (another thread's cache) all but the top kStealKeep objects
+// of each stack, and its kept large spans. Under g_caches_lock. Returns
+// whether it stole.
+bool steal(mcache* c) {
+  if (!c->lock.try_lock()) return false;  // the owner is in a slow path: not idle
+  bool stole = false;
+  threadState* ts = c->ts;
+  if (ts && !__atomic_load_n(&c->detached, __ATOMIC_RELAXED) && !c->prof && !prof_on()) {
+    __atomic_store_n(&c->detached, 1, __ATOMIC_SEQ_CST);
+    mcache* expect = c;
+    if (!__atomic_compare_exchange_n(&ts->cache, &expect, static_cast<mcache*>(nullptr), false,
+                                     __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+      // The thread is an M holding a P (its word names the P's cache) or
+      // is exiting: leave it.
+      __atomic_store_n(&c->detached, 0, __ATOMIC_RELAXED);
+    } else if (syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+      // No proof that the owner is out of its fast path: take nothing. The
+      // owner reattaches at its next call, stolen[] all zero.
+      g_membarrier.store(-1, std::memory_order_relaxed);
+    } else {
+      // Spans this empties count as free since the cache was last active
+      // (as an idle transfer cache backdates what it drains): freed now,
+      // they would merge with older free spans and make them young again,
+      // holding back the scavenger's release of both by a delay.
+      int64_t at = c->seen_at;
+      for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
+        freeStack& st = c->stacks[cls];
+        uint32_t n = static_cast<uint32_t>(__atomic_load_n(&st.cur, __ATOMIC_RELAXED) - st.base);
+        uint32_t batch = g_central[cls].batch;
+        if (n > kStealKeep) {
+          uint32_t take = n - kStealKeep;
+          // Cold objects: back to their spans, which may empty.
+          for (uint32_t i = 0; i < take; i += batch)
+            g_central[cls].free_batch(st.base + i, take - i < batch ? take - i : batch, true, 0,
+                                      at);
+          c->stolen[cls] = static_cast<uint16_t>(take);
+        }
+        // Remote slots: the oldest, nearest rend. The owner's unlocked
+        // remote free writes below end only.
+        void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
+        uint32_t r = static_cast<uint32_t>(st.rend() - end);
+        if (r > kStealKeep) {
+          uint32_t take = r - kStealKeep;
+          g_central[cls].free_batch(st.rend() - take, take, true, 0, at);
+          c->rstolen[cls] = static_cast<uint16_t>(take);
+        }
+      }
+      for (mspan*& l : c->large) {
+        while (mspan* s = l) {
+          l = s->next;
+          s->state = spanState::large;
+          g_heap.free_span(s, at);
+        }
+      }
+      c->large_bytes = 0;
+      recount(c);
+      g_steals.fetch_add(1, std::memory_order_relaxed);
+      stole = true;
+    }
+  }
+  c->lock.unlock();
+  return stole;
+}
+
+}  // namespace
+
+int64_t caches_trim(int64_t idle_ns) {
+  if (g_options.thread_cache <= 0 || !membarrier_ready()) return -1;
+  lock_guard g(g_caches_lock);
+  int64_t now = coarse_nanotime(), next = -1;
+  // The budget is checked against what the caches hold now, not the
+  // published estimates: frees on the fast path fill stacks unseen.
+  size_t total = 0;
+  for (mcache* c = g_live; c; c = c->next_all) total += held_now(c);
+  bool over = total > static_cast<size_t>(g_options.thread_cache);
+  size_t sh = share();
+  for (mcache* c = g_live; c; c = c->next_all) {
+    if (!c->ts) continue;  // a P's cache, or one whose thread is exiting
+    size_t held = held_now(c);
+    uint32_t seq = __atomic_load_n(&c->slow_seq, __ATOMIC_RELAXED);
+    if (seq != c->seen_seq) {
+      c->seen_seq = seq;
+      c->seen_at = now;
+    }
+    int64_t idle = now - c->seen_at;
+    bool want = (held >= kIdleTrimMin && idle >= idle_ns) || (over && held > sh);
+    if (want && steal(c)) continue;
+    if (held >= kIdleTrimMin && idle < idle_ns && (next < 0 || idle_ns - idle < next))
+      next = idle_ns - idle;
+  }
+  return next;
+}
+
+size_t cache_held(const mcache* c) {
+  return held_now(c);
 }
 
 }  // namespace gort::alloc

@@ -38,6 +38,39 @@
 // mcentrals and puts the mcache in a pool for the next thread. malloc calls
 // made after that (later destructors) go to the mcentral directly.
 //
+// The thread-cache budget (GORT_THREAD_CACHE, default 32 MiB, TCMalloc's
+// overall thread cache size): the bytes held by all thread caches (free
+// objects in stacks and remote slots, kept large spans) are bounded by
+// trimming, never by work on the fast paths. Each cache keeps an estimate of
+// what it holds (held), brought up to date for a class at every slow-path
+// event of that class (refill, flush, remote batch, large span kept or
+// taken) and published to a global sum (g_held) in 64 KiB steps. A cache
+// whose slow path finds the sum over the budget and itself over its share
+// (the budget over the live caches, at least kMinShare) gives back what it
+// holds down to one slow-start refill per class, at once. Caches that do
+// not come to their slow paths are trimmed by the scavenger (mcache.cc,
+// "Stealing"): every cache that has had no slow-path event for the
+// scavenger's delay (idle), and, while the sum is over the budget, every
+// cache over its share.
+//
+// Stealing from another thread's cache is a handshake, because the owner's
+// fast paths use no lock and no atomic: the stealer (holding the cache's
+// lock, which the owner's slow paths take) marks the cache detached,
+// swaps the owner's tl_thread.cache from the cache to null with a
+// compare-and-swap, and runs membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED):
+// when that returns, every later malloc or free of the owner sees null and
+// takes the slow path, and at most the fast-path operation it was in the
+// middle of (one pop or one push near the top of one stack) still runs on
+// the cache. The stealer then takes objects only from the bottom of each
+// stack, below the top kStealKeep, and the oldest of its remote slots,
+// all but the newest kStealKeep, and records how many (stolen[],
+// rstolen[]); it never writes cur, base or end. The owner's next slow path,
+// under the lock, slides what is left back against base and rend and points
+// tl_thread.cache back at the cache (sync_locked); a remote free that moves
+// no batch (no lock) only writes below end. Without membarrier (kernels before 4.14,
+// seccomp) nothing is stolen: idle caches keep their objects, and the
+// budget acts through the owners' slow paths only.
+//
 // Double free: free() compares the object with the top of the stack, which
 // catches free(p); free(p) at the cost of one load from a line it writes
 // anyway; free_remote compares with the newest remote slot the same way. A
@@ -49,6 +82,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "alloc/lock.h"
 #include "alloc/mheap.h"
 #include "alloc/sizeclasses.h"
 
@@ -84,6 +118,15 @@ struct freeStack {
 // off the mheap lock.
 inline constexpr uint32_t kLargeCachePages = 32;
 inline constexpr size_t kLargeCacheBytes = 1 << 20;
+inline constexpr size_t kLargeCacheStart = 0;
+
+struct threadState;
+
+// Objects a stealer leaves at the top of each stack: the fast-path operations
+// the owner may still be in when it is detached (one per load of
+// tl_thread.cache; two if an entry point inlines a malloc and a free with no
+// call between).
+inline constexpr uint32_t kStealKeep = 2;
 
 struct alignas(64) mcache {
   freeStack stacks[kNumSizeClasses];
@@ -93,6 +136,14 @@ struct alignas(64) mcache {
   mspan* owned[kNumSizeClasses];       // per class: the span refills take objects from
   mspan* large[kLargeCachePages + 1];  // by page count, linked through next
   size_t large_bytes;
+  // What the kept large spans may add up to: kLargeCacheStart (nothing) at
+  // first, a span's size more each time a kept span is reused or a large
+  // allocation asks for the page count of the last span that could not be
+  // kept (large_ghost: it would have been reused), up to kLargeCacheBytes
+  // (slow start, as for the stacks' refills): a thread whose large blocks
+  // never come back in the same page count keeps nothing.
+  size_t large_limit;
+  uintptr_t large_ghost;
   mcache* next_all;  // registry of live caches, guarded by g_caches_lock
   mcache* prev_all;
   int64_t pooled_at;    // pooled caches: when the thread exited (coarse ns)
@@ -103,13 +154,45 @@ struct alignas(64) mcache {
   // The heap profiler's sampling state (alloc/mprof.h: an mprofCache), made
   // on the first slow path with profiling on, kept with the cache.
   void* prof;
+  // ---- the budget and stealing (see the top of this file) ----
+  // lock: taken by the owner on every slow path that moves objects in or out
+  // of the stacks or the kept large spans, and by a stealer (which holds
+  // g_caches_lock, and only try-locks it). Lock order: g_caches_lock, then
+  // mcache::lock, then mcentral.lock, then mheap.lock; the owner never takes
+  // g_caches_lock while holding it.
+  mutex lock;
+  // The owner thread's TLS block, for a stealer's compare-and-swap of its
+  // cache pointer; null for a P's cache and once the thread exits. Under lock.
+  threadState* ts;
+  // Set (seq_cst) by a stealer before it detaches the cache, cleared by the
+  // owner under lock once it has slid the stacks back (sync_locked). While
+  // set, stolen[cls] objects at the bottom of class cls's stack are gone.
+  uint8_t detached;
+  uint16_t stolen[kNumSizeClasses];
+  // The same for the remote slots: rstolen[cls] of the oldest remote frees
+  // (at the rend end) are gone; the newest kStealKeep (at end) stay.
+  uint16_t rstolen[kNumSizeClasses];
+  // held: bytes this cache holds as of each class's last slow-path event
+  // (noted[cls] objects of class cls) plus its kept large spans; published:
+  // the part of it added to g_held. Owner-only, except that a stealer
+  // rewrites them under lock.
+  size_t held;
+  size_t published;
+  uint32_t noted[kNumSizeClasses];
+  // Slow-path events so far (owner, relaxed) and, for the scavenger's idle
+  // test, the count it saw last and when it saw it change (g_caches_lock).
+  uint32_t slow_seq;
+  uint32_t seen_seq;
+  int64_t seen_at;
   // One guard slot, so cur[-1] is always readable, then each class's slots.
   void* slots[1 + total_cache_slots()];
 };
 
 struct threadState {
   mcache* cache;     // null until the thread's first malloc, and after it exits;
-                     // while the thread is an M holding a P: the P's cache
+                     // while the thread is an M holding a P: the P's cache;
+                     // null while a stealer has detached the thread's cache
+                     // (mcache::detached), until its next slow path
   void* sched_m;     // the scheduler's m when this thread is one (runtime/proc.h)
   uint8_t exited;    // the key destructor ran: no cache any more
   uint8_t creating;  // making the cache (pthread_setspecific may call malloc)
@@ -196,29 +279,37 @@ int64_t caches_trim_pool(int64_t min_age_ns);
 // Free objects per class in all live caches, and the number of caches.
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches);
 // Large spans through the thread's cache: nullptr / false when the cache has
-// none or no room; the caller then goes to the mheap.
-inline mspan* cache_take_large(uintptr_t npages) {
-  mcache* c = tl_thread.cache;
-  if (!c || npages > kLargeCachePages) return nullptr;
-  mspan* s = c->large[npages];
-  if (!s) return nullptr;
-  c->large[npages] = s->next;
-  c->large_bytes -= npages * kPageSize;
-  s->next = nullptr;
-  s->state = spanState::large;
-  return s;
-}
+// none or no room; the caller then goes to the mheap. Slow paths: they take
+// the cache's lock (a stealer may be freeing the kept spans).
+mspan* cache_take_large(uintptr_t npages);
+bool cache_keep_large(mspan* s);
+// An M points tl_thread.cache back at its own cache when it lets its P go:
+// through this, so that a cache a stealer detached meanwhile stays detached.
+void cache_resume(mcache* c);
 
-inline bool cache_keep_large(mspan* s) {
-  mcache* c = tl_thread.cache;
-  size_t bytes = s->npages * kPageSize;
-  if (!c || s->npages > kLargeCachePages || c->large_bytes + bytes > kLargeCacheBytes) return false;
-  s->state = spanState::cached;
-  s->needzero = true;
-  s->next = c->large[s->npages];
-  c->large[s->npages] = s;
-  c->large_bytes += bytes;
-  return true;
-}
+// ---- the thread-cache budget (see the top of this file) ----
+// Caches never shrink below kMinShare each for the budget's sake: with more
+// than budget / kMinShare threads the bound is kMinShare per thread.
+inline constexpr size_t kMinShare = 256 << 10;
+// Bytes held by all thread caches as published (each cache's estimate, to
+// within 64 KiB), and the budget (0: none).
+size_t caches_held_published();
+size_t caches_budget();
+// Whether the published sum is over the budget.
+bool caches_over_budget();
+// Exact bytes held by all live caches now (read racily, as cache_counts).
+size_t caches_held_exact();
+// The scavenger's pass: steals from caches idle (no slow-path event) for at
+// least idle_ns, and, while the published sum is over the budget, from
+// caches over their share. Returns the time until the next cache could
+// become idle enough, or -1. Caches holding less than kIdleTrimMin are left.
+inline constexpr size_t kIdleTrimMin = 64 << 10;
+int64_t caches_trim(int64_t idle_ns);
+// Whether stealing works here (membarrier's private expedited command).
+bool caches_can_steal();
+// Caches stolen from so far.
+uint64_t caches_steals();
+// What one cache holds now (read racily), for tests and statistics.
+size_t cache_held(const mcache* c);
 
 }  // namespace gort::alloc

@@ -59,7 +59,9 @@ uint32_t mcentral::take_from(mspan* s, void** out, uint32_t want, uint32_t n) {
 
 uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_t owner) {
   lock_guard g(lock);
-  if (ntc > 0 && want == batch) {
+  // A cache takes a whole batch even when slow start wants fewer (its stack
+  // has room for one): see mcentral.h.
+  if (ntc > 0 && (want == batch || owned)) {
     // The newest batch that is the caller's or mixed; another cache's
     // batches wait for their owner.
     for (uint32_t i = ntc; i-- > 0;) {
@@ -153,7 +155,8 @@ void mcentral::drop_owned_locked(mspan* s) {
   }
 }
 
-void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t owner) {
+void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t owner,
+                          int64_t freed_at) {
   lock_guard g(lock);
   nreturned += n;
   if (n == batch && ntc < tc_max && !to_spans) {
@@ -163,7 +166,7 @@ void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t
     scavenger_note_cached();
     return;
   }
-  return_to_spans(objs, n);
+  return_to_spans(objs, n, freed_at);
 }
 
 void mcentral::return_to_spans(void* const* objs, uint32_t n, int64_t freed_at) {

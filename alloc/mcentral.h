@@ -77,6 +77,12 @@ struct alignas(64) mcentral {
   // the heap cannot grow). owned is the caller's owned span of this class
   // (in and out), owner its cache's id; a caller without a cache passes
   // nullptr and takes objects from the partial list without owning a span.
+  // A caller with a cache (owned non-null) must have room for a whole batch
+  // at out: it gets a whole transfer-cache batch whenever one is its own or
+  // mixed, even when it wants fewer. Those objects are already off the
+  // mheap, so taking them all costs no memory, while carving a new span for
+  // a slow-starting refill left the batch parked here and grew the heap
+  // (short_threads: 10-12 MiB of batches nobody took, peak RSS 1.6x glibc's).
   uint32_t alloc_batch(void** out, uint32_t want, mspan** owned = nullptr, uint16_t owner = 0);
   // The caller's cache gives up its owned span s (thread exit).
   void drop_owned(mspan* s);
@@ -85,7 +91,11 @@ struct alignas(64) mcentral {
   // Takes back n objects. to_spans bypasses the transfer cache (a thread
   // that exits: its objects are cold, and their spans may become empty).
   // owner: the id of the cache that owns all the objects' spans, or 0.
-  void free_batch(void* const* objs, uint32_t n, bool to_spans = false, uint16_t owner = 0);
+  // freed_at (with to_spans): when the objects were last used, for the age
+  // of spans they empty (-1: now); a stealer passes the time its victim
+  // was last active, so that those spans are not younger than they are.
+  void free_batch(void* const* objs, uint32_t n, bool to_spans = false, uint16_t owner = 0,
+                  int64_t freed_at = -1);
   // Returns the transfer cache's batches to their spans if it has not been
   // used for min_idle_ns; spans this empties count as free since that last
   // use. Returns how long until it would be idle long enough, 0 if it was

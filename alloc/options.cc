@@ -193,6 +193,11 @@ void options_init() {
     if (!parse_memlimit(v, &g_options.memlimit, &why))
       print_err("GORT_MEMLIMIT=%s: %s; running without a memory limit", v, why);
   }
+  if (const char* v = getenv("GORT_THREAD_CACHE")) {
+    const char* why = nullptr;
+    if (!parse_memlimit(v, &g_options.thread_cache, &why))
+      print_err("GORT_THREAD_CACHE=%s: %s; using the default (32MiB)", v, why);
+  }
   if (const char* v = getenv("GORT_DEBUG")) {
     char why[256];
     options o = g_options;

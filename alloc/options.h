@@ -56,6 +56,10 @@ struct options {
   // what gort maps (gc/pacer.cc paces the collector under it, the scavenger
   // returns free pages eagerly near it). 0: no limit.
   int64_t memlimit = 0;
+  // GORT_THREAD_CACHE=<bytes>[B|KiB|MiB|GiB|TiB]|off: the budget for the free
+  // memory all thread caches hold together (mcache.h); off (0): no budget,
+  // and idle caches are not trimmed.
+  int64_t thread_cache = int64_t{32} << 20;
   // GORT_DEBUG=heapprofilerate=N: sample one allocation per N bytes on
   // average for the heap profile (alloc/mprof.h); 0: off (the default unless
   // heapprofile is set, which defaults it to 512 KiB). heapprofile=PATH:

@@ -51,10 +51,13 @@ void* scavenger_main(void*) {
     over_limit_release();
     int64_t tc_next = release_idle_transfer_caches(delay);
     int64_t pool_next = caches_trim_pool(delay);
+    // Idle thread caches, and caches over their share while the sum is over
+    // the budget, are stolen from (mcache.h).
+    int64_t trim_next = caches_trim(delay);
     int64_t next = -1;
     size_t released = g_heap.scavenge(delay, &next);
     if (auto hook = scavenger_trace_hook.load(std::memory_order_relaxed)) hook(false, released);
-    for (int64_t t : {tc_next, pool_next})
+    for (int64_t t : {tc_next, pool_next, trim_next})
       if (t >= 0 && (next < 0 || t < next)) next = t;
     if (released && g_options.scavtrace) {
       heapStats s = g_heap.stats();
@@ -115,7 +118,9 @@ void scavenger_poll() {
   if (!g_want_start.load(std::memory_order_relaxed)) return;
   if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
   if (coarse_nanotime() < g_retry_at.load(std::memory_order_relaxed)) return;
-  if (g_heap.free_backed_bytes() < kScavengerStartBytes) return;
+  // Started for freed memory, or for thread caches over their budget (which
+  // only the scavenger trims when their owners do not come by).
+  if (g_heap.free_backed_bytes() < kScavengerStartBytes && !caches_over_budget()) return;
   uint32_t expect = kNotStarted;
   if (!g_state.compare_exchange_strong(expect, kStarting)) return;
   int saved_errno = errno;  // free() must not change errno

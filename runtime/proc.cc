@@ -147,7 +147,9 @@ void acquirep(m* mp, p* pp) {
 
 void releasep(m* mp) {
   p* pp = mp->pp;
-  alloc::tl_thread.cache = mp->own_cache;
+  // Not a plain store: a stealer may have detached the M's own cache while
+  // the M held the P (alloc/mcache.h).
+  alloc::cache_resume(mp->own_cache);
   alloc::tl_thread.gccache = nullptr;
   mp->own_cache = nullptr;
   pp->mp.store(nullptr, std::memory_order_relaxed);
