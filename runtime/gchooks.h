@@ -117,6 +117,10 @@ inline bool spawn(void (*fn)(void*), void* arg) {
 }
 // GOMAXPROCS while gort::run is in progress (the pacer's 25%), else 0.
 inline int procs() {
+  // gomaxprocs keeps the last run's value after it ends: without the check a
+  // plain-thread program that once ran gort::run with 1 P would be paced
+  // (and its CPU limiter filled) as if the machine had one CPU.
+  if (!sched.running.load(std::memory_order_acquire)) return 0;
   return gomaxprocs.load(std::memory_order_relaxed);
 }
 // Parks the calling task for ns nanoseconds (a thread just sleeps).

@@ -178,6 +178,19 @@ BOOST_AUTO_TEST_CASE(a_tasks_assist_debt_stays_with_the_task) {
   gort_gc_remove_roots(g_holder);
 }
 
+BOOST_AUTO_TEST_CASE(after_a_run_the_pacer_counts_the_cpus_again) {
+  // During gort::run the pacer's CPU capacity is GOMAXPROCS; after it, the
+  // machine's CPUs. It used to keep the last run's GOMAXPROCS: after a run
+  // with 1 P the CPU limiter of a plain-thread program saw half the CPU it
+  // had, switched on, and the heap ran far past the memory limit.
+  pacer_settings keep;  // starts the collector (the pacer reads the CPU count then)
+  const int ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  int in_run = 0;
+  gort::run([&] { in_run = gort::gc::pacer_procs(); }, gort::RunOptions{ncpu + 1, 0});
+  BOOST_CHECK_EQUAL(in_run, ncpu + 1);
+  BOOST_CHECK_EQUAL(gort::gc::pacer_procs(), ncpu);
+}
+
 BOOST_AUTO_TEST_CASE(the_memory_limit_alone_collects_with_gc_off) {
   // GORT_GC=off and a 48 MiB limit: 600 MiB of garbage over a 4 MiB live
   // set. Only the limit can start cycles, and what gort holds (its own
