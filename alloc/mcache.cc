@@ -238,6 +238,18 @@ inline void sync_locked(mcache* c, bool reattach) {
     sync_slow(c, reattach);
 }
 
+// Returns the cache's kept large spans to the mheap (under c->lock).
+void free_kept_large(mcache* c) {
+  for (mspan*& l : c->large) {
+    while (mspan* s = l) {
+      l = s->next;
+      s->state = spanState::large;
+      g_heap.free_span(s);
+    }
+  }
+  c->large_bytes = 0;
+}
+
 // A cache over its share while the sum is over the budget gives back all but
 // one slow-start refill of each class, its remote slots and its kept large
 // spans (the owner, under c->lock).
@@ -254,14 +266,7 @@ void shrink_locked(mcache* c) {
       have -= n;
     }
   }
-  for (mspan*& l : c->large) {
-    while (mspan* s = l) {
-      l = s->next;
-      s->state = spanState::large;
-      g_heap.free_span(s);
-    }
-  }
-  c->large_bytes = 0;
+  free_kept_large(c);
   recount(c);
 }
 
@@ -293,14 +298,7 @@ void release_cache(mcache* c) {
     }
     g_central[cls].disown_batches(static_cast<uint16_t>(c->owner));
   }
-  for (mspan*& l : c->large) {
-    while (mspan* s = l) {
-      l = s->next;
-      s->state = spanState::large;
-      g_heap.free_span(s);
-    }
-  }
-  c->large_bytes = 0;
+  free_kept_large(c);
   c->held = 0;
   g_held.fetch_sub(static_cast<int64_t>(c->published), std::memory_order_relaxed);
   c->published = 0;
