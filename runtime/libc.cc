@@ -320,6 +320,17 @@ void manage(int fd, bool user_nonblock, const pollDesc* from = nullptr, bool knb
   }
 }
 
+// fd was just made by a call that does not watch it (a plain thread's, or
+// a dup of an unwatched descriptor): if its number still has a pollDesc, the
+// file that had the number was closed behind libc's back (fclose of an
+// fdopen'ed socket, a raw close system call), and that pollDesc would make
+// this call's file look watched: a task reading it would park on an epoll
+// registration that no longer exists, or block its M on a descriptor taken
+// for non-blocking. Forget it (its waiters, if any, get EBADF).
+void forget_stale(int fd) {
+  if (pd_lookup(fd)) pd_close(fd);
+}
+
 // Blocking behaviour on a plain thread: poll, then retry. timeo: ns, 0 none.
 int thread_wait(int fd, int mode, int64_t deadline) {
   struct pollfd pfd = {fd, static_cast<short>(mode == kModeRead ? POLLIN : POLLOUT), 0};
@@ -428,6 +439,7 @@ ssize_t np_io(pollDesc* pd, int fd, int mode, bool nonblock, bool full, size_t n
 }  // namespace gort::rt
 
 using gort::rt::cur_errno;
+using gort::rt::forget_stale;
 using gort::rt::kModeRead;
 using gort::rt::kModeWrite;
 using gort::rt::manage;
@@ -611,7 +623,10 @@ GORT_EXPORT int accept4(int fd, struct sockaddr* a, socklen_t* alen, int flags) 
     r = np_io(pd, fd, kModeRead, false, false, 0, call, noNowait{}, false);
   else
     r = blocking_call([&] { return call(0); });
-  if (r >= 0 && task) manage(static_cast<int>(r), flags & SOCK_NONBLOCK);
+  if (r >= 0 && task)
+    manage(static_cast<int>(r), flags & SOCK_NONBLOCK);
+  else if (r >= 0)
+    forget_stale(static_cast<int>(r));
   return static_cast<int>(r);
 }
 
@@ -662,8 +677,8 @@ GORT_EXPORT int socket(int domain, int type, int proto) {
   if (fd >= 0) {
     if (task)
       manage(fd, type & SOCK_NONBLOCK);
-    else if (pd_lookup(fd))
-      gort::rt::pd_close(fd);  // a number closed behind libc's back, reused
+    else
+      forget_stale(fd);
   }
   return fd;
 }
@@ -677,6 +692,9 @@ GORT_EXPORT int socketpair(int domain, int type, int proto, int sv[2]) {
   if (r == 0 && task) {
     manage(sv[0], type & SOCK_NONBLOCK);
     manage(sv[1], type & SOCK_NONBLOCK);
+  } else if (r == 0) {
+    forget_stale(sv[0]);
+    forget_stale(sv[1]);
   }
   return r;
 }
@@ -688,6 +706,9 @@ GORT_EXPORT int pipe2(int fds[2], int flags) {
   if (r == 0 && task) {  // the program's mode stays in the kernel (see pollDesc::kernel_nonblock)
     manage(fds[0], flags & O_NONBLOCK, nullptr, false);
     manage(fds[1], flags & O_NONBLOCK, nullptr, false);
+  } else if (r == 0) {
+    forget_stale(fds[0]);
+    forget_stale(fds[1]);
   }
   return r;
 }
@@ -705,8 +726,12 @@ GORT_EXPORT int close(int fd) {
 GORT_EXPORT int dup(int fd) {
   GORT_REAL(int, dup, (int));
   int r = fn ? fn(fd) : static_cast<int>(syscall(SYS_dup, fd));
-  if (r >= 0)
-    if (pollDesc* pd = pd_lookup(fd)) manage(r, pd->user_nonblock.load(), pd);
+  if (r >= 0) {
+    if (pollDesc* pd = pd_lookup(fd))
+      manage(r, pd->user_nonblock.load(), pd);
+    else
+      forget_stale(r);
+  }
   return r;
 }
 
@@ -727,8 +752,12 @@ GORT_EXPORT int dup3(int oldfd, int newfd, int flags) {
       cur_errno() = e;
     }
   }
-  if (r >= 0 && oldfd != newfd)
-    if (pollDesc* pd = pd_lookup(oldfd)) manage(r, pd->user_nonblock.load(), pd);
+  if (r >= 0 && oldfd != newfd) {
+    if (pollDesc* pd = pd_lookup(oldfd))
+      manage(r, pd->user_nonblock.load(), pd);
+    else if (!watched)
+      forget_stale(r);
+  }
   return r;
 }
 
@@ -747,7 +776,11 @@ int fcntl_common(int fd, int cmd, long arg) {
   pollDesc* pd = pd_lookup(fd);
   if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)  // waits for a file lock: a blocking call
     return blocking_call([&] { return real_fcntl(fd, cmd, arg); });
-  if (!pd) return real_fcntl(fd, cmd, arg);
+  if (!pd) {
+    int r = real_fcntl(fd, cmd, arg);
+    if (r >= 0 && (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)) forget_stale(r);
+    return r;
+  }
   switch (cmd) {
     case F_GETFL: {
       int r = real_fcntl(fd, F_GETFL, 0);

@@ -5,7 +5,8 @@
 // direction, then retries (Go's internal/poll.FD.Read loop). Deadlines live
 // in the Conn, read again after every wake-up; setting one kicks the
 // waiters (pd_kick) so that an earlier deadline takes effect at once. On a
-// plain thread the wait is poll() on the descriptor instead of a park.
+// plain thread the wait is poll() on the descriptor instead of a park, which
+// close() and a new deadline interrupt as they wake a parked task.
 //
 // Every socket here is non-blocking in the kernel and watched by the
 // netpoller for its whole life. A Conn or Listener may be closed by one
@@ -58,22 +59,13 @@ bool in_task_now() {
 }
 
 // Waits until fd is ready for mode or the deadline (0: none) passes:
-// 0, ETIMEDOUT or EBADF.
+// 0, ETIMEDOUT or EBADF. A close or a kick wakes a plain thread too.
 int wait_fd(int fd, int mode, int64_t deadline) {
   pollDesc* pd = rt::pd_lookup(fd);
   if (!pd) return EBADF;
-  if (in_task_now())
-    return rt::pd_wait(pd, mode, deadline, pd->seq.load(std::memory_order_acquire));
-  struct pollfd pfd = {fd, static_cast<short>(mode == rt::kModeRead ? POLLIN : POLLOUT), 0};
-  int ms = -1;
-  if (deadline) {
-    int64_t left = deadline - rt::now_ns();
-    if (left <= 0) return ETIMEDOUT;
-    ms = static_cast<int>((left + 999999) / 1000000);
-  }
-  long r = syscall(SYS_poll, &pfd, 1, ms);
-  if (r == 0) return ETIMEDOUT;
-  return 0;
+  uint32_t seq = pd->seq.load(std::memory_order_acquire);
+  if (in_task_now()) return rt::pd_wait(pd, mode, deadline, seq);
+  return rt::pd_wait_thread(pd, mode, deadline, seq);
 }
 
 bool parse(const std::string& addr, sockaddr_storage* ss, socklen_t* len) {

@@ -23,6 +23,15 @@
 // (its fdMutex serialises readers); C programs share descriptors freely, so
 // here a list.
 //
+// A plain thread (no task to park: gort::net on a thread outside gort::run)
+// waits in pd_wait_thread: poll() on the descriptor and on the thread's own
+// eventfd, with a plainWait node on the pollDesc's plain list meanwhile.
+// pd_close and pd_kick write the eventfd of every node on the list, so a
+// close or a deadline moved earlier wakes a thread as they wake a parked
+// task; the node is put on the list under the lock after the seq check, so a
+// close cannot fall between the check and the poll unseen. Without an
+// eventfd (the descriptor limit) the thread polls in 10 ms slices instead.
+//
 // Deadlines are per wait (gort::net's Conn deadlines and SO_RCVTIMEO /
 // SO_SNDTIMEO both become an absolute deadline for pd_wait): a timer armed
 // after the park takes the node off the list and readies the task with
@@ -63,6 +72,7 @@
 #include "runtime/netpoll.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -93,12 +103,37 @@ struct pollWait {
   int result = 0;  // 0 ready, ETIMEDOUT, EBADF
 };
 
+// A plain thread in pd_wait_thread (node on its stack): efd is its eventfd.
+struct plainWait {
+  int efd = -1;
+  plainWait* next = nullptr;
+};
+
+// The calling thread's eventfd for pd_wait_thread, made on first use and
+// closed when the thread exits; -1 if none can be made.
+struct threadEventfd {
+  int fd = -2;  // -2: not tried yet
+  ~threadEventfd() {
+    if (fd >= 0) syscall(SYS_close, fd);
+  }
+};
+thread_local threadEventfd tl_wake;
+
+int thread_eventfd() {
+  if (tl_wake.fd == -2) {
+    long r = syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK);
+    tl_wake.fd = r >= 0 ? static_cast<int>(r) : -1;
+  }
+  return tl_wake.fd;
+}
+
 // The per-descriptor wait state, beside the public pollDesc fields (kept
 // out of the header: only this file touches it).
 struct pollState {
   alloc::mutex lock;
   bool ready[2] = {false, false};
   pollWait* waiters[2] = {nullptr, nullptr};
+  plainWait* plain = nullptr;  // threads in pd_wait_thread, either mode
 };
 
 struct pdFull : pollDesc {
@@ -198,6 +233,12 @@ g* take_waiters(pdFull* pd, int i, int r, g* chain, int32_t* n) {
   return chain;
 }
 
+// Under pd's lock: wakes every thread in pd_wait_thread on pd.
+void wake_plain(pdFull* pd) {
+  uint64_t one = 1;
+  for (plainWait* w = pd->st.plain; w; w = w->next) syscall(SYS_write, w->efd, &one, sizeof one);
+}
+
 void ready_chain(g* chain) {
   while (chain) {
     g* next = chain->schedlink;
@@ -270,7 +311,12 @@ void fork_child() {
     pd->seq.fetch_add(1, std::memory_order_relaxed);
     pd->st.ready[0] = pd->st.ready[1] = false;
     pd->st.waiters[0] = pd->st.waiters[1] = nullptr;
+    pd->st.plain = nullptr;
   });
+  // The forking thread's eventfd is one object with the parent's: a read
+  // here could eat a wake-up meant for the parent's thread.
+  if (tl_wake.fd >= 0) syscall(SYS_close, tl_wake.fd);
+  tl_wake.fd = -2;
 }
 
 // Registered at load time, not in init: a fork while another thread makes
@@ -341,6 +387,7 @@ void pd_close(int fd, bool registered) {
     pd->st.ready[0] = pd->st.ready[1] = false;
     chain = take_waiters(pd, 0, EBADF, chain, &n);
     chain = take_waiters(pd, 1, EBADF, chain, &n);
+    wake_plain(pd);
   }
   if (registered) sys_epoll_ctl(EPOLL_CTL_DEL, fd, nullptr);
   ready_chain(chain);
@@ -354,8 +401,52 @@ void pd_kick(pollDesc* base) {
     alloc::lock_guard l(pd->st.lock);
     chain = take_waiters(pd, 0, 0, chain, &n);
     chain = take_waiters(pd, 1, 0, chain, &n);
+    wake_plain(pd);
   }
   ready_chain(chain);
+}
+
+int pd_wait_thread(pollDesc* base, int mode, int64_t deadline, uint32_t seq) {
+  auto* pd = static_cast<pdFull*>(base);
+  plainWait w;
+  w.efd = thread_eventfd();
+  {
+    alloc::lock_guard l(pd->st.lock);
+    if (pd->seq.load(std::memory_order_relaxed) != seq || !pd->active.load()) return EBADF;
+    if (w.efd >= 0) {
+      w.next = pd->st.plain;
+      pd->st.plain = &w;
+    }
+  }
+  struct pollfd pfd[2] = {{pd->fd, static_cast<short>(mode == kModeRead ? POLLIN : POLLOUT), 0},
+                          {w.efd, POLLIN, 0}};
+  int ms = w.efd >= 0 ? -1 : 10;
+  bool timed = false;
+  if (deadline) {
+    int64_t left = deadline - now_ns();
+    if (left <= 0) {
+      timed = true;
+      ms = 0;
+    } else if (ms < 0 || left < int64_t{ms} * 1000000) {
+      ms = static_cast<int>((left + 999999) / 1000000);
+    }
+  }
+  long r = timed ? 0 : syscall(SYS_poll, pfd, w.efd >= 0 ? 2 : 1, ms);
+  if (w.efd >= 0) {
+    alloc::lock_guard l(pd->st.lock);
+    for (plainWait** pp = &pd->st.plain; *pp; pp = &(*pp)->next)
+      if (*pp == &w) {
+        *pp = w.next;
+        break;
+      }
+  }
+  if (r > 0 && (pfd[1].revents & POLLIN)) {
+    uint64_t v;
+    syscall(SYS_read, w.efd, &v, sizeof v);
+  }
+  if (pd->seq.load(std::memory_order_acquire) != seq) return EBADF;
+  if (r == 0 && deadline && now_ns() >= deadline) return ETIMEDOUT;
+  return 0;
 }
 
 int pd_wait(pollDesc* base, int mode, int64_t deadline, uint32_t seq) {

@@ -85,6 +85,11 @@ void pd_attach(int fd);
 // EAGAIN for a socket timeout, the caller decides) or EBADF. seq is pd->seq
 // as read when the caller looked the descriptor up: a close since is EBADF.
 int pd_wait(pollDesc* pd, int mode, int64_t deadline, uint32_t seq);
+// pd_wait for a plain thread (no task to park): poll() on the descriptor
+// and on the thread's eventfd, which pd_close and pd_kick write, so a close
+// or a kick wakes it too. Same results as pd_wait; 0 may also be a spurious
+// wake-up (the caller retries its I/O either way).
+int pd_wait_thread(pollDesc* pd, int mode, int64_t deadline, uint32_t seq);
 // A run ended: its waiters are abandoned tasks (run.cc).
 void netpoll_run_end();
 // Wakes the waiters of both modes (a deadline moved earlier: gort::net).

@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -1105,6 +1107,172 @@ BOOST_AUTO_TEST_CASE(task_reads_a_socket_a_plain_thread_made) {
     close(sv[0]);
     close(sv[1]);
   });
+}
+
+namespace {
+// Whether thread tid of this process is blocked in poll(2) (the first field
+// of /proc/self/task/TID/syscall is the system call number it sleeps in).
+bool blocked_in_poll(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", static_cast<int>(tid));
+  FILE* f = fopen(path, "r");
+  if (!f) return false;
+  long nr = -1;
+  bool ok = fscanf(f, "%ld", &nr) == 1;
+  fclose(f);
+  return ok && nr == SYS_poll;
+}
+
+// A plain thread (no task) blocked in a gort::net call on a Conn or a
+// Listener, and a way to let it go if the call under test never returns.
+struct plainCall {
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> done{false};
+  std::thread t;
+  template <class F>
+  explicit plainCall(F f) {
+    t = std::thread([this, f] {
+      tid = static_cast<pid_t>(syscall(SYS_gettid));
+      f();
+      done = true;
+    });
+  }
+  bool blocked() {
+    return wait_until([this] { return tid.load() != 0 && blocked_in_poll(tid.load()); });
+  }
+};
+}  // namespace
+
+// gort::net on a plain thread waits in poll(): a close() of the Conn by
+// another thread must wake it with EBADF, as it wakes a parked task (it
+// stayed in poll() for good, the descriptor held open by its reference).
+BOOST_AUTO_TEST_CASE(net_close_wakes_a_plain_thread_reader) {
+  int sv[2];
+  BOOST_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  gort::net::Conn c(sv[0]);
+  std::error_code ec;
+  size_t n = 99;
+  plainCall reader([&] {
+    char buf[8];
+    n = c.read(buf, sizeof buf, ec);
+  });
+  BOOST_REQUIRE(reader.blocked());
+  c.close();
+  bool woke = wait_until([&] { return reader.done.load(); });
+  if (!woke) BOOST_CHECK_EQUAL(write(sv[1], "x", 1), 1);  // let it go
+  reader.t.join();
+  BOOST_CHECK(woke);
+  BOOST_CHECK_EQUAL(n, 0u);
+  BOOST_CHECK_MESSAGE(ec == std::errc::bad_file_descriptor, ec.message());
+  close(sv[1]);
+}
+
+// The same for a read deadline moved earlier (it had none), and for a
+// Listener's close under a plain thread's accept.
+BOOST_AUTO_TEST_CASE(net_deadline_and_listener_close_wake_plain_threads) {
+  int sv[2];
+  BOOST_REQUIRE(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  gort::net::Conn c(sv[0]);
+  std::error_code ec;
+  plainCall reader([&] {
+    char buf[8];
+    c.read(buf, sizeof buf, ec);
+  });
+  BOOST_REQUIRE(reader.blocked());
+  c.set_read_deadline(gort::Clock::now());
+  bool woke = wait_until([&] { return reader.done.load(); });
+  if (!woke) BOOST_CHECK_EQUAL(write(sv[1], "x", 1), 1);
+  reader.t.join();
+  BOOST_CHECK(woke);
+  BOOST_CHECK_MESSAGE(ec == std::errc::timed_out, ec.message());
+  close(sv[1]);
+
+  std::error_code lec;
+  auto ln = gort::net::listen("127.0.0.1:0", lec);
+  BOOST_REQUIRE(!lec);
+  uint16_t port = ln.port();
+  std::error_code aec;
+  bool valid = true;
+  plainCall acceptor([&] { valid = ln.accept(aec).valid(); });
+  BOOST_REQUIRE(acceptor.blocked());
+  ln.close();
+  woke = wait_until([&] { return acceptor.done.load(); });
+  if (!woke) {  // let it go
+    int fd = dial_lo(port);
+    if (fd >= 0) close(fd);
+  }
+  acceptor.t.join();
+  BOOST_CHECK(woke);
+  BOOST_CHECK(!valid);
+  BOOST_CHECK_MESSAGE(aec == std::errc::bad_file_descriptor, aec.message());
+}
+
+// A watched descriptor closed behind libc's back (a raw close system call,
+// as fclose of an fdopen'ed socket makes) leaves its pollDesc; a descriptor a
+// plain thread then makes under the same number must not inherit it (each
+// creating call in turn: a task would take the new file for a watched,
+// non-blocking one).
+BOOST_AUTO_TEST_CASE(plain_descriptors_drop_a_stale_watch) {
+  std::vector<std::pair<const char*, std::function<int(int)>>> makers = {
+      {"socketpair",
+       [](int) {
+         int sv[2];
+         if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return -1;
+         close(sv[1]);
+         return sv[0];
+       }},
+      {"pipe2",
+       [](int) {
+         int p[2];
+         if (pipe2(p, 0) != 0) return -1;
+         close(p[1]);
+         return p[0];
+       }},
+      {"dup", [](int keep) { return dup(keep); }},
+      {"fcntl F_DUPFD", [](int keep) { return fcntl(keep, F_DUPFD, 0); }},
+      {"accept4",
+       [](int) {
+         uint16_t port;
+         int ln = listen_lo(1, &port);
+         if (ln < 0) return -1;
+         int d = dial_lo(port);
+         // The listener and the dialled socket took the lowest numbers;
+         // accept's is the next one, so the stale number must be above them:
+         // the caller frees it last.
+         int a = accept4(ln, nullptr, nullptr, 0);
+         close(ln);
+         if (d >= 0) close(d);
+         return a;
+       }},
+  };
+  int keep = open("/dev/null", O_RDONLY | O_CLOEXEC);  // something plain to dup
+  BOOST_REQUIRE(keep >= 0);
+  for (auto& [name, make] : makers) {
+    int stale = -1;
+    int reserve[2] = {-1, -1};
+    if (strcmp(name, "accept4") == 0) {  // keep two lower numbers busy
+      reserve[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      reserve[1] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    gort::run([&] {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return;
+      stale = sv[0];
+      close(sv[1]);
+    });
+    BOOST_REQUIRE(stale >= 0);
+    BOOST_REQUIRE_MESSAGE(gort::rt::pd_lookup(stale) != nullptr, name);
+    syscall(SYS_close, stale);  // behind libc's back
+    if (reserve[0] >= 0) {
+      close(reserve[0]);
+      close(reserve[1]);
+    }
+    int fd = make(keep);
+    BOOST_REQUIRE_MESSAGE(fd == stale, name << ": got " << fd << ", the stale number is " << stale);
+    BOOST_CHECK_MESSAGE(gort::rt::pd_lookup(fd) == nullptr, name << " kept a stale pollDesc");
+    close(fd);
+  }
+  close(keep);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
