@@ -196,7 +196,7 @@ void free_slow(void* p) {
   mcache* c = cache_for_thread();
   if (!c) return free_direct(p);
   uint32_t e = window_entry(p);
-  if (e != 0 && window_owner(e) != c->owner) return free_remote_push(c, s->free_class, p);
+  if (e != 0 && window_owner(e) != c->owner) return free_remote_object(s, s->free_class, p);
   free_cache_slow(c, s->free_class, p);
 }
 
