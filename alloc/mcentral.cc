@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include <atomic>
+
 #include "alloc/mcache.h"
 #include "alloc/mheap.h"
 #include "alloc/scavenger.h"
@@ -11,6 +13,19 @@
 namespace gort::alloc {
 
 constinit mcentral g_central[kNumSizeClasses];
+
+namespace {
+// Bytes of the spans on all pending lists (added by the free that makes a
+// span pending, taken off by the merge that brings its count back to 0): the
+// scavenger starts for them as for free pages (scavenger_poll), so remote
+// frees that no refill comes for still go back to the OS.
+std::atomic<int64_t> g_pending_bytes{0};
+}  // namespace
+
+size_t remote_pending_bytes() {
+  int64_t v = g_pending_bytes.load(std::memory_order_relaxed);
+  return v > 0 ? static_cast<size_t>(v) : 0;
+}
 
 void central_init() {
   size_t total = 0;
@@ -253,13 +268,20 @@ void mcentral::remote_free(mspan* s, uint32_t i) {
           reinterpret_cast<void*>(s->base + uintptr_t{i} * s->elemsize),
           static_cast<unsigned>(s->elemsize));
   if (before != 0) return;  // on the pending list already, or about to be
+  // Before the push: the merge that takes these bytes off sees the span only
+  // after it.
+  g_pending_bytes.fetch_add(static_cast<int64_t>(s->npages * kPageSize), std::memory_order_relaxed);
   mspan* head = __atomic_load_n(&pending, __ATOMIC_RELAXED);
   do {
     s->rnext = head;
   } while (
       !__atomic_compare_exchange_n(&pending, &head, s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-  // The scavenger merges what no refill comes for (release_transfer).
-  if (head == nullptr) scavenger_note_cached();
+  // The scavenger merges what no refill comes for (release_transfer): woken
+  // if it sleeps, started if enough is pending (no lock is held here).
+  if (head == nullptr) {
+    scavenger_note_cached();
+    scavenger_poll();
+  }
 }
 
 void mcentral::collect_remote() {
@@ -291,6 +313,9 @@ void mcentral::merge_remote(mspan* s, int64_t freed_at) {
   // that counted themselves but whose bits were not taken keep the span
   // pending, and their objects keep it allocated.
   uint32_t left = __atomic_sub_fetch(&s->rcount, k, __ATOMIC_SEQ_CST);
+  if (left == 0)
+    g_pending_bytes.fetch_sub(static_cast<int64_t>(s->npages * kPageSize),
+                              std::memory_order_relaxed);
   if (left != 0) {
     mspan* head = __atomic_load_n(&pending, __ATOMIC_RELAXED);
     do {

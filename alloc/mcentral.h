@@ -62,6 +62,7 @@
 // system calls never hold up the class's other refills and flushes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "alloc/lock.h"
@@ -153,6 +154,8 @@ struct alignas(64) mcentral {
 extern mcentral g_central[kNumSizeClasses];
 
 void central_init();
+// Bytes of spans with remote frees not merged yet (a hint, read racily).
+size_t remote_pending_bytes();
 // The scavenger's pass over every mcentral (see release_transfer): returns
 // the time until the next transfer cache becomes idle enough, or -1 if none
 // holds objects.
