@@ -167,6 +167,19 @@ void* malloc_slow(size_t size) {
 }
 
 void free_slow(void* p) {
+  // A small object freed by a thread without a cache: a remote free needs
+  // none (it goes to the span), so a thread that only frees what others
+  // allocated (the consumers of a producer/consumer program) never makes
+  // one, and frees here with the fast path's checks (free_remote). With 63
+  // consumers, making 63 caches (their pages, the registry lock, the exit
+  // pass) cost more than their frees. With the heap profiler on, every free
+  // comes here and goes the long way below.
+  if (tl_thread.cache == nullptr && !prof_on()) {
+    uint32_t e = window_entry(p);
+    uint32_t cls = e & 0xff;
+    if (cls != 0 && class_object_start(cls, window_span_offset(p, e)))
+      return free_remote_object(span_of(p), cls, p);
+  }
   // Large blocks first: they are the common reason to be here.
   mspan* s = span_of(p);
   // With the heap profiler on, every free comes here (mprof.h); a span with
@@ -196,7 +209,7 @@ void free_slow(void* p) {
   mcache* c = cache_for_thread();
   if (!c) return free_direct(p);
   uint32_t e = window_entry(p);
-  if (e != 0 && window_owner(e) != c->owner) return free_remote_push(c, s->free_class, p);
+  if (e != 0 && window_owner(e) != c->owner) return free_remote_object(s, s->free_class, p);
   free_cache_slow(c, s->free_class, p);
 }
 

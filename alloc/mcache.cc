@@ -111,12 +111,14 @@ void init_stacks(mcache* c) {
   }
   c->stacks[0] = freeStack{c->slots + 1, c->slots + 1, c->slots + 1, 0, 0, 0};
   c->owned[0] = nullptr;
+  // reclaim[] is not reset: a pooled cache's lists were emptied when it was
+  // released (fixalloc memory starts empty), and a merge may only add to
+  // them once live is set again (cache_create).
   for (mspan*& l : c->large) l = nullptr;
   c->large_bytes = 0;
   c->large_limit = kLargeCacheStart;
   c->large_ghost = 0;
-  for (uint32_t cls = 0; cls < kNumSizeClasses; cls++)
-    c->stolen[cls] = c->rstolen[cls] = 0, c->noted[cls] = 0;
+  for (uint32_t cls = 0; cls < kNumSizeClasses; cls++) c->stolen[cls] = 0, c->noted[cls] = 0;
   c->detached = 0;
   c->ts = nullptr;
   c->held = c->published = 0;
@@ -147,7 +149,7 @@ inline void publish(mcache* c) {
 }
 
 uint32_t stack_count(const freeStack& st) {
-  return static_cast<uint32_t>(st.cur - st.base) + static_cast<uint32_t>(st.rend() - st.end);
+  return static_cast<uint32_t>(st.cur - st.base);
 }
 
 // Brings c->held up to date for class cls (the owner, under c->lock).
@@ -164,32 +166,12 @@ inline void note(mcache* c, uint32_t cls) {
 void recount(mcache* c) {
   size_t held = c->large_bytes;
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
-    uint32_t n = stack_count(c->stacks[cls]) - c->stolen[cls] - c->rstolen[cls];
+    uint32_t n = stack_count(c->stacks[cls]) - c->stolen[cls];
     c->noted[cls] = n;
     held += size_t{n} * class_to_size[cls];
   }
   c->held = held;
   publish(c);
-}
-
-// The owner of every object in objs[0..n) (their window entries), or 0.
-uint16_t common_owner(void* const* objs, uint32_t n) {
-  uint32_t o = window_owner(window_entry(objs[0]));
-  for (uint32_t i = 1; i < n; i++)
-    if (window_owner(window_entry(objs[i])) != o) return 0;
-  return static_cast<uint16_t>(o);
-}
-
-// Sends the remote slots of a stack to the mcentral: to its transfer cache,
-// for their owner, when they all have one owner; otherwise back to their
-// spans (their owners' spans keep them for their owners), so no object
-// reaches a third thread while its owner may be writing its neighbours.
-void flush_remote(uint32_t cls, freeStack& st, bool to_spans) {
-  uint32_t n = static_cast<uint32_t>(st.rend() - st.end);
-  if (n == 0) return;
-  uint16_t owner = to_spans ? 0 : common_owner(st.end, n);
-  g_central[cls].free_batch(st.end, n, to_spans || owner == 0, owner);
-  st.end = st.rend();
 }
 
 // Gives the n oldest objects of a stack (its bottom) back to the mcentral,
@@ -219,14 +201,6 @@ __attribute__((noinline)) void sync_slow(mcache* c, bool reattach) {
         st.cur = st.base + (n - k);
         c->stolen[cls] = 0;
       }
-      if (uint32_t k = c->rstolen[cls]) {
-        // [end, rend - k) are left; they move up against rend.
-        size_t n = static_cast<size_t>(st.rend() - st.end);
-        if (n < k) fatal("thread cache: %zu remote objects of class %u, %u stolen", n, cls, k);
-        memmove(st.end + k, st.end, (n - k) * sizeof(void*));
-        st.end += k;
-        c->rstolen[cls] = 0;
-      }
     }
     __atomic_store_n(&c->detached, 0, __ATOMIC_RELEASE);
   }
@@ -251,12 +225,11 @@ void free_kept_large(mcache* c) {
 }
 
 // A cache over its share while the sum is over the budget gives back all but
-// one slow-start refill of each class, its remote slots and its kept large
-// spans (the owner, under c->lock).
+// one slow-start refill of each class and its kept large spans (the owner,
+// under c->lock).
 void shrink_locked(mcache* c) {
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
-    flush_remote(cls, st, false);
     uint32_t have = static_cast<uint32_t>(st.cur - st.base);
     uint32_t keep = st.refill;
     uint32_t batch = g_central[cls].batch;
@@ -282,20 +255,20 @@ void release_cache(mcache* c) {
   sync_locked(c, false);
   c->ts = nullptr;  // no stealer touches it from now on
   prof_disarm_all(c);
+  // From here on, objects that come back to this cache's used-up spans make
+  // those spans the mcentral's (mcentral::release_object); each class's
+  // pass below takes the mcentral's lock, after which every merge sees it.
+  __atomic_store_n(&c->live, 0, __ATOMIC_RELAXED);
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     freeStack& st = c->stacks[cls];
     uint32_t batch = g_central[cls].batch;
-    flush_remote(cls, st, true);
     while (st.cur > st.base) {
       uint32_t have = static_cast<uint32_t>(st.cur - st.base);
       give_back(cls, st, have < batch ? have : batch, 0, true);
     }
-    // Last, so that the objects above come back to the span first and an
+    // Last, so that the objects above come back to the spans first and an
     // owned span that is now empty goes straight back to the mheap.
-    if (mspan* s = c->owned[cls]) {
-      c->owned[cls] = nullptr;
-      g_central[cls].drop_owned(s);
-    }
+    g_central[cls].release_owned(c, true);
     g_central[cls].disown_batches(static_cast<uint16_t>(c->owner));
   }
   free_kept_large(c);
@@ -344,6 +317,7 @@ mcache* cache_create() {
   if (c->owner == 0)
     c->owner = g_next_owner++ % 65535 + 1;  // a new cache (fixalloc memory is zero)
   init_stacks(c);
+  __atomic_store_n(&c->live, 1, __ATOMIC_RELAXED);
   c->seen_seq = c->slow_seq;
   c->seen_at = coarse_nanotime();
   g_nlive.fetch_add(1, std::memory_order_relaxed);
@@ -455,8 +429,7 @@ void* alloc_class_slow(uint32_t cls) {
     freeStack& st = c->stacks[cls];
     if (st.cur == st.base) {
       uint32_t batch = g_central[cls].batch;
-      uint32_t got = g_central[cls].alloc_batch(st.base, st.refill, &c->owned[cls],
-                                                static_cast<uint16_t>(c->owner));
+      uint32_t got = g_central[cls].alloc_batch(st.base, st.refill, c);
       if (got == 0) {
         errno = ENOMEM;
         return nullptr;
@@ -504,36 +477,14 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
   if (poll) scavenger_poll();
 }
 
-void free_remote(mcache* c, void* p, uint32_t e) {
+void free_remote(mcache*, void* p, uint32_t e) {
   uint32_t cls = e & 0xff;
   if (cls == 0 || !class_object_start(cls, window_span_offset(p, e))) return free_slow(p);
-  free_remote_push(c, cls, p);
+  free_remote_object(span_of(p), cls, p);
 }
 
-void free_remote_push(mcache* c, uint32_t cls, void* p) {
-  freeStack& st = c->stacks[cls];
-  if (st.end < st.rend() && *st.end == p)
-    fatal("free(): double free of %p (a %u-byte object)", p, class_to_size[cls]);
-  uint32_t batch = g_central[cls].batch;
-  // A full batch of remote frees goes back before p joins the slots, not
-  // after: p stays the newest slot, so the check above still sees it if the
-  // program frees it again next (flushing p with the batch lost that check).
-  // The remote slots are the owner's alone (a stealer never touches them), so
-  // a remote free that moves no batch takes no lock; one that does takes the
-  // lock, as every slow path that moves objects.
-  if (static_cast<uint32_t>(st.rend() - st.end) >= batch || st.cur == st.end) {
-    {
-      lock_guard g(c->lock);
-      sync_locked(c, true);
-      if (static_cast<uint32_t>(st.rend() - st.end) >= batch) flush_remote(cls, st, false);
-      // Fewer than a batch are remote now, so a full stack has a batch of its
-      // own to give back.
-      if (st.cur == st.end) give_back(cls, st, batch, static_cast<uint16_t>(c->owner));
-      account(c, cls);
-    }
-    scavenger_poll();
-  }
-  *--st.end = p;
+void free_remote_object(mspan* s, uint32_t cls, void* p) {
+  g_central[cls].remote_free(s, s->objindex(reinterpret_cast<uintptr_t>(p)));
 }
 
 int64_t caches_trim_pool(int64_t min_age_ns) {
@@ -592,13 +543,9 @@ void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches)
     for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
       const freeStack& st = c->stacks[cls];
       void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
-      void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
       uint64_t stolen = __atomic_load_n(&c->stolen[cls], __ATOMIC_RELAXED);
-      uint64_t rstolen = __atomic_load_n(&c->rstolen[cls], __ATOMIC_RELAXED);
       uint64_t local = static_cast<uint64_t>(cur - st.base);
-      uint64_t remote = static_cast<uint64_t>(st.rend() - end);
-      cached[cls] +=
-          (local > stolen ? local - stolen : 0) + (remote > rstolen ? remote - rstolen : 0);
+      cached[cls] += local > stolen ? local - stolen : 0;
     }
   }
   *ncaches = n;
@@ -713,11 +660,9 @@ size_t held_now(const mcache* c) {
   for (uint32_t cls = 1; cls < kNumSizeClasses; cls++) {
     const freeStack& st = c->stacks[cls];
     void** cur = __atomic_load_n(&st.cur, __ATOMIC_RELAXED);
-    void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
     size_t local = static_cast<size_t>(cur - st.base);
-    size_t remote = static_cast<size_t>(st.rend() - end);
-    size_t stolen = c->stolen[cls], rstolen = c->rstolen[cls];
-    size_t n = (local > stolen ? local - stolen : 0) + (remote > rstolen ? remote - rstolen : 0);
+    size_t stolen = c->stolen[cls];
+    size_t n = local > stolen ? local - stolen : 0;
     held += n * class_to_size[cls];
   }
   return held;
@@ -760,15 +705,9 @@ bool steal(mcache* c) {
                                       at);
           c->stolen[cls] = static_cast<uint16_t>(take);
         }
-        // Remote slots: the oldest, nearest rend. The owner's unlocked
-        // remote free writes below end only.
-        void** end = __atomic_load_n(&st.end, __ATOMIC_RELAXED);
-        uint32_t r = static_cast<uint32_t>(st.rend() - end);
-        if (r > kStealKeep) {
-          uint32_t take = r - kStealKeep;
-          g_central[cls].free_batch(st.rend() - take, take, true, 0, at);
-          c->rstolen[cls] = static_cast<uint16_t>(take);
-        }
+        // Spans objects came back to: the mcentral's again (the owner's
+        // refills take the mcentral's lock, so none is using the list).
+        g_central[cls].release_owned(c, false, at);
       }
       for (mspan*& l : c->large) {
         while (mspan* s = l) {

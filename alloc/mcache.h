@@ -8,23 +8,31 @@
 // stack that runs dry refills from the mcentral; a full one gives its oldest
 // batch back (mcache.cc, out of line).
 //
-// Remote frees: an object whose span another cache owns (or none) goes to the
-// remote slots at the other end of its class's slots, out of line
-// (free_remote), never where malloc pops; when a batch of them has gathered,
-// it goes to the mcentral in one step (its transfer cache, usually, for the
-// next cache that refills). So a thread never gets back at once an object
-// another thread allocated: that object's cache line may hold objects the
-// other thread is writing (false sharing), and mimalloc's rule, objects are
-// reused by the thread that owns their page, avoids it by design. The slots
-// of a class are laid out as
+// Remote frees: an object whose span another cache owns (or none) goes, out
+// of line (free_remote), straight back to its span: one atomic OR sets its
+// bit in the span's remote-free bitmap, and the span's mcentral merges those
+// bits at its next refill (mcentral.h, "Remote frees"). Objects of a span a
+// cache owns come back to that cache's spans (its reclaim list), so a thread
+// never gets back at once an object another thread allocated: that object's
+// cache line may hold objects the other thread is writing (false sharing),
+// and mimalloc's rule, objects are reused by the thread that owns their page,
+// avoids it by design. Stacks hold pointers, as TCMalloc's per-CPU caches
+// do, rather than lists threaded through the free objects: the only state
+// carried from one call to the next is the stack's cur pointer, a freed
+// object's memory is never written (a use-after-free write cannot corrupt
+// the allocator), and moving a batch to or from the mcentral never touches
+// object memory. The slots of a class are laid out as
 //     base .. cur      free objects the cache owns (malloc pops at cur)
-//     cur .. end       empty
-//     end .. rend      remote frees, at most a batch (rend = base + nslots)
-// and the stack is full when cur reaches end. Stacks hold pointers, as TCMalloc's per-CPU caches
-// do, rather than lists threaded through the free objects: the only state carried from one call to
-// the next is the stack's cur pointer, a freed object's memory is never written (a use-after-free
-// write cannot corrupt the allocator), and moving a batch to or from the mcentral never touches
-// object memory.
+//     cur .. end       empty (end = base + nslots)
+// and the stack is full when cur reaches end.
+//
+// Before remote frees went to the spans, they waited in remote slots at the
+// end of each class's slots until a batch (32 objects) of one class had
+// gathered: with one producer and 63 consumers of 16 B-1 KiB blocks
+// (bench/shapes.py "xfer 1:63"), up to 31 objects per class per consumer
+// waited there, thousands in all, while the producer carved new spans: peak
+// RSS 24 MiB against mimalloc's 4.5, and 1.57x the best peer's time
+// (bench/results/alloc-remote.md).
 //
 // An mcache belongs to an OS thread, or to a P of the scheduler. Either way
 // a thread finds it through one initial-exec TLS word, tl_thread.cache
@@ -40,10 +48,10 @@
 //
 // The thread-cache budget (GORT_THREAD_CACHE, default 32 MiB, TCMalloc's
 // overall thread cache size): the bytes held by all thread caches (free
-// objects in stacks and remote slots, kept large spans) are bounded by
+// objects in stacks, kept large spans) are bounded by
 // trimming, never by work on the fast paths. Each cache keeps an estimate of
 // what it holds (held), brought up to date for a class at every slow-path
-// event of that class (refill, flush, remote batch, large span kept or
+// event of that class (refill, flush, large span kept or
 // taken) and published to a global sum (g_held) in 64 KiB steps. A cache
 // whose slow path finds the sum over the budget and itself over its share
 // (the budget over the live caches, at least kMinShare) gives back what it
@@ -62,21 +70,23 @@
 // takes the slow path, and at most the fast-path operation it was in the
 // middle of (one pop or one push near the top of one stack) still runs on
 // the cache. The stealer then takes objects only from the bottom of each
-// stack, below the top kStealKeep, and the oldest of its remote slots,
-// all but the newest kStealKeep, and records how many (stolen[],
-// rstolen[]); it never writes cur, base or end. The owner's next slow path,
-// under the lock, slides what is left back against base and rend and points
-// tl_thread.cache back at the cache (sync_locked); a remote free that moves
-// no batch (no lock) only writes below end. Without membarrier (kernels before 4.14,
+// stack, below the top kStealKeep, and records how many (stolen[]); it
+// never writes cur, base or end. It also gives the spans on the cache's
+// reclaim lists back to their mcentrals (under each one's lock, which the
+// owner's refills take). The owner's next slow path, under the lock, slides
+// what is left back against base and points tl_thread.cache back at the
+// cache (sync_locked). Without membarrier (kernels before 4.14,
 // seccomp) nothing is stolen: idle caches keep their objects, and the
 // budget acts through the owners' slow paths only.
 //
 // Double free: free() compares the object with the top of the stack, which
 // catches free(p); free(p) at the cost of one load from a line it writes
-// anyway; free_remote compares with the newest remote slot the same way. A
-// double free that is not back-to-back is caught by the mcentral's
-// allocBits when the object goes back there (fatal error, not corruption of
-// its metadata; the program may have used the object twice by then).
+// anyway. A remote double free finds its bit already set in the span's
+// remote-free bitmap (until the merge) or its alloc bit clear (at the
+// merge). A local double free that is not back-to-back is caught by the
+// mcentral's allocBits when the object goes back there (fatal error, not
+// corruption of its metadata; the program may have used the object twice by
+// then).
 #pragma once
 
 #include <cstddef>
@@ -91,12 +101,9 @@
 
 namespace gort::alloc {
 
-// [base, cur) are free objects of the class; [end, base + nslots) are remote
-// frees waiting to go back to the mcentral (invariant: at most a batch, and
-// nslots is at least two batches, so the stack always has room for a refill
-// and a batch of its own to give back). A full batch goes back when the next
-// remote free comes, so the newest remote free always sits at end, where a
-// second free of it is caught.
+// [base, cur) are free objects of the class; end = base + nslots (nslots is
+// at least two batches, so the stack always has room for a refill and a
+// batch of its own to give back).
 // refill is how many objects the next refill asks for: it starts at an
 // eighth of a batch and doubles up to a batch (TCMalloc's slow start), so a
 // short-lived thread that touches many classes does not pull a whole batch
@@ -108,7 +115,6 @@ struct freeStack {
   uint16_t refill;
   uint16_t nslots;
   uint32_t pad;
-  void** rend() const { return base + nslots; }
 };
 
 // Large spans of up to kLargeCachePages pages that a thread frees are kept
@@ -133,7 +139,20 @@ struct alignas(64) mcache {
   // This cache's id, never 0: the owner of the spans in owned[] (their
   // window entries carry it). Kept when the cache is pooled and reused.
   uint32_t owner;
-  mspan* owned[kNumSizeClasses];       // per class: the span refills take objects from
+  mspan* owned[kNumSizeClasses];  // per class: the span refills take objects from
+  // Per class: this cache's used-up spans that objects came back to, for
+  // its refills before any other span (mcentral.h "Owned spans"). Guarded
+  // by g_central[cls].lock, not by this cache's lock.
+  spanList reclaim[kNumSizeClasses];
+  // Per class: whether the cache ever owned a span of the class (set by the
+  // owner's refills, under the mcentral's lock, never cleared, even when the
+  // cache is pooled: its old used-up spans may come back to it): classes it
+  // never owned a span of need no pass (and no lock) at release.
+  uint8_t had_span[kNumSizeClasses];
+  // Whether a thread (or P) uses the cache: false from its release until the
+  // next thread takes it from the pool. Written under every mcentral's lock
+  // in turn (release_cache) and read under one (mcentral::release_object).
+  uint8_t live;
   mspan* large[kLargeCachePages + 1];  // by page count, linked through next
   size_t large_bytes;
   // What the kept large spans may add up to: kLargeCacheStart (nothing) at
@@ -169,9 +188,6 @@ struct alignas(64) mcache {
   // set, stolen[cls] objects at the bottom of class cls's stack are gone.
   uint8_t detached;
   uint16_t stolen[kNumSizeClasses];
-  // The same for the remote slots: rstolen[cls] of the oldest remote frees
-  // (at the rend end) are gone; the newest kStealKeep (at end) stay.
-  uint16_t rstolen[kNumSizeClasses];
   // held: bytes this cache holds as of each class's last slow-path event
   // (noted[cls] objects of class cls) plus its kept large spans; published:
   // the part of it added to g_held. Owner-only, except that a stealer
@@ -212,8 +228,8 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p);
 // A free whose window entry does not name c as the owner: a remote small
 // object, or anything free_slow handles (entry 0).
 void free_remote(mcache* c, void* p, uint32_t e);
-// p, a valid object of class cls, into c's remote slots.
-void free_remote_push(mcache* c, uint32_t cls, void* p);
+// p, a valid object of class cls in span s, back to s as a remote free.
+void free_remote_object(mspan* s, uint32_t cls, void* p);
 
 // The fast path of every small allocation: pop the top of the class's stack.
 inline void* alloc_class(uint32_t cls) {

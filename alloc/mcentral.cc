@@ -3,6 +3,9 @@
 
 #include <string.h>
 
+#include <atomic>
+
+#include "alloc/mcache.h"
 #include "alloc/mheap.h"
 #include "alloc/scavenger.h"
 #include "alloc/sys.h"
@@ -10,6 +13,19 @@
 namespace gort::alloc {
 
 constinit mcentral g_central[kNumSizeClasses];
+
+namespace {
+// Bytes of the spans on all pending lists (added by the free that makes a
+// span pending, taken off by the merge that brings its count back to 0): the
+// scavenger starts for them as for free pages (scavenger_poll), so remote
+// frees that no refill comes for still go back to the OS.
+std::atomic<int64_t> g_pending_bytes{0};
+}  // namespace
+
+size_t remote_pending_bytes() {
+  int64_t v = g_pending_bytes.load(std::memory_order_relaxed);
+  return v > 0 ? static_cast<size_t>(v) : 0;
+}
 
 void central_init() {
   size_t total = 0;
@@ -57,11 +73,15 @@ uint32_t mcentral::take_from(mspan* s, void** out, uint32_t want, uint32_t n) {
   return n;
 }
 
-uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_t owner) {
+uint32_t mcentral::alloc_batch(void** out, uint32_t want, mcache* c) {
   lock_guard g(lock);
+  // Remote frees first: objects that came back to the caller's spans are
+  // the ones it should reuse, before a new span.
+  if (__atomic_load_n(&pending, __ATOMIC_RELAXED)) collect_remote_locked();
+  const uint16_t owner = c ? static_cast<uint16_t>(c->owner) : 0;
   // A cache takes a whole batch even when slow start wants fewer (its stack
   // has room for one): see mcentral.h.
-  if (ntc > 0 && (want == batch || owned)) {
+  if (ntc > 0 && (want == batch || c)) {
     // The newest batch that is the caller's or mixed; another cache's
     // batches wait for their owner.
     for (uint32_t i = ntc; i-- > 0;) {
@@ -78,24 +98,33 @@ uint32_t mcentral::alloc_batch(void** out, uint32_t want, mspan** owned, uint16_
   }
   uint32_t n = 0;
   while (n < want) {
-    if (owned) {
-      mspan* s = *owned;
+    if (c) {
+      mspan* s = c->owned[cls];
       if (s) {
         n = take_from(s, out, want, n);
         if (n == want) break;
-        drop_owned_locked(s);  // used up
-        *owned = nullptr;
+        // Used up: still the cache's, for the objects that come back to it.
+        s->owned_where = kOwnedFull;
+        c->owned[cls] = nullptr;
       }
-      s = partial.first;
+      s = c->reclaim[cls].first;
       if (s) {
-        partial.remove(s);
+        c->reclaim[cls].remove(s);
       } else {
-        s = span_from_heap();
-        if (!s) break;
+        s = partial.first;
+        if (s) {
+          partial.remove(s);
+        } else {
+          s = span_from_heap();
+          if (!s) break;
+        }
+        s->owner = owner;
+        s->ocache = c;
+        window_set_owner(s, owner);
+        c->had_span[cls] = 1;
       }
-      s->owner = owner;
-      window_set_owner(s, owner);
-      *owned = s;
+      s->owned_where = kOwnedCurrent;
+      c->owned[cls] = s;
       continue;
     }
     mspan* s = partial.first;
@@ -128,9 +157,18 @@ mspan* mcentral::span_from_heap() {
   return s;
 }
 
-void mcentral::drop_owned(mspan* s) {
+void mcentral::release_owned(mcache* c, bool current, int64_t freed_at) {
+  // A class the cache never owned a span of has nothing to give up: no lock.
+  if (!c->had_span[cls]) return;
   lock_guard g(lock);
-  drop_owned_locked(s);
+  if (mspan* s = current ? c->owned[cls] : nullptr) {
+    c->owned[cls] = nullptr;
+    drop_owned_locked(s, freed_at);
+  }
+  while (mspan* s = c->reclaim[cls].first) {
+    c->reclaim[cls].remove(s);
+    drop_owned_locked(s, freed_at);
+  }
 }
 
 void mcentral::disown_batches(uint16_t owner) {
@@ -141,13 +179,15 @@ void mcentral::disown_batches(uint16_t owner) {
     if (tc_owner[i] == owner) tc_owner[i] = 0;
 }
 
-// An owned span goes back on the list its count says (the window keeps the
-// old owner's id as a hint until the next owner's).
-void mcentral::drop_owned_locked(mspan* s) {
+// An owned span (on no list) goes back on the list its count says (the
+// window keeps the old owner's id as a hint until the next owner's).
+void mcentral::drop_owned_locked(mspan* s, int64_t freed_at) {
   s->owner = 0;
+  s->ocache = nullptr;
+  s->owned_where = kNotOwned;
   if (s->alloc_count == 0) {
     nspans--;
-    g_heap.free_span(s);
+    g_heap.free_span(s, freed_at);
   } else if (s->alloc_count == s->nelems) {
     full.push_front(s);
   } else {
@@ -171,31 +211,127 @@ void mcentral::free_batch(void* const* objs, uint32_t n, bool to_spans, uint16_t
 
 void mcentral::return_to_spans(void* const* objs, uint32_t n, int64_t freed_at) {
   for (uint32_t k = 0; k < n; k++) {
-    void* p = objs[k];
-    mspan* s = span_of(p);
-    uint32_t i = s->objindex(reinterpret_cast<uintptr_t>(p));
-    if (!s->is_allocated(i))
-      fatal("free(): double free of %p (a %u-byte object)", p, static_cast<unsigned>(s->elemsize));
-    s->clear_allocated(i);
-    if (i < s->freeindex) s->freeindex = static_cast<uint16_t>(i);
-    if (s->owner != 0) {  // on no list; its cache still holds it
-      s->alloc_count--;
-      continue;
-    }
-    if (s->alloc_count == s->nelems) {
-      full.remove(s);
-      partial.push_front(s);
-    }
-    if (--s->alloc_count == 0) {
-      partial.remove(s);
+    mspan* s = span_of(objs[k]);
+    release_object(s, s->objindex(reinterpret_cast<uintptr_t>(objs[k])), freed_at);
+  }
+}
+
+void mcentral::release_object(mspan* s, uint32_t i, int64_t freed_at) {
+  if (!s->is_allocated(i))
+    fatal("free(): double free of %p (a %u-byte object)",
+          reinterpret_cast<void*>(s->base + uintptr_t{i} * s->elemsize),
+          static_cast<unsigned>(s->elemsize));
+  s->clear_allocated(i);
+  if (i < s->freeindex) s->freeindex = static_cast<uint16_t>(i);
+  if (s->owner != 0 && s->owned_where == kOwnedFull &&
+      !__atomic_load_n(&s->ocache->live, __ATOMIC_RELAXED)) {
+    // A used-up span of a cache that was released since: the mcentral's.
+    drop_owned_locked(s, freed_at);
+  }
+  if (s->owner != 0) {
+    // Its cache's: objects come back to the span, the span to the cache.
+    s->alloc_count--;
+    if (s->owned_where == kOwnedFull) {
+      s->owned_where = kOwnedReclaim;
+      s->ocache->reclaim[cls].push_back(s);
+    } else if (s->owned_where == kOwnedReclaim && s->alloc_count == 0) {
+      // Wholly free and not being allocated from: back to the mheap, as an
+      // mcentral span would go (its cache takes another when it needs one).
+      s->ocache->reclaim[cls].remove(s);
+      s->owner = 0;
+      s->ocache = nullptr;
+      s->owned_where = kNotOwned;
       nspans--;
       g_heap.free_span(s, freed_at);
     }
+    return;
   }
+  if (s->alloc_count == s->nelems) {
+    full.remove(s);
+    partial.push_front(s);
+  }
+  if (--s->alloc_count == 0) {
+    partial.remove(s);
+    nspans--;
+    g_heap.free_span(s, freed_at);
+  }
+}
+
+void mcentral::remote_free(mspan* s, uint32_t i) {
+  // The count first, then the bit: a merge that takes the bit has seen the
+  // count that goes with it (all seq_cst), so a span whose count a merge
+  // brings to 0 has no free in flight and may be freed by it.
+  uint32_t before = __atomic_fetch_add(&s->rcount, 1, __ATOMIC_SEQ_CST);
+  uint64_t bit = uint64_t{1} << (i % 64);
+  if (__atomic_fetch_or(&s->remoteBits()[i / 64], bit, __ATOMIC_SEQ_CST) & bit)
+    fatal("free(): double free of %p (a %u-byte object)",
+          reinterpret_cast<void*>(s->base + uintptr_t{i} * s->elemsize),
+          static_cast<unsigned>(s->elemsize));
+  if (before != 0) return;  // on the pending list already, or about to be
+  // Before the push: the merge that takes these bytes off sees the span only
+  // after it.
+  g_pending_bytes.fetch_add(static_cast<int64_t>(s->npages * kPageSize), std::memory_order_relaxed);
+  mspan* head = __atomic_load_n(&pending, __ATOMIC_RELAXED);
+  do {
+    s->rnext = head;
+  } while (
+      !__atomic_compare_exchange_n(&pending, &head, s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  // The scavenger merges what no refill comes for (release_transfer): woken
+  // if it sleeps, started if enough is pending (no lock is held here).
+  if (head == nullptr) {
+    scavenger_note_cached();
+    scavenger_poll();
+  }
+}
+
+void mcentral::collect_remote() {
+  if (!__atomic_load_n(&pending, __ATOMIC_RELAXED)) return;
+  lock_guard g(lock);
+  collect_remote_locked();
+}
+
+void mcentral::collect_remote_locked(int64_t freed_at) {
+  // One exchange takes the whole list: pushes never contend with a pop of
+  // one element, so there is no ABA.
+  mspan* s = __atomic_exchange_n(&pending, static_cast<mspan*>(nullptr), __ATOMIC_ACQUIRE);
+  while (s) {
+    mspan* next = s->rnext;
+    merge_remote(s, freed_at);
+    s = next;
+  }
+}
+
+void mcentral::merge_remote(mspan* s, int64_t freed_at) {
+  uint64_t taken[kMaxObjsPerSpan / 64];
+  const uint32_t words = (s->nelems + 63u) / 64u;
+  uint32_t k = 0;
+  for (uint32_t w = 0; w < words; w++) {
+    taken[w] = __atomic_exchange_n(&s->remoteBits()[w], uint64_t{0}, __ATOMIC_SEQ_CST);
+    k += static_cast<uint32_t>(__builtin_popcountll(taken[w]));
+  }
+  // Before any object goes back (the last one may free the span): frees
+  // that counted themselves but whose bits were not taken keep the span
+  // pending, and their objects keep it allocated.
+  uint32_t left = __atomic_sub_fetch(&s->rcount, k, __ATOMIC_SEQ_CST);
+  if (left == 0)
+    g_pending_bytes.fetch_sub(static_cast<int64_t>(s->npages * kPageSize),
+                              std::memory_order_relaxed);
+  if (left != 0) {
+    mspan* head = __atomic_load_n(&pending, __ATOMIC_RELAXED);
+    do {
+      s->rnext = head;
+    } while (
+        !__atomic_compare_exchange_n(&pending, &head, s, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  }
+  nreturned += k;
+  for (uint32_t w = 0; w < words; w++)
+    for (uint64_t b = taken[w]; b; b &= b - 1)
+      release_object(s, w * 64 + static_cast<uint32_t>(__builtin_ctzll(b)), freed_at);
 }
 
 int64_t mcentral::release_transfer(int64_t min_idle_ns, int64_t now) {
   lock_guard g(lock);
+  collect_remote_locked();
   if (ntc == 0) return 0;
   int64_t idle = now - tc_used_ns;
   if (idle < min_idle_ns) return min_idle_ns - idle;

@@ -148,9 +148,17 @@ void window_set_owner(const mspan* s, uint16_t owner);
 inline uint32_t window_class(const void* p) {
   return window_entry(p) & 0xff;
 }
-// Offset of p from the start of its span, given its window entry.
+// Offset of p from the start of its span, given its window entry: the
+// page-in-span byte only. (It once shifted the owner half in too, which put
+// owner * 2 MiB into the offset: the object-start check still passed for
+// power-of-two classes, whose sizes divide 2 MiB, and failed for every other
+// class, so every free of an owned span's object of those classes, own or
+// remote, went the slow way round free_slow, block_span and the page map.
+// The fast-path golden test measures 16 B and 1 KiB, and missed it.)
 inline uintptr_t window_span_offset(const void* p, uint32_t entry) {
-  return (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) + (uintptr_t{entry >> 8} << kPageShift);
+  static_assert(kPageShift >= 8);
+  return (reinterpret_cast<uintptr_t>(p) & (kPageSize - 1)) +
+         (uintptr_t{entry & 0xff00} << (kPageShift - 8));
 }
 
 // arenas is a flat 4 Mi-entry table (32 MiB of zero pages in .bss: only the

@@ -28,6 +28,10 @@ void mspan::init_small(uint32_t cls, uint64_t* alloc_bits, uint64_t* mark_bits) 
   alloc_count = 0;
   freeindex = 0;
   owner = 0;
+  owned_where = 0;
+  ocache = nullptr;
+  rcount = 0;
+  rnext = nullptr;
   allocBits = alloc_bits;
   gcmarkBits = mark_bits;
 }

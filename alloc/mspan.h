@@ -30,6 +30,8 @@
 
 namespace gort::alloc {
 
+struct mcache;
+
 enum class spanState : uint8_t {
   dead = 0,    // metadata not describing any pages (in spanalloc's free list)
   free,        // in the mheap's free lists
@@ -71,6 +73,18 @@ struct mspan {
   // partial or full list. An owned span is on no list. The mcentral's lock
   // guards it.
   uint16_t owner = 0;
+  // Small spans with an owner: the owning cache itself (for its reclaim
+  // list) and where the span is for it (ownedWhere, mcentral.h "Owned
+  // spans"). The mcentral's lock guards both.
+  uint8_t owned_where = 0;
+  mcache* ocache = nullptr;
+  // Remote frees not yet merged into allocBits (mcentral.h, "Remote frees"):
+  // how many frees have begun (each adds one before it sets its bit in
+  // remoteBits()), and the link of the mcentral's pending list, which holds
+  // the span from the free that takes the count from 0 until a merge brings
+  // it back to 0. Atomics, no lock.
+  uint32_t rcount = 0;
+  mspan* rnext = nullptr;
   // Sampled objects of the heap profile in the span (alloc/mprof.h), and a
   // one-word filter of their indexes (bit idx % 32): a free looks an object
   // up in the profiler's table only when both say it may be sampled.
@@ -83,6 +97,11 @@ struct mspan {
   int64_t free_since = 0;         // free spans: when the span last changed (ns)
   uintptr_t nbacked = 0;          // free spans: pages still backed by memory (not released)
   uint64_t* allocBits = nullptr;  // small spans: nelems bits each (gcbits.h)
+  // GC spans: the collector's mark bits. Explicit-malloc small spans are
+  // never marked, and use the same bitmap for their remote frees
+  // (remoteBits()): a set bit is an object freed by a thread that does not
+  // own the span, not yet merged into allocBits. Zero when the span is made
+  // and when it is freed (every remote free is merged first).
   uint64_t* gcmarkBits = nullptr;
   // --- GC spans only (gc/heap.h, gc/sweep.cc) ---
   // allocCache: the complement of allocBits from freeindex on (Go's), so the
@@ -112,6 +131,7 @@ struct mspan {
   uint32_t objindex(uintptr_t p) const {
     return static_cast<uint32_t>((uint64_t{p - base} * div_mul) >> 32);
   }
+  uint64_t* remoteBits() const { return gcmarkBits; }
   bool is_allocated(uint32_t i) const { return allocBits[i / 64] >> (i % 64) & 1; }
   void set_allocated(uint32_t i) { allocBits[i / 64] |= uint64_t{1} << (i % 64); }
   void clear_allocated(uint32_t i) { allocBits[i / 64] &= ~(uint64_t{1} << (i % 64)); }

@@ -118,9 +118,13 @@ void scavenger_poll() {
   if (!g_want_start.load(std::memory_order_relaxed)) return;
   if (g_state.load(std::memory_order_relaxed) != kNotStarted) return;
   if (coarse_nanotime() < g_retry_at.load(std::memory_order_relaxed)) return;
-  // Started for freed memory, or for thread caches over their budget (which
-  // only the scavenger trims when their owners do not come by).
-  if (g_heap.free_backed_bytes() < kScavengerStartBytes && !caches_over_budget()) return;
+  // Started for freed memory (free pages, or spans whose objects other
+  // threads freed and no refill has merged: mcentral.h "Remote frees"), or
+  // for thread caches over their budget (which only the scavenger trims
+  // when their owners do not come by).
+  if (g_heap.free_backed_bytes() + remote_pending_bytes() < kScavengerStartBytes &&
+      !caches_over_budget())
+    return;
   uint32_t expect = kNotStarted;
   if (!g_state.compare_exchange_strong(expect, kStarting)) return;
   int saved_errno = errno;  // free() must not change errno

@@ -10,8 +10,9 @@
 // until a span is freed.
 //
 // It starts lazily, the first time at least kScavengerStartBytes of freed
-// memory is waiting, so small short-lived processes (shell tools, git) stay
-// single-threaded. Its signals are all blocked.
+// memory is waiting (free pages, or spans with remote frees no refill has
+// merged yet, which each pass merges), so small short-lived processes (shell
+// tools, git) stay single-threaded. Its signals are all blocked.
 //
 // Threading: scavenger_notify() may be called with allocator locks held (it
 // only reads flags and wakes a futex); scavenger_poll() starts the thread and

@@ -24,6 +24,8 @@ void collect_stats(gort_malloc_stats_t* out) {
     gort_size_class_stats_t& c = out->classes[cls];
     c.size = class_to_size[cls];
     c.pages_per_span = class_to_npages[cls];
+    // Remote frees not merged yet would count as in use.
+    m.collect_remote();
     {
       lock_guard g(m.lock);
       c.spans = m.nspans;

@@ -50,10 +50,17 @@ def main(argv):
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--out", default=os.path.join(run.ROOT, "bench", "results", "alloc-shapes.md"))
     ap.add_argument("--only", default="")
+    ap.add_argument("--allocator", action="append", default=[], metavar="NAME=/path/lib.so",
+                    help="add an allocator .so to the comparison (repeatable), e.g. an older libgort.so")
     a = ap.parse_args(argv)
     if not os.path.exists(SHAPES):
         run.die("%s is not built (make build/bench/workloads/shapes)" % SHAPES)
     allocs = [(n, p) for n, p, _ in run.ALLOCATORS if not p or os.path.exists(p)]
+    for spec in a.allocator:
+        n, sep, p = spec.partition("=")
+        if not sep or not n or not os.path.exists(p):
+            run.die("--allocator wants NAME=/path/lib.so of an existing file, got %r" % spec)
+        allocs.append((n, os.path.abspath(p)))
     names = [n for n, _ in allocs]
     sets = [s for s in SETS if a.only in s[0]]
     samples = {s[0]: {} for s in sets}  # set -> metric -> (unit, better, {alloc: [v]})

@@ -1,6 +1,7 @@
 // Memory goes back to the OS: after a program frees most of its memory and
 // then does nothing at all, RSS falls near the live heap within about a
-// second (the scavenger runs on its own clock); GORT_SCAVENGE=off keeps it;
+// second (the scavenger runs on its own clock), also when the frees were
+// remote and nothing merges them; GORT_SCAVENGE=off keeps it;
 // a bad value is reported and the default used. Also: no MADV_HUGEPAGE.
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +29,12 @@ struct rss_trace {
   }
 };
 
-rss_trace run_rss_return(const std::vector<std::string>& env, result* raw = nullptr) {
+rss_trace run_rss_return(const std::vector<std::string>& env, result* raw = nullptr,
+                         const std::string& prog = "rss_return") {
   std::vector<std::string> e = env;
   e.push_back(preload_env());
-  result r = run({test_prog("rss_return")}, e);
-  BOOST_REQUIRE_MESSAGE(r.status == 0, "rss_return failed: " << r.err);
+  result r = run({test_prog(prog)}, e);
+  BOOST_REQUIRE_MESSAGE(r.status == 0, prog << " failed: " << r.err);
   rss_trace t;
   std::istringstream in(r.out);
   std::string what;
@@ -63,6 +65,18 @@ BOOST_AUTO_TEST_CASE(idle_process_gives_memory_back_within_a_second) {
   // metadata on top, but nothing near the peak.
   BOOST_TEST(t.at(1000) < (40u << 20));
   BOOST_TEST(t.at(2000) < (40u << 20));
+}
+
+// Remote frees that no refill merges (the allocating thread exited, nobody
+// allocates the class again) go back too: the scavenger starts for spans
+// with pending remote frees and merges them (test/progs/rss_remote.cc).
+// Before it did, RSS stayed at the peak (~70 MiB) for good.
+BOOST_AUTO_TEST_CASE(remote_frees_nobody_merges_go_back_too) {
+  rss_trace t = run_rss_return({}, nullptr, "rss_remote");
+  BOOST_TEST_MESSAGE("peak " << (t.peak >> 20) << " MiB, after 2 s " << (t.at(2000) >> 20)
+                             << " MiB");
+  BOOST_REQUIRE(t.peak > (60u << 20));
+  BOOST_TEST(t.at(2000) < (20u << 20));
 }
 
 BOOST_AUTO_TEST_CASE(scavenge_off_keeps_memory) {
