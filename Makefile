@@ -118,7 +118,7 @@ $(BUILD)/test/bench_tests: test/bench/harness_test.cc test/bench/install_test.cc
 	  -lboost_unit_test_framework -pthread
 
 # Helper programs the tests run (some with LD_PRELOAD, some linked to gort).
-$(BUILD)/test/%: test/progs/%.cc $(BUILD)/lib/libgort.so
+$(BUILD)/test/%: test/progs/%.cc test/progs/rss_sample.h $(BUILD)/lib/libgort.so
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXSTD) -O1 -g $(WARN) -Iinclude -o $@ $< -pthread -ldl
 

@@ -7,24 +7,13 @@
 // it started for them, RSS stayed at the peak. Prints "peak <bytes>" and
 // "t <ms> <rss>" lines, as rss_return does; run under LD_PRELOAD=libgort.so
 // by test/alloc/scavenger_test.cc.
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <thread>
 #include <vector>
 
-static size_t rss() {
-  FILE* f = fopen("/proc/self/statm", "r");
-  size_t a = 0, b = 0;
-  if (f) {
-    if (fscanf(f, "%zu %zu", &a, &b) != 2) b = 0;
-    fclose(f);
-  }
-  return b * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
+#include "rss_sample.h"
 
 int main() {
   std::vector<void*> blocks(64 << 10);
@@ -39,13 +28,6 @@ int main() {
   std::thread([&] {
     for (void* p : blocks) free(p);
   }).join();
-  printf("peak %zu\n", peak);
-  fflush(stdout);
-  struct timespec ts = {0, 100 * 1000 * 1000};
-  for (int t = 100; t <= 2000; t += 100) {
-    nanosleep(&ts, nullptr);
-    printf("t %d %zu\n", t, rss());
-    fflush(stdout);
-  }
+  report_idle_rss(peak);
   return 0;
 }

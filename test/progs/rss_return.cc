@@ -2,21 +2,10 @@
 // stays idle (no allocator calls at all) and samples its RSS every 100 ms for
 // two seconds. Prints "peak <bytes>" and "t <ms> <rss>" lines.
 // The scavenger tests run it under LD_PRELOAD=libgort.so.
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-static size_t rss() {
-  FILE* f = fopen("/proc/self/statm", "r");
-  size_t a = 0, b = 0;
-  if (f) {
-    if (fscanf(f, "%zu %zu", &a, &b) != 2) b = 0;
-    fclose(f);
-  }
-  return b * static_cast<size_t>(sysconf(_SC_PAGESIZE));
-}
+#include "rss_sample.h"
 
 int main() {
   const size_t kTotal = 256u << 20;
@@ -36,13 +25,6 @@ int main() {
   for (size_t i = 0; i < n; i++) {
     if (i % 32 != 0) free(blocks[i]);
   }
-  printf("peak %zu\n", peak);
-  fflush(stdout);
-  struct timespec ts = {0, 100 * 1000 * 1000};
-  for (int t = 100; t <= 2000; t += 100) {
-    nanosleep(&ts, nullptr);
-    printf("t %d %zu\n", t, rss());
-    fflush(stdout);
-  }
+  report_idle_rss(peak);
   return 0;
 }
