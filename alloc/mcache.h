@@ -52,7 +52,9 @@
 // trimming, never by work on the fast paths. Each cache keeps an estimate of
 // what it holds (held), brought up to date for a class at every slow-path
 // event of that class (refill, flush, large span kept or
-// taken) and published to a global sum (g_held) in 64 KiB steps. A cache
+// taken) and published to a global sum (g_held) in 64 KiB steps by the
+// stack events (a kept or taken large span is published with the next one:
+// the sum lags by at most kLargeCacheBytes per cache for them). A cache
 // whose slow path finds the sum over the budget and itself over its share
 // (the budget over the live caches, at least kMinShare) gives back what it
 // holds down to one slow-start refill per class, at once. Caches that do
