@@ -174,12 +174,7 @@ void free_slow(void* p) {
   // consumers, making 63 caches (their pages, the registry lock, the exit
   // pass) cost more than their frees. With the heap profiler on, every free
   // comes here and goes the long way below.
-  if (tl_thread.cache == nullptr && !prof_on()) {
-    uint32_t e = window_entry(p);
-    uint32_t cls = e & 0xff;
-    if (cls != 0 && class_object_start(cls, window_span_offset(p, e)))
-      return free_remote_object(span_of(p), cls, p);
-  }
+  if (tl_thread.cache == nullptr && !prof_on() && free_remote_small(p, window_entry(p))) return;
   // Large blocks first: they are the common reason to be here.
   mspan* s = span_of(p);
   // With the heap profiler on, every free comes here (mprof.h); a span with

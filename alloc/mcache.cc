@@ -477,10 +477,15 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p) {
   if (poll) scavenger_poll();
 }
 
-void free_remote(mcache*, void* p, uint32_t e) {
+bool free_remote_small(void* p, uint32_t e) {
   uint32_t cls = e & 0xff;
-  if (cls == 0 || !class_object_start(cls, window_span_offset(p, e))) return free_slow(p);
+  if (cls == 0 || !class_object_start(cls, window_span_offset(p, e))) return false;
   free_remote_object(span_of(p), cls, p);
+  return true;
+}
+
+void free_remote(mcache*, void* p, uint32_t e) {
+  if (!free_remote_small(p, e)) free_slow(p);
 }
 
 void free_remote_object(mspan* s, uint32_t cls, void* p) {

@@ -230,6 +230,9 @@ void free_cache_slow(mcache* c, uint32_t cls, void* p);
 // A free whose window entry does not name c as the owner: a remote small
 // object, or anything free_slow handles (entry 0).
 void free_remote(mcache* c, void* p, uint32_t e);
+// The remote free of p if its window entry e says it starts a small object
+// (true), with the fast path's checks; false otherwise, nothing done.
+bool free_remote_small(void* p, uint32_t e);
 // p, a valid object of class cls in span s, back to s as a remote free.
 void free_remote_object(mspan* s, uint32_t cls, void* p);
 
