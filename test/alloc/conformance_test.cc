@@ -254,6 +254,66 @@ BOOST_AUTO_TEST_CASE(realloc_keeps_contents_across_classes) {
   free(p);
 }
 
+// A block that realloc grows by less than half its size and has to move gets
+// room to grow into (half its new size), so a buffer grown in small steps
+// copies itself about every other step, whatever its neighbours are; a block
+// grown by half or more (a vector doubling) gets the size asked for.
+BOOST_AUTO_TEST_CASE(realloc_incremental_growth_gets_room) {
+  // Small to large: 30000 (the 32 KiB class) -> 40000 always moves, and is a
+  // growth by less than half: the new block has room.
+  void* a = malloc(30000);
+  BOOST_REQUIRE(a);
+  fill(a, 30000, 7);
+  void* q = realloc(a, 40000);
+  BOOST_REQUIRE(q);
+  BOOST_TEST(malloc_usable_size(q) >= 60000u);
+  BOOST_TEST(check(q, 30000, 7));
+  fill(q, 40000, 7);
+  void* r = realloc(q, 59000);  // inside the room: no move, whatever follows q
+  BOOST_REQUIRE(r);
+  BOOST_TEST(r == q);
+  BOOST_TEST(check(r, 40000, 7));
+  fill(r, 59000, 7);
+  // The room is part of the block; shrinking by more than a third gives it
+  // back, by less keeps it.
+  size_t big = malloc_usable_size(r);
+  void* s = realloc(r, big - big / 4);
+  BOOST_REQUIRE(s);
+  BOOST_TEST(s == r);
+  BOOST_TEST(malloc_usable_size(s) == big);
+  void* t = realloc(s, 40000);  // 8 pages to 5: still large, the tail goes
+  BOOST_REQUIRE(t);
+  BOOST_TEST(t == s);
+  BOOST_TEST(malloc_usable_size(t) < big * 2 / 3);
+  BOOST_TEST(check(t, 40000, 7));
+  free(t);
+
+  // Small: 1000 -> 1200 moves to a class with room, then grows in it; the
+  // shrink-to-fit a string builder ends with (to more than half) keeps it.
+  void* b = malloc(1000);
+  BOOST_REQUIRE(b);
+  fill(b, 1000, 3);
+  void* b2 = realloc(b, 1200);
+  BOOST_REQUIRE(b2);
+  BOOST_TEST(malloc_usable_size(b2) >= 1800u);
+  BOOST_TEST(check(b2, 1000, 3));
+  fill(b2, 1200, 3);
+  void* b3 = realloc(b2, 1700);
+  BOOST_TEST(b3 == b2);
+  void* b4 = realloc(b3, 1100);
+  BOOST_TEST(b4 == b3);
+  BOOST_TEST(check(b4, 1100, 3));
+  free(b4);
+
+  // Doubling gets no room: 1000 -> 2000 lands in 2000's class.
+  void* c = malloc(1000);
+  BOOST_REQUIRE(c);
+  void* c2 = realloc(c, 2000);
+  BOOST_REQUIRE(c2);
+  BOOST_TEST(malloc_usable_size(c2) < 2500u);
+  free(c2);
+}
+
 BOOST_AUTO_TEST_CASE(realloc_edge_cases) {
   void* p = realloc(nullptr, 40);  // like malloc
   BOOST_REQUIRE(p);
