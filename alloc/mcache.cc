@@ -556,58 +556,77 @@ void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches)
   *ncaches = n;
 }
 
+// Kept large spans, the owner's side: no lock. The only other thread that
+// touches large[] is a stealer (steal), and it does so only after detaching
+// the cache and running membarrier. The owner sets large_busy before it checks
+// that the cache is still its own and clears it when done: after the
+// membarrier the stealer either sees large_busy set (and takes nothing) or
+// the owner sees its cache word null (and goes to the mheap). The lock it
+// took before cost pair/65536 (a loop of malloc and free of 64 KiB) 32 ns
+// against TCMalloc's 4 (bench/results/alloc-refresh.md).
+inline bool large_enter(mcache* c) {
+  __atomic_store_n(&c->large_busy, 1, __ATOMIC_RELAXED);
+  // Keeps the store before the load in the code; the stealer's membarrier
+  // makes it a full fence whenever that matters (mcache.h, "Stealing").
+  __atomic_signal_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&tl_thread.cache, __ATOMIC_RELAXED) == c) return true;
+  __atomic_store_n(&c->large_busy, 0, __ATOMIC_RELAXED);
+  return false;
+}
+
+inline void large_leave(mcache* c) {
+  __atomic_store_n(&c->large_busy, 0, __ATOMIC_RELEASE);
+}
+
 mspan* cache_take_large(uintptr_t npages) {
   mcache* c = tl_thread.cache;
-  if (!c || npages > kLargeCachePages) return nullptr;
-  lock_guard g(c->lock);
-  sync_locked(c, true);
+  if (!c || npages > kLargeCachePages || !large_enter(c)) return nullptr;
   mspan* s = c->large[npages];
-  if (!s) {
+  if (s) {
+    c->large[npages] = s->next;
+    __atomic_store_n(&c->large_bytes, c->large_bytes - npages * kPageSize, __ATOMIC_RELAXED);
+    c->held -= npages * kPageSize;
+    c->large_limit += npages * kPageSize;
+    if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+    // Not published here: see cache_keep_large.
+    s->next = nullptr;
+    s->state = spanState::large;
+  } else if (npages == c->large_ghost) {
     // The last span this thread could not keep had this size: keeping it
     // would have saved a trip to the mheap.
-    if (npages == c->large_ghost) {
-      c->large_ghost = 0;
-      c->large_limit += npages * kPageSize;
-      if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
-    }
-    return nullptr;
+    c->large_ghost = 0;
+    c->large_limit += npages * kPageSize;
+    if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
   }
-  c->large[npages] = s->next;
-  c->large_bytes -= npages * kPageSize;
-  c->held -= npages * kPageSize;
-  c->large_limit += npages * kPageSize;
-  if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
-  // Not published here: see cache_keep_large.
-  s->next = nullptr;
-  s->state = spanState::large;
+  large_leave(c);
   return s;
 }
 
 bool cache_keep_large(mspan* s) {
   mcache* c = tl_thread.cache;
   size_t bytes = s->npages * kPageSize;
-  if (!c || s->npages > kLargeCachePages) return false;
-  lock_guard g(c->lock);
-  sync_locked(c, true);
+  if (!c || s->npages > kLargeCachePages || !large_enter(c)) return false;
+  bool keep = false;
   if (c->large_bytes + bytes > c->large_limit) {
     c->large_ghost = s->npages;
-    return false;
+  } else if (!over_budget() || c->held + bytes <= share()) {
+    // (Over the budget and over its share: the span goes back to the mheap.)
+    s->state = spanState::cached;
+    s->needzero = true;
+    s->next = c->large[s->npages];
+    c->large[s->npages] = s;
+    __atomic_store_n(&c->large_bytes, c->large_bytes + bytes, __ATOMIC_RELAXED);
+    c->held += bytes;
+    __atomic_store_n(&c->slow_seq, c->slow_seq + 1, __ATOMIC_RELAXED);
+    keep = true;
   }
-  // Over the budget and over its share: the span goes back to the mheap.
-  if (over_budget() && c->held + bytes > share()) return false;
-  s->state = spanState::cached;
-  s->needzero = true;
-  s->next = c->large[s->npages];
-  c->large[s->npages] = s;
-  c->large_bytes += bytes;
-  c->held += bytes;
-  __atomic_store_n(&c->slow_seq, c->slow_seq + 1, __ATOMIC_RELAXED);
+  large_leave(c);
   // Not published here: a thread that frees and allocates one large block in
   // a loop moved g_held by a whole step each time, a locked instruction on a
   // shared line per call (pair/65536 went from 6 to 50 ns). The kept spans'
   // bytes reach g_held with the cache's next stack event or recount; the
   // published sum lags by at most kLargeCacheBytes per cache for it.
-  return true;
+  return keep;
 }
 
 void cache_resume(mcache* c) {
@@ -696,6 +715,10 @@ bool steal(mcache* c) {
       // No proof that the owner is out of its fast path: take nothing. The
       // owner reattaches at its next call, stolen[] all zero.
       g_membarrier.store(-1, std::memory_order_relaxed);
+    } else if (__atomic_load_n(&c->large_busy, __ATOMIC_ACQUIRE)) {
+      // The owner is taking or keeping a large span (cache_take_large): it
+      // writes large[] and held without the lock. Take nothing; it
+      // reattaches at its next slow path, stolen[] all zero.
     } else {
       // Spans this empties count as free since the cache was last active
       // (as an idle transfer cache backdates what it drains): freed now,

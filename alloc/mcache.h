@@ -75,7 +75,11 @@
 // stack, below the top kStealKeep, and records how many (stolen[]); it
 // never writes cur, base or end. It also gives the spans on the cache's
 // reclaim lists back to their mcentrals (under each one's lock, which the
-// owner's refills take). The owner's next slow path, under the lock, slides
+// owner's refills take), and its kept large spans to the mheap: the owner
+// keeps and takes those without the lock, announcing itself in large_busy
+// before it checks that its cache word is still the cache, so after the
+// membarrier the stealer either sees the flag (and steals nothing this time)
+// or the owner sees null. The owner's next slow path, under the lock, slides
 // what is left back against base and points tl_thread.cache back at the
 // cache (sync_locked). Without membarrier (kernels before 4.14,
 // seccomp) nothing is stolen: idle caches keep their objects, and the
@@ -165,6 +169,11 @@ struct alignas(64) mcache {
   // never come back in the same page count keeps nothing.
   size_t large_limit;
   uintptr_t large_ghost;
+  // Set by the owner while it takes or keeps a large span without the lock
+  // (cache_take_large); a stealer that finds it set after its membarrier
+  // takes nothing. large[], large_bytes, large_limit and large_ghost are
+  // the owner's, or a stealer's once the owner is detached and not busy.
+  uint8_t large_busy;
   mcache* next_all;  // registry of live caches, guarded by g_caches_lock
   mcache* prev_all;
   int64_t pooled_at;    // pooled caches: when the thread exited (coarse ns)
@@ -177,7 +186,7 @@ struct alignas(64) mcache {
   void* prof;
   // ---- the budget and stealing (see the top of this file) ----
   // lock: taken by the owner on every slow path that moves objects in or out
-  // of the stacks or the kept large spans, and by a stealer (which holds
+  // of the stacks (not for the kept large spans: large_busy), and by a stealer (which holds
   // g_caches_lock, and only try-locks it). Lock order: g_caches_lock, then
   // mcache::lock, then mcentral.lock, then mheap.lock; the owner never takes
   // g_caches_lock while holding it.
@@ -300,8 +309,8 @@ int64_t caches_trim_pool(int64_t min_age_ns);
 // Free objects per class in all live caches, and the number of caches.
 void cache_counts(uint64_t* cached, size_t* large_cached_bytes, size_t* ncaches);
 // Large spans through the thread's cache: nullptr / false when the cache has
-// none or no room; the caller then goes to the mheap. Slow paths: they take
-// the cache's lock (a stealer may be freeing the kept spans).
+// none or no room; the caller then goes to the mheap. No lock: a stealer
+// touches the kept spans only after the handshake (mcache.cc, large_enter).
 mspan* cache_take_large(uintptr_t npages);
 bool cache_keep_large(mspan* s);
 // An M points tl_thread.cache back at its own cache when it lets its P go:
