@@ -81,7 +81,7 @@ BOOST_AUTO_TEST_CASE(batches_and_cache_slots) {
     BOOST_TEST(class_batch(c) <= 32u);
     BOOST_TEST(class_cache_slots(c) >= 2 * class_batch(c));
     BOOST_TEST(class_cache_slots(c) <= 256u);
-    BOOST_TEST((class_cache_slots(c) * class_to_size[c] <= 256u * 1024 ||
+    BOOST_TEST((class_cache_slots(c) * class_to_size[c] <= 1024u * 1024 ||
                 class_cache_slots(c) == 2 * class_batch(c)));
   }
   BOOST_TEST(make_span_class(5, true) == 11);
