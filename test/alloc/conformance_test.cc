@@ -254,6 +254,20 @@ BOOST_AUTO_TEST_CASE(realloc_keeps_contents_across_classes) {
   free(p);
 }
 
+// malloc(from), filled, then realloc(to): the block keeps its contents and
+// has at least `room` usable bytes. Returns it, filled up to `to`.
+void* grow_checked(size_t from, size_t to, size_t room, unsigned seed) {
+  void* p = malloc(from);
+  BOOST_REQUIRE(p);
+  fill(p, from, seed);
+  void* q = realloc(p, to);
+  BOOST_REQUIRE(q);
+  BOOST_TEST(malloc_usable_size(q) >= room);
+  BOOST_TEST(check(q, from, seed));
+  fill(q, to, seed);
+  return q;
+}
+
 // A block that realloc grows by less than half its size and has to move gets
 // room to grow into (half its new size), so a buffer grown in small steps
 // copies itself about every other step, whatever its neighbours are; a block
@@ -261,14 +275,7 @@ BOOST_AUTO_TEST_CASE(realloc_keeps_contents_across_classes) {
 BOOST_AUTO_TEST_CASE(realloc_incremental_growth_gets_room) {
   // Small to large: 30000 (the 32 KiB class) -> 40000 always moves, and is a
   // growth by less than half: the new block has room.
-  void* a = malloc(30000);
-  BOOST_REQUIRE(a);
-  fill(a, 30000, 7);
-  void* q = realloc(a, 40000);
-  BOOST_REQUIRE(q);
-  BOOST_TEST(malloc_usable_size(q) >= 60000u);
-  BOOST_TEST(check(q, 30000, 7));
-  fill(q, 40000, 7);
+  void* q = grow_checked(30000, 40000, 60000, 7);
   void* r = realloc(q, 59000);  // inside the room: no move, whatever follows q
   BOOST_REQUIRE(r);
   BOOST_TEST(r == q);
@@ -290,14 +297,7 @@ BOOST_AUTO_TEST_CASE(realloc_incremental_growth_gets_room) {
 
   // Small: 1000 -> 1200 moves to a class with room, then grows in it; the
   // shrink-to-fit a string builder ends with (to more than half) keeps it.
-  void* b = malloc(1000);
-  BOOST_REQUIRE(b);
-  fill(b, 1000, 3);
-  void* b2 = realloc(b, 1200);
-  BOOST_REQUIRE(b2);
-  BOOST_TEST(malloc_usable_size(b2) >= 1800u);
-  BOOST_TEST(check(b2, 1000, 3));
-  fill(b2, 1200, 3);
+  void* b2 = grow_checked(1000, 1200, 1800, 3);
   void* b3 = realloc(b2, 1700);
   BOOST_TEST(b3 == b2);
   void* b4 = realloc(b3, 1100);

@@ -82,6 +82,27 @@ size_t budget() {
   return caches_budget() ? caches_budget() : size_t{32} << 20;
 }
 
+// 300 KiB of 1 KiB blocks allocated and freed: what the stealing tests'
+// workers do now and then so that their caches hold enough (kIdleTrimMin) to
+// be stolen from.
+void burst_of_small_blocks() {
+  void* burst[300];
+  for (void*& p : burst) p = malloc(1024);
+  for (void* p : burst) free(p);
+}
+
+// The main thread's side of the stealing tests: steals from every cache as
+// fast as it can (an interval of 0: active caches too) for 1.5 s, then stops
+// the workers and joins them. Returns the number of steals.
+uint64_t steal_for_a_while(std::atomic<bool>& stop, std::vector<std::thread>& ts) {
+  uint64_t steals0 = caches_steals();
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
+  while (std::chrono::steady_clock::now() < end) caches_trim(0);
+  stop = true;
+  for (auto& t : ts) t.join();
+  return caches_steals() - steals0;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(threadcache)
@@ -199,11 +220,7 @@ BOOST_AUTO_TEST_CASE(stolen_from_while_allocating_still_correct) {
         for (size_t k = 0; k < s.n; k++) s.p[k] = stamp(i);
         // Now and then a burst of 1 KiB blocks, so that the cache holds
         // enough (kIdleTrimMin) to be worth stealing from.
-        if (++local % 4096 == 0) {
-          void* burst[300];
-          for (void*& p : burst) p = malloc(1024);
-          for (void* p : burst) free(p);
-        }
+        if (++local % 4096 == 0) burst_of_small_blocks();
       }
       std::unordered_set<void*> seen;
       for (int i = 0; i < kLive; i++) {
@@ -217,21 +234,12 @@ BOOST_AUTO_TEST_CASE(stolen_from_while_allocating_still_correct) {
       bad += badl;
       ops += local;
     });
-  uint64_t steals0 = caches_steals();
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
-  long passes = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    caches_trim(0);
-    passes++;
-  }
-  stop = true;
-  for (auto& t : ts) t.join();
-  BOOST_TEST_MESSAGE(passes << " passes, " << caches_steals() - steals0 << " steals, " << ops.load()
-                            << " mallocs");
+  uint64_t steals = steal_for_a_while(stop, ts);
+  BOOST_TEST_MESSAGE(steals << " steals, " << ops.load() << " mallocs");
   BOOST_CHECK_EQUAL(bad.load(), 0);
   BOOST_CHECK_GT(ops.load(), 0);
   // The threads were really stolen from (hundreds of times).
-  if (caches_can_steal()) BOOST_CHECK_GT(caches_steals() - steals0, uint64_t{10});
+  if (caches_can_steal()) BOOST_CHECK_GT(steals, uint64_t{10});
 }
 
 // The kept large spans are the owner's without a lock (mcache.cc,
@@ -282,11 +290,7 @@ BOOST_AUTO_TEST_CASE(kept_large_spans_stolen_from_while_in_use_still_correct) {
         mark(s, i);
         // Now and then a burst of small blocks, so that the cache holds
         // enough (kIdleTrimMin) to be worth stealing from at every pass.
-        if (++local % 1024 == 0) {
-          void* burst[300];
-          for (void*& p : burst) p = malloc(1024);
-          for (void* p : burst) free(p);
-        }
+        if (++local % 1024 == 0) burst_of_small_blocks();
       }
       std::unordered_set<void*> seen;
       for (int i = 0; i < kLive; i++) {
@@ -299,20 +303,11 @@ BOOST_AUTO_TEST_CASE(kept_large_spans_stolen_from_while_in_use_still_correct) {
       bad += badl;
       ops += local;
     });
-  uint64_t steals0 = caches_steals();
-  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(1500);
-  long passes = 0;
-  while (std::chrono::steady_clock::now() < end) {
-    caches_trim(0);
-    passes++;
-  }
-  stop = true;
-  for (auto& t : ts) t.join();
-  BOOST_TEST_MESSAGE(passes << " passes, " << caches_steals() - steals0 << " steals, " << ops.load()
-                            << " large mallocs");
+  uint64_t steals = steal_for_a_while(stop, ts);
+  BOOST_TEST_MESSAGE(steals << " steals, " << ops.load() << " large mallocs");
   BOOST_CHECK_EQUAL(bad.load(), 0);
   BOOST_CHECK_GT(ops.load(), 0);
-  if (caches_can_steal()) BOOST_CHECK_GT(caches_steals() - steals0, uint64_t{10});
+  if (caches_can_steal()) BOOST_CHECK_GT(steals, uint64_t{10});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
