@@ -141,11 +141,10 @@ void* calloc_impl(size_t n, size_t size) {
 // A growth by half or more (a vector doubling) gets the exact size, as a
 // plain realloc: room would only be waste there, since the next doubling
 // outgrows it. The room is part of the block (malloc_usable_size says so);
-// where it cannot be had (an address-space limit) the exact size is used.
+// where it cannot be had (an address-space limit) realloc_impl takes the
+// exact size. Both sizes are at most 2^48 here, so nothing overflows.
 size_t realloc_room(size_t old, size_t size) {
-  if (size >= old + old / 2) return size;
-  size_t room = size / 2;
-  return size > (size_t{1} << kAddrBits) - room ? size : size + room;
+  return size >= old + old / 2 ? size : size + size / 2;
 }
 
 // Grows, shrinks or keeps a large block in place; false if it must move.

@@ -487,7 +487,7 @@ bool free_remote_small(void* p, uint32_t e) {
 void free_remote(mcache*, void* p, uint32_t e) {
   if (e == 0 && !prof_on()) {
     // Not in a small span: most often the start of a large block, kept
-    // here without the detour through free_slow (pair/65536: 10 -> 8 ns).
+    // here without the detour through free_slow (pair/65536: 10.3 -> 8.9 ns).
     mspan* s = span_of(p);
     if (s && s->state == spanState::large && reinterpret_cast<uintptr_t>(p) == s->base &&
         cache_keep_large(s))
@@ -588,6 +588,13 @@ inline void large_leave(mcache* c) {
   __atomic_store_n(&c->large_busy, 0, __ATOMIC_RELEASE);
 }
 
+// The kept spans' slow start (mcache::large_limit): a span's size more, up
+// to kLargeCacheBytes.
+inline void raise_large_limit(mcache* c, uintptr_t npages) {
+  c->large_limit += npages * kPageSize;
+  if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+}
+
 mspan* cache_take_large(uintptr_t npages) {
   mcache* c = tl_thread.cache;
   if (!c || npages > kLargeCachePages || !large_enter(c)) return nullptr;
@@ -596,8 +603,7 @@ mspan* cache_take_large(uintptr_t npages) {
     c->large[npages] = s->next;
     __atomic_store_n(&c->large_bytes, c->large_bytes - npages * kPageSize, __ATOMIC_RELAXED);
     c->held -= npages * kPageSize;
-    c->large_limit += npages * kPageSize;
-    if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+    raise_large_limit(c, npages);
     // Not published here: see cache_keep_large.
     s->next = nullptr;
     s->state = spanState::large;
@@ -605,8 +611,7 @@ mspan* cache_take_large(uintptr_t npages) {
     // The last span this thread could not keep had this size: keeping it
     // would have saved a trip to the mheap.
     c->large_ghost = 0;
-    c->large_limit += npages * kPageSize;
-    if (c->large_limit > kLargeCacheBytes) c->large_limit = kLargeCacheBytes;
+    raise_large_limit(c, npages);
   }
   large_leave(c);
   return s;
