@@ -78,11 +78,6 @@ void record_pause(int64_t ns, int which) {
   g_st.pauses[g_st.npauses++ % kPauseRing] = p;
 }
 
-double goal_mb() {
-  int64_t g = gcController.heapGoal.load(std::memory_order_relaxed);
-  return g == INT64_MAX ? 0.0 : g / 1048576.0;
-}
-
 void sweep_all() {
   rt::trace::sweepScope ts(true);
   while (sweep_one()) {
@@ -230,7 +225,8 @@ void run_cycle() {
             "%.1f->%.1f->%.1f MB, %.1f MB trigger, %.1f MB goal, %zu threads%s%s\n",
             static_cast<unsigned long long>(g_st.cycles), (t_begin - g_start_ns) / 1e9, p1 / 1e6,
             mark_ns / 1e6, p2 / 1e6, assist_ns / 1e6, cpu / 1e6, heap0 * mb, heap_term * mb,
-            live * mb, trigger0 * mb, goal_mb(), nthreads(), restarts ? " (mark restarted)" : "",
+            live * mb, trigger0 * mb, goal_end == INT64_MAX ? 0.0 : goal_end * mb, nthreads(),
+            restarts ? " (mark restarted)" : "",
             gcController.limiterOn.load() ? " (cpu limited)" : "");
     if (alloc::g_options.gctrace > 1)
       dprintf(2,

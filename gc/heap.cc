@@ -461,33 +461,9 @@ void heap_fork(int phase) {
   fork_lock_phase(g_empty_lock, phase);
 }
 
-// The span of the page p is in, if p is in the heap.
-static inline mspan* span_of(uintptr_t p) {
-  if (p < g_heap_lo.load(std::memory_order_relaxed) ||
-      p >= g_heap_hi.load(std::memory_order_relaxed))
-    return nullptr;
-  alloc::heapArena* a = alloc::g_arenas[p >> alloc::kArenaShift];
-  if (!a) return nullptr;
-  return __atomic_load_n(&a->spans[(p >> alloc::kPageShift) % alloc::kPagesPerArena],
-                         __ATOMIC_ACQUIRE);
-}
-
-mspan* find_object(uintptr_t p, uint32_t* idx) {
-  mspan* s = span_of(p);
-  if (!s) return nullptr;
-  spanState st = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
-  if (st != spanState::gc && st != spanState::gclarge) return nullptr;
-  if (p < s->base || p >= s->limit() || !s->allocBits) return nullptr;
-  uint32_t i = s->objindex(p);
-  if (i >= s->nelems) return nullptr;
-  if (!object_allocated(s, i)) return nullptr;
-  *idx = i;
-  return s;
-}
-
 mspan* find_live_object(uintptr_t p, uint32_t* idx) {
   for (int tries = 0;; tries++) {
-    mspan* s = span_of(p);
+    mspan* s = gc_span_of(p);
     if (!s) return nullptr;
     uint32_t gen = __atomic_load_n(&s->sweepgen, __ATOMIC_ACQUIRE);
     if (!(gen & 1)) {

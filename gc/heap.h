@@ -236,9 +236,6 @@ void flush_all_caches();  // the world is stopped
 // Mark termination: every swept span becomes unswept (the world is stopped).
 void prepare_sweep();
 
-// The GC object containing p: its span and object index, or nullptr.
-// Lock-free; tolerates any value of p (conservative scanning).
-mspan* find_object(uintptr_t p, uint32_t* idx);
 // find_object for the program's calls (gort_gc_base, gort_gc_size, weak
 // references, finalizers), which may come while a sweep swaps the span's
 // bitmaps (sweep.cc: its sweepgen is odd then): the answer is taken from
@@ -252,6 +249,34 @@ inline bool object_allocated(const mspan* s, uint32_t idx) {
 }
 inline uintptr_t object_base(const mspan* s, uint32_t idx) {
   return s->base + uintptr_t{idx} * s->elemsize;
+}
+
+// The GC span of the page p is in, or nullptr (p outside every GC span ever
+// made, in no arena, or on a page of no span).
+inline mspan* gc_span_of(uintptr_t p) {
+  if (p < g_heap_lo.load(std::memory_order_relaxed) ||
+      p >= g_heap_hi.load(std::memory_order_relaxed))
+    return nullptr;
+  alloc::heapArena* a = alloc::g_arenas[p >> alloc::kArenaShift];
+  if (!a) return nullptr;
+  return __atomic_load_n(&a->spans[(p >> alloc::kPageShift) % alloc::kPagesPerArena],
+                         __ATOMIC_ACQUIRE);
+}
+
+// The GC object containing p: its span and object index, or nullptr.
+// Lock-free; tolerates any value of p (conservative scanning). Inline: the
+// marker calls it for every word it scans (shade).
+inline mspan* find_object(uintptr_t p, uint32_t* idx) {
+  mspan* s = gc_span_of(p);
+  if (!s) return nullptr;
+  alloc::spanState st = __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+  if (st != alloc::spanState::gc && st != alloc::spanState::gclarge) return nullptr;
+  if (p < s->base || p >= s->limit() || !s->allocBits) return nullptr;
+  uint32_t i = s->objindex(p);
+  if (i >= s->nelems) return nullptr;
+  if (!object_allocated(s, i)) return nullptr;
+  *idx = i;
+  return s;
 }
 // The bytes of the object at idx (the span's pages for a large object of
 // unrecorded size).
