@@ -637,7 +637,10 @@ static void gfput_after(void*, g* prev) {
 }
 
 [[noreturn]] static void goexit(g* gp) {
-  sched.exited.fetch_add(1, std::memory_order_relaxed);
+  if (p* pp = getm()->pp)
+    count_on_p(pp->nexited);
+  else
+    sched.exited.fetch_add(1, std::memory_order_relaxed);
   if (gp == sched.main_g) {
     sched.shutdown.store(true, std::memory_order_release);
     shutdown_wake_all();
@@ -822,8 +825,18 @@ bool spawn_runtime_task(void (*fn)(void*), void* arg) {
 void task_start(g* gp) {
   if (!sched.running.load(std::memory_order_acquire))
     alloc::fatal("gort::go: no gort::run is in progress");
-  gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
-  sched.spawned.fetch_add(1, std::memory_order_relaxed);
+  m* mp = getm();
+  if (p* pp = mp ? mp->pp : nullptr) {
+    if (pp->goidcache == pp->goidcacheend) {
+      pp->goidcache = sched.goidgen.fetch_add(kGoidBatch, std::memory_order_relaxed) + 1;
+      pp->goidcacheend = pp->goidcache + kGoidBatch;
+    }
+    gp->goid = pp->goidcache++;
+    count_on_p(pp->nspawned);
+  } else {
+    gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;
+    sched.spawned.fetch_add(1, std::memory_order_relaxed);
+  }
   trace::gocreate(gp);
   make_runnable(gp);
 }
@@ -855,8 +868,7 @@ int default_maxprocs() {
 SchedStats sched_stats() {
   using rt::sched;
   SchedStats s{};
-  s.tasks_spawned = sched.spawned.load();
-  s.tasks_exited = sched.exited.load();
+  rt::task_counts(&s.tasks_spawned, &s.tasks_exited);
   s.tasks_live = s.tasks_spawned - s.tasks_exited;
   s.steals = sched.steals.load();
   s.global_runq = sched.globalq.load();

@@ -178,7 +178,25 @@ struct alignas(64) p {
   timer** timers = nullptr;
   uint32_t ntimers = 0, timers_cap = 0;
   std::atomic<int64_t> timer0{0};
+  // Task ids handed out in batches of kGoidBatch from sched.goidgen (Go's
+  // goidcache): a spawn writes no shared line. Owner only; reset at a run's start.
+  uint64_t goidcache = 0, goidcacheend = 0;
+  // Tasks spawned and exited on this P (SchedStats sums them with sched's,
+  // which count what threads outside the scheduler spawn). Written by the
+  // owner alone (a release store, no locked instruction); read with acquire,
+  // exited before spawned, so that a sum never shows an exit whose spawn it
+  // missed.
+  std::atomic<uint64_t> nspawned{0}, nexited{0};
 };
+inline constexpr uint64_t kGoidBatch = 16;
+// One more on a P's own counter (nspawned, nexited): its owner is the only
+// writer, so a plain load and a release store, not a locked add.
+inline void count_on_p(std::atomic<uint64_t>& c) {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+}
+// Tasks spawned and exited so far (every P's counts and sched's); exited
+// never above spawned.
+void task_counts(uint64_t* spawned, uint64_t* exited);
 
 struct schedt {
   // sched.lock guards the global run queue, the idle P and M lists and the

@@ -67,6 +67,21 @@ bool timers_pending() {
   return timers_earliest(false) != 0;
 }
 
+}  // namespace
+
+void task_counts(uint64_t* spawned, uint64_t* exited) {
+  // allp is replaced when it grows (under sched.lock); exited first (see p).
+  alloc::lock_guard l(sched.lock);
+  uint64_t e = sched.exited.load(std::memory_order_acquire);
+  for (int32_t i = 0; i < g_nallp; i++) e += allp[i]->nexited.load(std::memory_order_acquire);
+  uint64_t s = sched.spawned.load(std::memory_order_acquire);
+  for (int32_t i = 0; i < g_nallp; i++) s += allp[i]->nspawned.load(std::memory_order_acquire);
+  *exited = e;
+  *spawned = s < e ? e : s;
+}
+
+namespace {
+
 void set_maxprocs(int32_t n) {
   if (n > g_nallp) {
     p** np = static_cast<p**>(::operator new(sizeof(p*) * n));
@@ -206,6 +221,7 @@ int run_main(g* main_task, const RunOptions& opts) {
     sched.runid++;
     sched.done.store(0);
     sched.goidgen.store(1);
+    for (int32_t i = 0; i < g_nallp; i++) allp[i]->goidcache = allp[i]->goidcacheend = 0;
     sched.nmspinning.store(0);
     // m0 holds a P and the main task is queued before anything else can
     // see the run start: a stray M then finds no P to take and no reason

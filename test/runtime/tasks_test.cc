@@ -64,6 +64,48 @@ BOOST_AUTO_TEST_CASE(million_tasks_each_run_exactly_once) {
   BOOST_TEST(spawned <= uint64_t{N + kSpawners + 1});
 }
 
+// Task ids are unique within a run, though each P hands them out from its
+// own batch (p::goidcache): spawners on every P, two runs in a row (a P's
+// batch from the first run must not survive into the second, where the ids
+// start again at 2); and the live count never wraps below zero while tasks
+// spawn on one P and exit on another.
+BOOST_AUTO_TEST_CASE(task_ids_unique_across_ps_and_runs) {
+  constexpr int kSpawners = 8, kEach = 5'000;
+  std::vector<uint64_t> ids(kSpawners * kEach);
+  bool live_wrapped = false;
+  for (int run = 0; run < 2; run++) {
+    // The first run spawns half as many: the second's ids pass the first's.
+    int each = run == 0 ? kEach / 2 : kEach;
+    std::fill(ids.begin(), ids.end(), 0);
+    run_checked(
+        [&] {
+          gort::WaitGroup all;
+          std::atomic<bool> done{false};
+          gort::go([&] {
+            while (!done.load()) {
+              if (gort::sched_stats().tasks_live > (uint64_t{1} << 40)) live_wrapped = true;
+              gort::yield();
+            }
+          });
+          for (int s = 0; s < kSpawners; s++) {
+            all.go([&, s, each] {
+              gort::WaitGroup wg;
+              for (int i = 0; i < each; i++)
+                wg.go([&, s, i] { ids[s * kEach + i] = gort::task_id(); });
+              wg.wait();
+            });
+          }
+          all.wait();
+          done = true;
+        },
+        gort::RunOptions{4, 0});
+  }
+  std::sort(ids.begin(), ids.end());
+  BOOST_TEST(ids.front() > 1u);  // every entry filled; 1 is the main task's
+  BOOST_TEST((std::adjacent_find(ids.begin(), ids.end()) == ids.end()));
+  BOOST_TEST(!live_wrapped);
+}
+
 // 100,000 tasks parked at once (each blocked on a receive), then all woken
 // by a close. A parked task must be cheap: well under 64 KiB of RSS each.
 BOOST_AUTO_TEST_CASE(hundred_thousand_parked_tasks) {
