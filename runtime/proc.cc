@@ -91,7 +91,15 @@ int64_t now_ns() {
 // ---------------------------------------------------------------- free gs
 
 // A dead g's stack goes to the P's stack cache for the next task to run;
-// the g to the P's free list (half of it to the global list when it is full).
+// the g to the P's free list. A full list keeps its newest half (warm in
+// this CPU's cache) and gives the rest to the global list as one batch.
+//
+// The global list (sched.gfree, under sched.gfree_lock) is a stack of such
+// batches, each headed by a g that records its length and last g (the
+// fields a g on the global run queue uses; a free g is on no run queue):
+// putting or taking a batch is O(1) under the lock. Taking them one by one
+// touched every g under the lock, each a cache miss when another CPU freed
+// it, and held up every spawn on the other Ps.
 static void gfput(p* pp, g* gp) {
   if (gp->stk.span) stack_put(pp->stacks, gp->stk);
   gp->sp = nullptr;
@@ -102,14 +110,23 @@ static void gfput(p* pp, g* gp) {
   gp->schedlink = pp->gfree;
   pp->gfree = gp;
   if (++pp->ngfree < kGfreeLocal) return;
-  alloc::lock_guard l(sched.lock);
-  while (pp->ngfree > kGfreeLocal / 2) {
-    g* g1 = pp->gfree;
-    pp->gfree = g1->schedlink;
-    pp->ngfree--;
-    g1->schedlink = sched.gfree;
-    sched.gfree = g1;
-  }
+  g* keep_last = pp->gfree;
+  for (int32_t i = 1; i < kGfreeLocal / 2; i++) keep_last = keep_last->schedlink;
+  g* head = keep_last->schedlink;
+  keep_last->schedlink = nullptr;
+  int32_t n = pp->ngfree - kGfreeLocal / 2;
+  pp->ngfree = kGfreeLocal / 2;
+  g* tail = head;
+  while (tail->schedlink) tail = tail->schedlink;
+  gfree_push_batch(head, tail, n);
+}
+
+void gfree_push_batch(g* head, g* tail, int32_t n) {
+  head->batchlen = n;
+  head->batchtail = tail;
+  alloc::lock_guard l(sched.gfree_lock);
+  tail->schedlink = sched.gfree;
+  sched.gfree = head;
 }
 
 static g* gfget(p* pp) {
@@ -119,20 +136,22 @@ static g* gfget(p* pp) {
     pp->ngfree--;
     return gp;
   }
-  if (!sched.gfree) return nullptr;
-  alloc::lock_guard l(sched.lock);
-  g* first = sched.gfree;
-  if (!first) return nullptr;
-  sched.gfree = first->schedlink;
-  // Refill the P's list with up to half of a full one.
-  while (pp && pp->ngfree < kGfreeLocal / 2 && sched.gfree) {
-    g* g1 = sched.gfree;
-    sched.gfree = g1->schedlink;
-    g1->schedlink = pp->gfree;
-    pp->gfree = g1;
-    pp->ngfree++;
+  if (!__atomic_load_n(&sched.gfree, __ATOMIC_RELAXED)) return nullptr;
+  g* head;
+  {
+    alloc::lock_guard l(sched.gfree_lock);
+    head = sched.gfree;
+    if (!head) return nullptr;
+    sched.gfree = head->batchtail->schedlink;
   }
-  return first;
+  head->batchtail->schedlink = nullptr;
+  if (pp) {
+    pp->gfree = head->schedlink;
+    pp->ngfree = head->batchlen - 1;
+  } else if (head->schedlink) {
+    gfree_push_batch(head->schedlink, head->batchtail, head->batchlen - 1);
+  }
+  return head;
 }
 
 // ---------------------------------------------------------------- Ps and Ms
@@ -808,8 +827,8 @@ bool spawn_runtime_task(void (*fn)(void*), void* arg) {
     if (!sched.running.load(std::memory_order_relaxed)) {
       gp->fn = nullptr;
       gp->status.store(gstatus::idle, std::memory_order_relaxed);
-      gp->schedlink = sched.gfree;
-      sched.gfree = gp;
+      gp->schedlink = nullptr;
+      gfree_push_batch(gp, gp, 1);
       return false;
     }
     gp->goid = sched.goidgen.fetch_add(1, std::memory_order_relaxed) + 1;

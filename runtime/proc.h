@@ -197,6 +197,9 @@ inline void count_on_p(std::atomic<uint64_t>& c) {
 // Tasks spawned and exited so far (every P's counts and sched's); exited
 // never above spawned.
 void task_counts(uint64_t* spawned, uint64_t* exited);
+// Pushes a chain of n free gs (head to tail through schedlink) onto the
+// global free list as one batch.
+void gfree_push_batch(g* head, g* tail, int32_t n);
 
 struct schedt {
   // sched.lock guards the global run queue, the idle P and M lists and the
@@ -223,7 +226,9 @@ struct schedt {
   // knows: one may be a thread on its way out (pthread_join returns before
   // the kernel drops it from the count), so sysmon runs checkdead again.
   std::atomic<bool> deadcheck_again{false};
-  // Global free gs (sched.lock).
+  // Global free gs: a stack of batches (proc.cc gfput), under gfree_lock,
+  // a leaf (taken under sched.lock by spawn_runtime_task).
+  alloc::mutex gfree_lock;
   g* gfree = nullptr;
   // One M at a time sleeps until the next timer; others park untimed.
   m* timer_sleeper = nullptr;
