@@ -29,6 +29,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/select.h>
@@ -286,11 +287,12 @@ GORT_EXPORT unsigned int sleep(unsigned int s) {
 //    of parking: nothing changes for it;
 //  - if the program made it non-blocking (or passes MSG_DONTWAIT), every
 //    call is one system call and EAGAIN comes back, as without gort;
-//  - close() and dup2()/dup3() onto it wake its waiters with EBADF first.
+//  - close(), fclose() of a stream over it, and dup2()/dup3() onto it wake
+//    its waiters with EBADF first.
 // Descriptors made otherwise (inherited, opened by libc internally, regular
 // files) keep the hand-off path above. A descriptor closed behind libc's
-// back (fclose of an fdopen'ed socket: libc calls its internal close) keeps
-// its pollDesc until the number is reused by one of the calls here.
+// back (a raw close system call, libc's other internal closes) keeps its
+// pollDesc until the number is reused by one of the calls here.
 
 namespace gort::rt {
 namespace {
@@ -322,8 +324,8 @@ void manage(int fd, bool user_nonblock, const pollDesc* from = nullptr, bool knb
 
 // fd was just made by a call that does not watch it (a plain thread's, or
 // a dup of an unwatched descriptor): if its number still has a pollDesc, the
-// file that had the number was closed behind libc's back (fclose of an
-// fdopen'ed socket, a raw close system call), and that pollDesc would make
+// file that had the number was closed behind libc's back (a raw close
+// system call), and that pollDesc would make
 // this call's file look watched: a task reading it would park on an epoll
 // registration that no longer exists, or block its M on a descriptor taken
 // for non-blocking. Forget it (its waiters, if any, get EBADF).
@@ -721,6 +723,27 @@ GORT_EXPORT int close(int fd) {
   GORT_REAL(int, close, (int));
   if (pd_lookup(fd)) gort::rt::pd_close(fd);
   return fn ? fn(fd) : static_cast<int>(syscall(SYS_close, fd));
+}
+
+// fclose of a stream over a watched descriptor (fdopen of a socket or a
+// pipe): libc closes the descriptor with its internal close, which gort does
+// not see, so the pollDesc is dropped here first, as close() does (its
+// waiters get EBADF), and the number's next file is not taken for this one.
+// libc's fclose is found by dlsym, or else by its other name, _IO_fclose
+// (a call made while dlsym runs).
+extern "C" int _IO_fclose(FILE* fp) __attribute__((weak));
+GORT_EXPORT int fclose(FILE* fp) {
+  GORT_REAL(int, fclose, (FILE*));
+  if (!fn) fn = _IO_fclose;
+  if (fp) {
+    int fd = fileno(fp);
+    if (fd >= 0 && pd_lookup(fd)) gort::rt::pd_close(fd);
+  }
+  if (!fn) {
+    errno = ENOSYS;
+    return EOF;
+  }
+  return fn(fp);
 }
 
 GORT_EXPORT int dup(int fd) {

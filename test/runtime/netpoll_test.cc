@@ -1275,4 +1275,38 @@ BOOST_AUTO_TEST_CASE(plain_descriptors_drop_a_stale_watch) {
   close(keep);
 }
 
+// fclose of a stream fdopen'ed over a watched socket closes the descriptor
+// with libc's internal close: the watch must go with it (gort interposes
+// fclose), or the next file made under that number by a call gort does not
+// interpose (eventfd here; open, a raw system call) is taken for the old
+// socket: fcntl answers with the socket's flags, a task's read of it is made
+// as a non-blocking socket's, and a task waiting for it parks on an epoll
+// registration that no longer exists.
+BOOST_AUTO_TEST_CASE(fclose_of_an_fdopened_socket_drops_its_watch) {
+  int num = -1, efd = -1, flags = -1;
+  bool watched_before = false, watched_after = true;
+  run_checked([&] {
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return;
+    num = sv[0];
+    watched_before = gort::rt::pd_lookup(num) != nullptr;
+    FILE* f = fdopen(sv[0], "r+");
+    if (!f) return;
+    fputs("bye\n", f);  // flushed by fclose through libc's own write
+    fclose(f);
+    watched_after = gort::rt::pd_lookup(num) != nullptr;
+    efd = static_cast<int>(syscall(SYS_eventfd2, 0, O_NONBLOCK | O_CLOEXEC));
+    flags = fcntl(efd, F_GETFL);
+    char buf[8] = {};
+    if (read(sv[1], buf, sizeof buf) != 4 || memcmp(buf, "bye\n", 4) != 0) flags = -2;
+    close(sv[1]);
+  });
+  BOOST_TEST(watched_before);
+  BOOST_TEST(!watched_after);
+  BOOST_REQUIRE_EQUAL(efd, num);  // the number was reused
+  BOOST_TEST(flags != -2);        // fclose flushed the stream's data
+  BOOST_TEST((flags >= 0 && (flags & O_NONBLOCK)));
+  close(efd);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
