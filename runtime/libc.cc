@@ -26,6 +26,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -287,8 +288,8 @@ GORT_EXPORT unsigned int sleep(unsigned int s) {
 //    of parking: nothing changes for it;
 //  - if the program made it non-blocking (or passes MSG_DONTWAIT), every
 //    call is one system call and EAGAIN comes back, as without gort;
-//  - close(), fclose() of a stream over it, and dup2()/dup3() onto it wake
-//    its waiters with EBADF first.
+//  - close(), fclose() of a stream over it, close_range()/closefrom() over
+//    it, and dup2()/dup3() onto it wake its waiters with EBADF first.
 // Descriptors made otherwise (inherited, opened by libc internally, regular
 // files) keep the hand-off path above. A descriptor closed behind libc's
 // back (a raw close system call, libc's other internal closes) keeps its
@@ -744,6 +745,34 @@ GORT_EXPORT int fclose(FILE* fp) {
     return EOF;
   }
   return fn(fp);
+}
+
+// close_range and closefrom close descriptors in the kernel, not through
+// close(): the watched ones among them are dropped first, as close() drops
+// one (a call that only marks them close-on-exec closes nothing).
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+GORT_EXPORT int close_range(unsigned first, unsigned last, int flags) {
+  GORT_REAL(int, close_range, (unsigned, unsigned, int));
+  unsigned f = static_cast<unsigned>(flags);
+  bool closes = first <= last && !(f & CLOSE_RANGE_CLOEXEC) &&
+                !(f & ~(CLOSE_RANGE_UNSHARE | CLOSE_RANGE_CLOEXEC));
+  if (closes && first <= INT_MAX)
+    gort::rt::pd_close_range(static_cast<int>(first),
+                             last > INT_MAX ? INT_MAX : static_cast<int>(last));
+  return fn ? fn(first, last, flags)
+            : static_cast<int>(syscall(SYS_close_range, first, last, flags));
+}
+
+GORT_EXPORT void closefrom(int lowfd) {
+  GORT_REAL(void, closefrom, (int));
+  if (lowfd >= 0) gort::rt::pd_close_range(lowfd, INT_MAX);
+  if (fn)
+    fn(lowfd);
+  else if (lowfd >= 0)
+    syscall(SYS_close_range, static_cast<unsigned>(lowfd), ~0U, 0);
 }
 
 GORT_EXPORT int dup(int fd) {

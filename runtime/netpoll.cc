@@ -393,6 +393,17 @@ void pd_close(int fd, bool registered) {
   ready_chain(chain);
 }
 
+void pd_close_range(int first, int last) {
+  if (first < 0) first = 0;
+  if (last >= kChunks * kChunkSize) last = kChunks * kChunkSize - 1;
+  for (int c = first >> kChunkBits; first <= last && c <= last >> kChunkBits; c++) {
+    if (!g_table[c].load(std::memory_order_acquire)) continue;  // no number here was watched
+    int lo = c << kChunkBits, hi = lo + kChunkSize - 1;
+    for (int fd = lo < first ? first : lo; fd <= (hi < last ? hi : last); fd++)
+      if (pd_lookup(fd)) pd_close(fd);
+  }
+}
+
 void pd_kick(pollDesc* base) {
   auto* pd = static_cast<pdFull*>(base);
   int32_t n = 0;

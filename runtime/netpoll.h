@@ -72,6 +72,8 @@ pollDesc* pd_open(int fd, bool user_nonblock, bool kernel_nonblock = true);
 // task waiting on it (they return EBADF). Safe on a number not watched.
 // registered false: pd_detach already took it out of epoll.
 void pd_close(int fd, bool registered = true);
+// pd_close for every watched number from first to last (close_range, closefrom).
+void pd_close_range(int first, int last);
 // dup2/dup3 onto a watched fd, which may fail and leave fd as it was: the
 // registration leaves epoll before the call (afterwards the number names
 // another file, and the old file's registration could no longer be

@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -1307,6 +1308,47 @@ BOOST_AUTO_TEST_CASE(fclose_of_an_fdopened_socket_drops_its_watch) {
   BOOST_TEST(flags != -2);        // fclose flushed the stream's data
   BOOST_TEST((flags >= 0 && (flags & O_NONBLOCK)));
   close(efd);
+}
+
+// close_range and closefrom close in the kernel, not through close(): the
+// watched descriptors in their range must lose their watch too (the same
+// failure as fclose's above), and a range that only marks close-on-exec
+// closes nothing, so its watches stay. The sockets sit at 900 and 901, above
+// everything else the test process holds, for closefrom's sake; the file
+// that takes 900 afterwards comes from a raw dup3, which gort does not see.
+BOOST_AUTO_TEST_CASE(close_range_and_closefrom_drop_their_watches) {
+  constexpr int kLo = 900, kHi = 901;
+  for (const char* how : {"close_range", "closefrom"}) {
+    int efd = -1, flags = -1;
+    bool watched_before = false, watched_after = true, kept_by_cloexec = false;
+    run_checked([&] {
+      int sv[2];
+      if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return;
+      if (dup2(sv[0], kLo) != kLo || dup2(sv[1], kHi) != kHi) return;
+      close(sv[0]);
+      close(sv[1]);
+      watched_before = gort::rt::pd_lookup(kLo) && gort::rt::pd_lookup(kHi);
+      close_range(kLo, kHi, CLOSE_RANGE_CLOEXEC);
+      kept_by_cloexec = gort::rt::pd_lookup(kLo) && gort::rt::pd_lookup(kHi);
+      if (strcmp(how, "closefrom") == 0)
+        closefrom(kLo);
+      else
+        close_range(kLo, kHi, 0);
+      watched_after = gort::rt::pd_lookup(kLo) || gort::rt::pd_lookup(kHi);
+      int e = static_cast<int>(syscall(SYS_eventfd2, 0, O_NONBLOCK | O_CLOEXEC));
+      efd = static_cast<int>(syscall(SYS_dup3, e, kLo, O_CLOEXEC));
+      syscall(SYS_close, e);
+      flags = fcntl(kLo, F_GETFL);
+    });
+    BOOST_TEST_CONTEXT(how) {
+      BOOST_TEST(watched_before);
+      BOOST_TEST(kept_by_cloexec);
+      BOOST_TEST(!watched_after);
+      BOOST_REQUIRE_EQUAL(efd, kLo);
+      BOOST_TEST((flags >= 0 && (flags & O_NONBLOCK)));
+    }
+    close(kLo);
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
