@@ -288,8 +288,9 @@ GORT_EXPORT unsigned int sleep(unsigned int s) {
 //    of parking: nothing changes for it;
 //  - if the program made it non-blocking (or passes MSG_DONTWAIT), every
 //    call is one system call and EAGAIN comes back, as without gort;
-//  - close(), fclose() of a stream over it, close_range()/closefrom() over
-//    it, and dup2()/dup3() onto it wake its waiters with EBADF first.
+//  - close(), fclose()/freopen() of a stream over it, close_range()/
+//    closefrom() over it, and dup2()/dup3() onto it wake its waiters with
+//    EBADF first.
 // Descriptors made otherwise (inherited, opened by libc internally, regular
 // files) keep the hand-off path above. A descriptor closed behind libc's
 // back (a raw close system call, libc's other internal closes) keeps its
@@ -726,6 +727,15 @@ GORT_EXPORT int close(int fd) {
   return fn ? fn(fd) : static_cast<int>(syscall(SYS_close, fd));
 }
 
+// The watch of a stream's descriptor, dropped before libc closes it.
+namespace {
+void drop_stream_watch(FILE* fp) {
+  if (!fp) return;
+  int fd = fileno(fp);
+  if (fd >= 0 && pd_lookup(fd)) gort::rt::pd_close(fd);
+}
+}  // namespace
+
 // fclose of a stream over a watched descriptor (fdopen of a socket or a
 // pipe): libc closes the descriptor with its internal close, which gort does
 // not see, so the pollDesc is dropped here first, as close() does (its
@@ -736,15 +746,34 @@ extern "C" int _IO_fclose(FILE* fp) __attribute__((weak));
 GORT_EXPORT int fclose(FILE* fp) {
   GORT_REAL(int, fclose, (FILE*));
   if (!fn) fn = _IO_fclose;
-  if (fp) {
-    int fd = fileno(fp);
-    if (fd >= 0 && pd_lookup(fd)) gort::rt::pd_close(fd);
-  }
+  drop_stream_watch(fp);
   if (!fn) {
     errno = ENOSYS;
     return EOF;
   }
   return fn(fp);
+}
+
+// freopen closes the stream's descriptor with libc's internal close too (or,
+// without a path, replaces the file under its number): the watch goes first.
+GORT_EXPORT FILE* freopen(const char* path, const char* mode, FILE* fp) {
+  GORT_REAL(FILE*, freopen, (const char*, const char*, FILE*));
+  drop_stream_watch(fp);
+  if (!fn) {
+    errno = ENOSYS;
+    return nullptr;
+  }
+  return fn(path, mode, fp);
+}
+
+GORT_EXPORT FILE* freopen64(const char* path, const char* mode, FILE* fp) {
+  GORT_REAL(FILE*, freopen64, (const char*, const char*, FILE*));
+  drop_stream_watch(fp);
+  if (!fn) {
+    errno = ENOSYS;
+    return nullptr;
+  }
+  return fn(path, mode, fp);
 }
 
 // close_range and closefrom close descriptors in the kernel, not through

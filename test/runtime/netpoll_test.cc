@@ -1310,6 +1310,29 @@ BOOST_AUTO_TEST_CASE(fclose_of_an_fdopened_socket_drops_its_watch) {
   close(efd);
 }
 
+// freopen closes the stream's descriptor with libc's internal close, as
+// fclose does: the watch of a pipe fdopen'ed there must go with it.
+BOOST_AUTO_TEST_CASE(freopen_of_an_fdopened_pipe_drops_its_watch) {
+  int num = -1;
+  bool watched_before = false, watched_after = true, reopened = false;
+  run_checked([&] {
+    int p[2];
+    if (pipe(p) != 0) return;
+    num = p[0];
+    watched_before = gort::rt::pd_lookup(num) != nullptr;
+    FILE* f = fdopen(p[0], "r");
+    if (!f) return;
+    FILE* g = freopen("/dev/null", "r", f);
+    reopened = g != nullptr;
+    watched_after = gort::rt::pd_lookup(num) != nullptr;
+    if (g) fclose(g);
+    close(p[1]);
+  });
+  BOOST_TEST(watched_before);
+  BOOST_TEST(reopened);
+  BOOST_TEST(!watched_after);
+}
+
 // close_range and closefrom close in the kernel, not through close(): the
 // watched descriptors in their range must lose their watch too (the same
 // failure as fclose's above), and a range that only marks close-on-exec
