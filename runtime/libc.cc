@@ -756,8 +756,11 @@ GORT_EXPORT int fclose(FILE* fp) {
 
 // freopen closes the stream's descriptor with libc's internal close too (or,
 // without a path, replaces the file under its number): the watch goes first.
-GORT_EXPORT FILE* freopen(const char* path, const char* mode, FILE* fp) {
-  GORT_REAL(FILE*, freopen, (const char*, const char*, FILE*));
+// freopen64 is the same call under the name large-file builds use.
+namespace {
+FILE* reopen(std::atomic<void*>& real, const char* name, const char* path, const char* mode,
+             FILE* fp) {
+  auto fn = reinterpret_cast<FILE* (*)(const char*, const char*, FILE*)>(resolve(real, name));
   drop_stream_watch(fp);
   if (!fn) {
     errno = ENOSYS;
@@ -765,15 +768,15 @@ GORT_EXPORT FILE* freopen(const char* path, const char* mode, FILE* fp) {
   }
   return fn(path, mode, fp);
 }
+std::atomic<void*> g_real_freopen{nullptr}, g_real_freopen64{nullptr};
+}  // namespace
+
+GORT_EXPORT FILE* freopen(const char* path, const char* mode, FILE* fp) {
+  return reopen(g_real_freopen, "freopen", path, mode, fp);
+}
 
 GORT_EXPORT FILE* freopen64(const char* path, const char* mode, FILE* fp) {
-  GORT_REAL(FILE*, freopen64, (const char*, const char*, FILE*));
-  drop_stream_watch(fp);
-  if (!fn) {
-    errno = ENOSYS;
-    return nullptr;
-  }
-  return fn(path, mode, fp);
+  return reopen(g_real_freopen64, "freopen64", path, mode, fp);
 }
 
 // close_range and closefrom close descriptors in the kernel, not through
