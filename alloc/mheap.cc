@@ -533,6 +533,7 @@ mspan* mheap::alloc_gc_span(uint32_t cls, gcKind kind, uintptr_t npages, size_t 
   s->alloc_count = 0;
   s->freeindex = 0;
   s->allocCache = 0;
+  s->blackfrom = kNoBlack;
   s->allocBits = abits;
   s->gcmarkBits = mbits;
   return s;

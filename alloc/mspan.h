@@ -54,6 +54,7 @@ enum class gcKind : uint8_t {
 inline constexpr int kNumGCKinds = 3;
 
 inline constexpr int kMaxObjsPerSpan = 1024;  // 8 KiB / 8 B
+inline constexpr uint16_t kNoBlack = 0xffff;  // mspan::blackfrom: no range
 
 struct mspan {
   // --- free() fast path ---
@@ -110,6 +111,13 @@ struct mspan {
   // is allocated); only the cache that owns the span writes them. A span in
   // a cache is on no gcCentral list, so the sweeper never sees it.
   uint64_t allocCache = 0;
+  // blackfrom: while the collector marks and a cache holds the span, the
+  // freeindex the span had when the cache took it; kNoBlack otherwise. An
+  // object at or past it whose alloc bit is clear was allocated during this
+  // mark, and is black without a mark bit of its own (gc/heap.cc, "Black
+  // allocation by range"): the cache sets the bits of the whole range when
+  // it lets the span go. Written by the owning cache, read racily by markers.
+  uint16_t blackfrom = kNoBlack;
   uint32_t sweepgen = 0;  // == gc sweepgen: swept this cycle; odd: being swept (gc/sweep.cc)
   gcKind gckind = gcKind::noscan;
   void* specials = nullptr;  // finalizers and weak references of its objects (gc/final.h)

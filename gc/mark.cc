@@ -74,6 +74,12 @@ inline bool set_mark(mspan* s, uint32_t idx) {
   uint64_t bit = uint64_t{1} << (idx % 64);
   uint64_t* word = &s->gcmarkBits[idx / 64];
   if (__atomic_load_n(word, __ATOMIC_RELAXED) & bit) return false;
+  // Allocated during this mark from a cache's span: black by range
+  // (gc/heap.cc). A stale blackfrom read here is kNoBlack (the object is
+  // then marked as if white: harmless) or an older start whose objects the
+  // cache's uninstall has already set.
+  if (idx >= __atomic_load_n(&s->blackfrom, __ATOMIC_RELAXED) && !(s->allocBits[idx / 64] & bit))
+    return false;
   return !(__atomic_fetch_or(word, bit, __ATOMIC_RELAXED) & bit);
 }
 
