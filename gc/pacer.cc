@@ -190,9 +190,16 @@ void pacer_revise() {
   int64_t done = c.scanWork.load(std::memory_order_relaxed);
   int64_t remaining = expected - done;
   if (remaining < expected / 10) remaining = expected / 10;
+  // Once the scan work has passed its estimate, the live heap grew and how
+  // much is left is unknown: aim for the hard goal (1.1 x goal), as Go does.
+  // Until then the goal itself, to the end: the runway shrinks as the heap
+  // nears it, so the assists grow (a refill's assist is capped at
+  // kAssistMaxWork, the rest stays as debt). Switching to the hard goal by
+  // heap (it did so within 2% of the goal) cut the ratio six-fold for the
+  // last tenth of the work, and binary-trees' heap overshot its goal by
+  // ~5 MB every cycle: floating garbage that the next goal doubled.
+  if (done > expected) goal += goal / 10;
   int64_t runway = goal - live;
-  // Past the goal: aim for the hard goal (1.1 × goal), as Go does.
-  if (runway < goal / 50) runway = goal + goal / 10 - live;
   if (runway < (64 << 10)) runway = 64 << 10;
   int64_t ratio =
       static_cast<int64_t>(static_cast<double>(remaining) * 65536.0 / static_cast<double>(runway));

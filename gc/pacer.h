@@ -28,12 +28,14 @@
 // assistWorkPerByte × debt bytes of grey objects itself. assistWorkPerByte =
 // (expected scan work - scan work done) / (heapGoal - heapLive), revised as
 // the mark goes, so that the remaining work ends as the heap reaches the
-// goal. A task's credit is its own (in its g, as Go's is in the goroutine):
-// it follows the task from M to M; a plain thread's is thread-local. One assist scans at most
-// kAssistMaxWork bytes before it returns to the program (mark-assist tail latency, Go issues 27732
-// and 40225); a debt left over is paid at the next refill. A task past the goal that finds no
-// grey work parks (Go's gcParkAssist): it naps for up to 20 ms and pays with the credit the
-// workers make meanwhile; a plain thread returns at once (spinning cost binary-trees dearly).
+// goal; once the scan work has passed its estimate, over the bytes left to
+// the hard goal (1.1 x heapGoal) instead, as Go does. A task's credit is its own (in its g, as Go's
+// is in the goroutine): it follows the task from M to M; a plain thread's is thread-local. One
+// assist scans at most kAssistMaxWork bytes before it returns to the program (mark-assist tail
+// latency, Go issues 27732 and 40225); a debt left over is paid at the next refill. A task past the
+// goal that finds no grey work parks (Go's gcParkAssist): it naps for up to 20 ms and pays with the
+// credit the workers make meanwhile; a plain thread returns at once (spinning cost binary-trees
+// dearly).
 //
 // CPU limiter (Go's gcCPULimiter): a bucket filled by GC CPU time (the
 // collector's thread and the assists) and drained by the rest of the CPU

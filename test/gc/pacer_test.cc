@@ -11,6 +11,7 @@
 
 #include "alloc/options.h"
 #include "common.h"
+#include "gc/heap.h"
 #include "gort/malloc.h"
 #include "gort/runtime.h"
 #include "test/alloc/helpers.h"
@@ -106,6 +107,48 @@ BOOST_AUTO_TEST_CASE(eight_allocating_tasks_on_two_ps_stay_near_the_goal) {
   BOOST_CHECK_GE(samples.load(), 1u);
   // The target is 10% (bench); the test allows 15% for a loaded machine.
   BOOST_CHECK_LE(worst_permille.load(), 150u);
+}
+
+BOOST_AUTO_TEST_CASE(assists_aim_at_the_goal_until_the_heap_reaches_it) {
+  // pacer_revise with the heap 1% short of its goal and a third of the
+  // expected scan work left: the ratio must be the work left over the bytes
+  // left to the goal. (It switched to the hard goal, 1.1 x goal, within 2% of
+  // the goal, which cut the ratio six-fold for the end of every mark: the heap
+  // passed its goal in 9 of 10 binary-trees cycles.) Once the scan work has
+  // passed its estimate, the hard goal is the aim.
+  pacer_settings keep;
+  collect();
+  gort_gc_set_percent(-1);  // no cycle runs while the test sets the pacer's state
+  gort_gc_set_memory_limit(0);
+  using namespace gort::gc;
+  gcControllerState& c = gcController;
+  const int64_t goal0 = c.heapGoal.load(), work0 = c.scanWork.load(), last0 = c.lastScanWork,
+                stack0 = c.stackScan, per0 = c.assistWorkPerByte.load();
+  // A 64 MiB ballast: the 1% left is then over the 64 KiB floor of the runway.
+  void* volatile ballast = gort_gc_alloc_noscan(size_t{64} << 20);
+  BOOST_REQUIRE(ballast);
+  const int64_t live = g_heap_alloc.load(), left = live / 99;
+  const int64_t goal = live + left, expected = 3 * left, done = 2 * left;
+  c.heapGoal.store(goal);
+  c.lastScanWork = expected;
+  c.stackScan = 0;
+  c.scanWork.store(done);
+  pacer_revise();
+  double per = c.assistWorkPerByte.load() / 65536.0;
+  double want = static_cast<double>(expected - done) / static_cast<double>(goal - live);
+  BOOST_TEST_MESSAGE("before the estimate: " << per << " scan bytes per byte, want " << want);
+  BOOST_CHECK_GE(per, 0.95 * want);
+  c.scanWork.store(expected + 1);  // past the estimate: the hard goal
+  pacer_revise();
+  per = c.assistWorkPerByte.load() / 65536.0;
+  want = static_cast<double>(expected / 10) / static_cast<double>(goal + goal / 10 - live);
+  BOOST_CHECK_CLOSE(per, want, 5.0);
+  c.heapGoal.store(goal0);
+  c.scanWork.store(work0);
+  c.lastScanWork = last0;
+  c.stackScan = stack0;
+  c.assistWorkPerByte.store(per0);
+  ballast = nullptr;
 }
 
 namespace {
