@@ -36,9 +36,10 @@ namespace gort::alloc {
 
 namespace {
 
-void* large_alloc_span(size_t size, size_t align) {
+// room_pages: free pages wanted after the block (realloc growth room), or 0.
+void* large_alloc_span(size_t size, size_t align, uintptr_t room_pages) {
   uintptr_t npages = (size + kPageSize - 1) >> kPageShift;
-  if (GORT_LIKELY(align <= kPageSize && npages <= kLargeCachePages)) {
+  if (GORT_LIKELY(align <= kPageSize && npages <= kLargeCachePages && room_pages == 0)) {
     // A thread with a cache has initialised the heap.
     if (mspan* s = cache_take_large(npages)) return reinterpret_cast<void*>(s->base);
   }
@@ -49,7 +50,7 @@ void* large_alloc_span(size_t size, size_t align) {
   ensure_init();
   if (npages == 0) npages = 1;  // aligned_alloc(64 KiB, 0) still gets a block of its own
   uintptr_t align_pages = align > kPageSize ? align / kPageSize : 1;
-  mspan* s = g_heap.alloc_span(npages, spanState::large, align_pages);
+  mspan* s = g_heap.alloc_span(npages, spanState::large, align_pages, room_pages);
   if (!s) {
     errno = ENOMEM;
     return nullptr;
@@ -59,8 +60,8 @@ void* large_alloc_span(size_t size, size_t align) {
 }
 
 // Large objects are a slow path every time: the heap profiler samples here.
-void* large_alloc(size_t size, size_t align) {
-  void* p = large_alloc_span(size, align);
+void* large_alloc(size_t size, size_t align, uintptr_t room_pages = 0) {
+  void* p = large_alloc_span(size, align, room_pages);
   if (GORT_UNLIKELY(prof_on()) && p)
     mprof_large(tl_thread.cache, p, span_of(p)->npages * kPageSize);
   return p;
@@ -184,7 +185,12 @@ void* realloc_impl(void* p, size_t size) {
   size_t want = size > old ? realloc_room(old, size) : size;
   if (want != size) {
     int saved = errno;
-    q = malloc_fast(want);
+    // A large block that grows by steps moves where free pages follow it,
+    // as many again as it has, if the heap has such a run: best fit put it
+    // where another thread's growing block followed it, and every step then
+    // moved (realloc growth room, docs/alloc.md).
+    q = want > kMaxSmallSize ? large_alloc(want, 1, (want + kPageSize - 1) >> kPageShift)
+                             : malloc_fast(want);
     errno = saved;  // a failure here is not the caller's: the exact size is next
   }
   if (!q) q = malloc_fast(size);

@@ -437,14 +437,16 @@ bool mheap::map_arena_meta(uintptr_t base, size_t bytes) {
 
 // ---- allocation ----
 
-mspan* mheap::alloc_locked(uintptr_t npages, uintptr_t align_pages) {
+mspan* mheap::alloc_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t room_pages) {
   if (npages == 0) fatal("mheap: allocation of 0 pages");
   uintptr_t need = npages + align_pages - 1;
   if (need < npages) return nullptr;
   // carve() needs up to two span records and grow() one: get them now, so
   // that running out of metadata memory fails here, before anything changes.
   if (!spanalloc_.ensure(3)) return nullptr;
-  mspan* f = find_free(need);
+  mspan* f = nullptr;
+  if (room_pages && need + room_pages > need) f = find_free(need + room_pages);
+  if (!f) f = find_free(need);
   if (!f) {
     if (!grow(need)) return nullptr;
     f = find_free(need);
@@ -463,9 +465,10 @@ mspan* mheap::alloc_locked(uintptr_t npages, uintptr_t align_pages) {
   return s;
 }
 
-mspan* mheap::alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages) {
+mspan* mheap::alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages,
+                         uintptr_t room_pages) {
   lock_guard g(lock_);
-  mspan* s = alloc_locked(npages, align_pages);
+  mspan* s = alloc_locked(npages, align_pages, room_pages);
   if (!s) return nullptr;
   s->state = st;
   s->free_class = 0;

@@ -205,7 +205,11 @@ class mheap {
  public:
   // Allocates a span of npages pages, aligned to align_pages pages (a power of
   // two), in state st. Returns nullptr when the OS refuses memory.
-  mspan* alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages = 1);
+  // room_pages: prefer a free run with that many pages more, the block at its
+  // start (the rest stays free after it: realloc growth room); taken only
+  // from free runs the heap has, never by growing it.
+  mspan* alloc_span(uintptr_t npages, spanState st, uintptr_t align_pages = 1,
+                    uintptr_t room_pages = 0);
   // A span of class cls for an mcentral: alloc_span + init_small + pageclass.
   mspan* alloc_small_span(uint32_t cls);
   // A span for the collector (gc/heap.h): cls > 0 is a span of that size
@@ -245,7 +249,7 @@ class mheap {
   void reset_lock() { lock_.reset(); }
 
  private:
-  mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages);
+  mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t room_pages = 0);
   mspan* find_free(uintptr_t npages);
   bool grow(uintptr_t npages);
   bool alloc_bitmaps(uint32_t nelems, uint64_t** alloc_bits, uint64_t** mark_bits);

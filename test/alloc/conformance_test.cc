@@ -314,6 +314,31 @@ BOOST_AUTO_TEST_CASE(realloc_incremental_growth_gets_room) {
   free(c2);
 }
 
+// A large block that grows by steps and has to move lands where free pages
+// follow it, so its next steps grow in place. Here a hole that fits the moved
+// block exactly, followed by a live block, is the best fit (and the thread
+// keeps its span for a block of that size): the block used to move there and
+// move again at its next step.
+BOOST_AUTO_TEST_CASE(a_moved_large_growth_has_free_pages_after_it) {
+  void* p = malloc(64 * 1024);
+  void* q = malloc(64 * 1024);   // follows p: p cannot grow in place
+  void* x = malloc(120 * 1024);  // 15 pages: the size the growth below moves to
+  void* y = malloc(40 * 1024);   // follows x
+  BOOST_REQUIRE(p && q && x && y);
+  free(x);
+  fill(p, 64 * 1024, 9);
+  void* p2 = realloc(p, 80 * 1024);  // by less than half: moves, with room (120 KiB)
+  BOOST_REQUIRE(p2);
+  BOOST_TEST(check(p2, 64 * 1024, 9));
+  void* p3 = realloc(p2, 200 * 1024);
+  BOOST_REQUIRE(p3);
+  BOOST_TEST(p3 == p2);  // grown into the free pages after it
+  BOOST_TEST(check(p3, 64 * 1024, 9));
+  free(p3);
+  free(q);
+  free(y);
+}
+
 BOOST_AUTO_TEST_CASE(realloc_edge_cases) {
   void* p = realloc(nullptr, 40);  // like malloc
   BOOST_REQUIRE(p);
