@@ -134,7 +134,9 @@ inline uint32_t next_free_fast(mspan* s) {
 // a mark. A span that leaves the cache has objects below freeindex with clear
 // alloc bits that are old and white: a stale blackfrom there would make them
 // look black and they would be freed while reachable.
-inline void mark_allocated(gcCache* c, mspan* s, uint32_t) {
+// Here: an object allocated during a mark counts toward the cycle's live
+// bytes; its colour is its span's range.
+inline void mark_allocated(gcCache* c, const mspan* s) {
   if (__builtin_expect(g_marking.load(std::memory_order_relaxed) != 0, 0))
     c->marked_bytes += s->elemsize;
 }
@@ -252,7 +254,7 @@ void* alloc_small_slow(gcCache*& c, uint32_t sc, uint32_t cls, gcKind kind) {
     if (mspan* s = c->alloc[sc]) {
       uint32_t idx = next_free(s);
       if (idx < s->nelems) {
-        mark_allocated(c, s, idx);
+        mark_allocated(c, s);
         return reinterpret_cast<void*>(object_base(s, idx));  // still busy: the caller ends it
       }
       uninstall(c, sc);
@@ -294,7 +296,7 @@ inline void* alloc_small(gcCache*& c, uint32_t cls, gcKind kind) {
     uint32_t idx = next_free_fast(s);
     if (__builtin_expect(idx == s->nelems, 0)) idx = next_free(s);
     if (__builtin_expect(idx < s->nelems, 1)) {
-      mark_allocated(c, s, idx);
+      mark_allocated(c, s);
       return reinterpret_cast<void*>(object_base(s, idx));
     }
   }
@@ -541,7 +543,7 @@ inline void* alloc_untyped(size_t size, gcKind kind) {
     if (__builtin_expect(s != nullptr, 1)) {
       uint32_t idx = next_free_fast(s);
       if (__builtin_expect(idx < s->nelems, 1)) {
-        mark_allocated(c, s, idx);
+        mark_allocated(c, s);
         void* p = reinterpret_cast<void*>(object_base(s, idx));
         zero_small(p, s->elemsize);
         if (__builtin_expect((c->next_sample -= s->elemsize) < 0, 0)) {

@@ -73,6 +73,7 @@ bool work_available();
 // it was white and has pointers, push it on w.
 void shade(uintptr_t p, gcWork& w);
 // Allocated black: object idx of s (the world cannot stop: busy region).
+// Large objects; small ones are black by range (gc/heap.cc).
 inline void mark_new(mspan* s, uint32_t idx) {
   __atomic_fetch_or(&s->gcmarkBits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
 }
