@@ -198,7 +198,7 @@ void pacer_revise() {
   // heap (it did so within 2% of the goal) cut the ratio six-fold for the
   // last tenth of the work, and binary-trees' heap overshot its goal by
   // ~5 MB every cycle: floating garbage that the next goal doubled.
-  if (done > expected) goal += goal / 10;
+  if (done > expected && goal <= INT64_MAX / 11 * 10) goal += goal / 10;  // INT64_MAX: no goal
   int64_t runway = goal - live;
   if (runway < (64 << 10)) runway = 64 << 10;
   int64_t ratio =
