@@ -11,8 +11,10 @@
 // object of it with the span's allocCache (a ctz over the complement of
 // allocBits). Allocation does not set allocBits: an object below the span's
 // freeindex is allocated, and sweeping makes the mark bits the next
-// allocBits. Objects allocated while the collector marks are marked at once
-// (allocated black).
+// allocBits. Objects allocated while the collector marks are black: a small
+// one as part of its span's range (mspan::blackfrom, "Black allocation by
+// range" in heap.cc), whose mark bits are set when its cache lets the span
+// go; a large one marked at once.
 //
 // Spans wait in their class's gcCentral, in one of three lists:
 //   partial  swept this cycle, with free objects;
