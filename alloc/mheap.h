@@ -249,7 +249,7 @@ class mheap {
   void reset_lock() { lock_.reset(); }
 
  private:
-  mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t room_pages = 0);
+  mspan* alloc_locked(uintptr_t npages, uintptr_t align_pages, uintptr_t room_pages);
   mspan* find_free(uintptr_t npages);
   bool grow(uintptr_t npages);
   bool alloc_bitmaps(uint32_t nelems, uint64_t** alloc_bits, uint64_t** mark_bits);
