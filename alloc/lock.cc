@@ -9,6 +9,8 @@
 
 namespace gort::alloc {
 
+void (*g_lock_wait_poll)() = nullptr;
+
 void futex_wait(std::atomic<uint32_t>* addr, uint32_t val, int64_t timeout_ns) {
   int saved = errno;
   struct timespec ts, *tsp = nullptr;
@@ -37,7 +39,8 @@ void mutex::lock_slow() {
   }
   uint32_t c = state_.exchange(2, std::memory_order_acquire);
   while (c != 0) {
-    futex_wait(&state_, 2, -1);
+    futex_wait(&state_, 2, kLockWaitPollNs);
+    if (auto poll = __atomic_load_n(&g_lock_wait_poll, __ATOMIC_ACQUIRE)) poll();
     c = state_.exchange(2, std::memory_order_acquire);
   }
 }

@@ -1,6 +1,8 @@
 // mutex: the allocator's lock. A futex word with three states (Drepper's
 // "Futexes are tricky", mutex 3): 0 unlocked, 1 locked, 2 locked with waiters.
-// It spins briefly before sleeping, never allocates, and is valid when
+// It spins briefly before sleeping, sleeps at most kLockWaitPollNs at a
+// time (a stop of the world may be waiting for the sleeper, see
+// g_lock_wait_poll), never allocates, and is valid when
 // zero-initialised, so it works before constructors run and can be reset in a
 // fork child. Lock ordering across the allocator is written in mheap.h.
 #pragma once
@@ -44,6 +46,14 @@ class lock_guard {
  private:
   mutex& m_;
 };
+
+// Called by a waiter for a mutex each time its sleep ends (woken, or after
+// kLockWaitPollNs): the collector's stop request poll (gc/roots.cc). A
+// thread that blocks the collector's stop signal stops only where it polls,
+// and a lock's holder may be stopped already: a sleep with no end would hold
+// the stop up for good. Null until the collector starts.
+extern void (*g_lock_wait_poll)();
+constexpr int64_t kLockWaitPollNs = 1000000;
 
 // futex(2) wrappers shared by the lock and the scavenger's sleep.
 void futex_wait(std::atomic<uint32_t>* addr, uint32_t val, int64_t timeout_ns);

@@ -350,13 +350,17 @@ void* stop_deferred_ret(void* p) {
   return p;
 }
 
+void stop_poll() {
+  if (tl_gc.busy || !__atomic_load_n(&tl_gc.pending, __ATOMIC_RELAXED)) return;
+  stop_deferred();
+}
+
 // ---- registration ----
 
-bool register_current_thread(bool explicit_reg) {
-  if (gcThread* t = tl_gc.rec) {
-    if (explicit_reg) t->explicit_reg = true;
-    return true;
-  }
+namespace {
+
+// The registration proper; see register_current_thread for its frame.
+__attribute__((noinline)) bool register_slow(bool explicit_reg) {
   make_key();
   // A registered thread must take the stop signal. Threads inherit their
   // creator's mask, and programs often block every signal before starting
@@ -389,7 +393,10 @@ bool register_current_thread(bool explicit_reg) {
     g_nthreads++;
     tl_gc.rec = t;
     // Joining while the collector marks: this stack was no root when the
-    // cycle began, so it is scanned now (it is black from here on).
+    // cycle began, so it is scanned now (it is black from here on). From
+    // this frame up: register_current_thread's frame above holds the
+    // caller's callee-saved registers, and this one's locals (stale words
+    // of whatever used the stack before) stay out.
     if (mark_busy_enter()) {
       uintptr_t here = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
       bool on_task;
@@ -400,6 +407,25 @@ bool register_current_thread(bool explicit_reg) {
   }
   pthread_setspecific(g_thread_key, t);
   return true;
+}
+
+}  // namespace
+
+// __builtin_unwind_init spills every callee-saved register into this frame,
+// which lies above register_slow's: a pointer the caller keeps only in a
+// register (a loop's cursor in r15 across the allocation that registers the
+// thread) is on the stack that a registration during a mark scans.
+// Caller-saved registers hold nothing live across the call. Not a tail
+// call: the spills must stay while register_slow runs.
+bool register_current_thread(bool explicit_reg) {
+  if (gcThread* t = tl_gc.rec) {
+    if (explicit_reg) t->explicit_reg = true;
+    return true;
+  }
+  __builtin_unwind_init();
+  bool ok = register_slow(explicit_reg);
+  asm volatile("" ::: "memory");
+  return ok;
 }
 
 void unregister_current_thread() {
@@ -512,6 +538,7 @@ void roots_init() {
   sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
   sigfillset(&sa.sa_mask);
   sigaction(g_stop_signal, &sa, nullptr);
+  __atomic_store_n(&alloc::g_lock_wait_poll, &stop_poll, __ATOMIC_RELEASE);
 }
 
 void roots_fork_reg(int phase) {

@@ -24,6 +24,12 @@
 //     it that the alternate stack holds (the handler's signal frame saved
 //     the interrupted one there) to its top, plus the M's native frames.
 // Every frame of a thread that runs tasks or is registered is so a root.
+// A thread that registers while the collector marks has its stack scanned
+// then, callee-saved registers included (register_current_thread spills
+// them below its caller's frames first), and is black from then on. A
+// thread that blocks the signal stops where it polls: busy_exit, and each
+// wake-up of a wait inside gort (stop_poll: a lock's, whose holder the
+// signal may have stopped; gort_gc_collect's; gort_gc_run_finalizers').
 // A thread is not stopped where stopping it would be unsafe: inside a busy region
 // (gc/heap.h) or inside the scheduler's context switch, where no stack is
 // complete. It returns from the handler at once and the collector signals

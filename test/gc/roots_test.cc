@@ -13,6 +13,7 @@
 #include <boost/test/unit_test.hpp>
 #include <vector>
 
+#include "alloc/lock.h"
 #include "common.h"
 #include "gort/runtime.h"
 #include "tagged.h"
@@ -284,6 +285,61 @@ BOOST_AUTO_TEST_CASE(a_thread_blocking_the_stop_signal_stops_where_it_allocates)
   BOOST_CHECK_EQUAL(bad.load(), 0u);
 }
 
+BOOST_AUTO_TEST_CASE(a_thread_blocking_the_stop_signal_stops_while_it_waits_for_a_lock) {
+  // A thread that blocks the stop signal sleeps on one of gort's locks
+  // whose holder (a thread that takes the signal) the collector stopped
+  // inside its critical section: as on the mheap's lock, which allocation
+  // takes outside busy regions. The sleeper must poll for the stop, or the
+  // stop never completes (the collector gives up after 20 s). The same
+  // happened when an unlock woke a waiter that the signal then stopped
+  // before it took the lock: the other waiter slept on a free lock.
+  static gort::alloc::mutex m;
+  std::atomic<int> phase{0};
+  std::atomic<bool> release{false}, rescued{false};
+  std::thread holder([&] {
+    gort_gc_register_thread();
+    m.lock();
+    phase = 1;
+    while (!release.load()) {
+    }
+    if (!rescued.load()) m.unlock();
+    gort_gc_unregister_thread();
+  });
+  while (phase.load() < 1) std::this_thread::yield();
+  std::thread waiter([&] {
+    gort_gc_register_thread();
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    phase = 2;
+    m.lock();
+    m.unlock();
+    churn(1);
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    gort_gc_unregister_thread();
+  });
+  while (phase.load() < 2) std::this_thread::yield();
+  std::this_thread::sleep_for(20ms);  // the waiter sleeps in the lock
+  std::atomic<bool> done{false};
+  std::thread collector([&] {
+    gort_gc_collect();
+    done = true;
+  });
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!done.load() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  bool in_time = done.load();
+  if (!in_time) {  // let the waiter go, so that the stop completes
+    rescued = true;
+    m.unlock();
+  }
+  release = true;
+  holder.join();
+  waiter.join();
+  collector.join();
+  BOOST_CHECK_MESSAGE(in_time, "the collection waited for the lock's sleeper");
+}
+
 BOOST_AUTO_TEST_CASE(weak_get_never_answers_null_for_a_live_object) {
   constexpr int kN = 4096;
   static tagged* live[kN];
@@ -362,6 +418,12 @@ BOOST_AUTO_TEST_CASE(stops_of_a_task_near_its_stack_end_do_not_overflow_it) {
 
 BOOST_AUTO_TEST_CASE(a_task_interrupted_on_the_alternate_stack_is_scanned) {
   auto r = gort_test::run({gort_test::test_prog("gc_roots"), "altstack"}, {}, "", 60);
+  BOOST_CHECK_EQUAL(r.status, 0);
+  BOOST_CHECK_MESSAGE(r.out.find("ok") != std::string::npos, r.out << r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_thread_blocking_the_stop_signal_stops_while_it_waits_for_a_cycle) {
+  auto r = gort_test::run({gort_test::test_prog("gc_roots"), "blockedwait"}, {}, "", 60);
   BOOST_CHECK_EQUAL(r.status, 0);
   BOOST_CHECK_MESSAGE(r.out.find("ok") != std::string::npos, r.out << r.err);
 }

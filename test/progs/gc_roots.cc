@@ -13,6 +13,10 @@
 //   sigpwr      installs a SIGPWR handler, then uses the GC (refused
 //               clearly unless GORT_GC_SIGNAL names another signal; with
 //               one, the program's handler still gets SIGPWR)
+//   blockedwait a registered thread that blocks every signal calls
+//               gort_gc_collect and gort_gc_run_finalizers: the stops of
+//               those cycles wait for that thread, which must stop where it
+//               waits (before, the collector gave up after 20 s)
 #include <gort/gc.h>
 #include <gort/runtime.h>
 #include <pthread.h>
@@ -152,6 +156,26 @@ int sigpwr() {
   return 0;
 }
 
+int blockedwait() {
+  std::atomic<int> done{0};
+  std::thread t([&] {
+    gort_gc_register_thread();
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
+    void* keep = gort_gc_alloc(64, nullptr);
+    for (int i = 0; i < 3; i++) {
+      gort_gc_collect();
+      gort_gc_run_finalizers();
+    }
+    asm volatile("" : : "r"(keep) : "memory");
+    gort_gc_unregister_thread();
+    done = 1;
+  });
+  t.join();
+  return done ? 0 : fail("the blocked thread did not finish");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -165,8 +189,10 @@ int main(int argc, char** argv) {
     r = altstack();
   else if (!strcmp(mode, "sigpwr"))
     r = sigpwr();
+  else if (!strcmp(mode, "blockedwait"))
+    r = blockedwait();
   else
-    fprintf(stderr, "usage: gc_roots deadlock|nearend|altstack|sigpwr\n");
+    fprintf(stderr, "usage: gc_roots deadlock|nearend|altstack|sigpwr|blockedwait\n");
   if (r == 0) printf("ok\n");
   return r;
 }
