@@ -357,10 +357,9 @@ void stop_poll() {
 
 // ---- registration ----
 
-namespace {
-
-// The registration proper; see register_current_thread for its frame.
-__attribute__((noinline)) bool register_slow(bool explicit_reg) {
+// The registration proper, called by gort_gc_register_spilled below.
+extern "C" __attribute__((visibility("hidden"), used)) bool gort_gc_register_slow(
+    bool explicit_reg) {
   make_key();
   // A registered thread must take the stop signal. Threads inherit their
   // creator's mask, and programs often block every signal before starting
@@ -394,7 +393,7 @@ __attribute__((noinline)) bool register_slow(bool explicit_reg) {
     tl_gc.rec = t;
     // Joining while the collector marks: this stack was no root when the
     // cycle began, so it is scanned now (it is black from here on). From
-    // this frame up: register_current_thread's frame above holds the
+    // this frame up: gort_gc_register_spilled's frame above holds the
     // caller's callee-saved registers, and this one's locals (stale words
     // of whatever used the stack before) stay out.
     if (mark_busy_enter()) {
@@ -409,23 +408,43 @@ __attribute__((noinline)) bool register_slow(bool explicit_reg) {
   return true;
 }
 
-}  // namespace
-
-// __builtin_unwind_init spills every callee-saved register into this frame,
-// which lies above register_slow's: a pointer the caller keeps only in a
+// gort_gc_register_slow with every callee-saved register of the caller
+// pushed above its frame, and nothing else there (the alignment slot is a
+// pushed zero, not a stale word): a pointer the caller keeps only in a
 // register (a loop's cursor in r15 across the allocation that registers the
 // thread) is on the stack that a registration during a mark scans.
-// Caller-saved registers hold nothing live across the call. Not a tail
-// call: the spills must stay while register_slow runs.
+// Caller-saved registers hold nothing live across the call.
+asm(R"(
+  .text
+  .p2align 4
+  .type gort_gc_register_spilled, @function
+gort_gc_register_spilled:
+  push %rbp
+  push %rbx
+  push %r12
+  push %r13
+  push %r14
+  push %r15
+  push $0
+  call gort_gc_register_slow
+  add $8, %rsp
+  pop %r15
+  pop %r14
+  pop %r13
+  pop %r12
+  pop %rbx
+  pop %rbp
+  ret
+  .size gort_gc_register_spilled, .-gort_gc_register_spilled
+)");
+extern "C" bool gort_gc_register_spilled(bool explicit_reg);
+
 bool register_current_thread(bool explicit_reg) {
   if (gcThread* t = tl_gc.rec) {
     if (explicit_reg) t->explicit_reg = true;
     return true;
   }
-  __builtin_unwind_init();
-  bool ok = register_slow(explicit_reg);
-  asm volatile("" ::: "memory");
-  return ok;
+  return gort_gc_register_spilled(explicit_reg);
 }
 
 void unregister_current_thread() {

@@ -25,7 +25,7 @@
 //     the interrupted one there) to its top, plus the M's native frames.
 // Every frame of a thread that runs tasks or is registered is so a root.
 // A thread that registers while the collector marks has its stack scanned
-// then, callee-saved registers included (register_current_thread spills
+// then, callee-saved registers included (gort_gc_register_spilled pushes
 // them below its caller's frames first), and is black from then on. A
 // thread that blocks the signal stops where it polls: busy_exit, and each
 // wake-up of a wait inside gort (stop_poll: a lock's, whose holder the
