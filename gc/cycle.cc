@@ -453,8 +453,7 @@ GORT_EXPORT void gort_gc_collect(void) {
   for (;;) {
     uint32_t d = g_done.load(std::memory_order_acquire);
     if (static_cast<int32_t>(d - target) >= 0) return;
-    alloc::futex_wait(&g_done, d, kStopPollNs);
-    stop_poll();
+    wait_or_stop(&g_done, d);
   }
 }
 

@@ -338,8 +338,7 @@ GORT_EXPORT void gort_gc_run_finalizers(void) {
   for (;;) {
     uint32_t seq = g_fin_done_seq.load(std::memory_order_acquire);
     if (g_fin_done.load(std::memory_order_acquire) >= want) return;
-    alloc::futex_wait(&g_fin_done_seq, seq, kStopPollNs);
-    stop_poll();
+    wait_or_stop(&g_fin_done_seq, seq);
   }
 }
 

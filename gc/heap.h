@@ -124,14 +124,13 @@ extern __thread tlsGC tl_gc __attribute__((tls_model("initial-exec")));
 
 // A stop that was asked for while busy: the thread stops itself (roots.cc).
 void stop_deferred();
-// A stop asked of this thread, taken outside a busy region where it waits
-// inside gort (roots.cc): for a lock (alloc::g_lock_wait_poll), for a cycle
-// (gort_gc_collect) or for the finalizers. A thread that blocks the stop
-// signal stops only at polls, and what it waits for may be held by a
-// thread the signal stopped: without these it held the stop up until the
-// collector gave up (20 s). Such waits sleep at most kStopPollNs at a time.
-void stop_poll();
-constexpr int64_t kStopPollNs = 1000000;
+// futex_wait(addr, val) for a thread that waits inside gort outside a busy
+// region (for a cycle, gort_gc_collect; for the finalizers): it sleeps at
+// most alloc::kLockWaitPollNs, then takes a stop asked of it, as a lock's
+// waiter does (alloc::g_lock_wait_poll). A thread that blocks the stop
+// signal stops only at polls, and what it waits for may wait for the stop:
+// without the poll it held the stop up until the collector gave up (20 s).
+void wait_or_stop(std::atomic<uint32_t>* addr, uint32_t val);
 
 inline void busy_enter() {
   tl_gc.busy++;

@@ -350,9 +350,20 @@ void* stop_deferred_ret(void* p) {
   return p;
 }
 
+namespace {
+
+// A stop asked of this thread, taken where it waits inside gort outside a
+// busy region (alloc::g_lock_wait_poll, wait_or_stop).
 void stop_poll() {
   if (tl_gc.busy || !__atomic_load_n(&tl_gc.pending, __ATOMIC_RELAXED)) return;
   stop_deferred();
+}
+
+}  // namespace
+
+void wait_or_stop(std::atomic<uint32_t>* addr, uint32_t val) {
+  alloc::futex_wait(addr, val, alloc::kLockWaitPollNs);
+  stop_poll();
 }
 
 // ---- registration ----

@@ -29,7 +29,8 @@
 // them below its caller's frames first), and is black from then on. A
 // thread that blocks the signal stops where it polls: busy_exit, and each
 // wake-up of a wait inside gort (stop_poll: a lock's, whose holder the
-// signal may have stopped; gort_gc_collect's; gort_gc_run_finalizers').
+// signal may have stopped; wait_or_stop: gort_gc_collect's and
+// gort_gc_run_finalizers').
 // A thread is not stopped where stopping it would be unsafe: inside a busy region
 // (gc/heap.h) or inside the scheduler's context switch, where no stack is
 // complete. It returns from the handler at once and the collector signals

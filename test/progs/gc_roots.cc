@@ -157,8 +157,7 @@ int sigpwr() {
 }
 
 int blockedwait() {
-  std::atomic<int> done{0};
-  std::thread t([&] {
+  std::thread t([] {
     gort_gc_register_thread();
     sigset_t all;
     sigfillset(&all);
@@ -170,10 +169,9 @@ int blockedwait() {
     }
     asm volatile("" : : "r"(keep) : "memory");
     gort_gc_unregister_thread();
-    done = 1;
   });
-  t.join();
-  return done ? 0 : fail("the blocked thread did not finish");
+  t.join();  // a hang ends in the collector's fatal error after 20 s
+  return 0;
 }
 
 }  // namespace
