@@ -11,9 +11,28 @@ namespace gort::alloc {
 
 void (*g_lock_wait_poll)() = nullptr;
 
+namespace {
+
+// Zeroes the stack just under the caller's frame, where the futex system
+// call's return address and red zone will lie (see futex_wait).
+__attribute__((noinline)) void clear_below() {
+  volatile uintptr_t buf[kSleepClearBytes / sizeof(uintptr_t)];
+  for (auto& w : buf) w = 0;
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
 void futex_wait(std::atomic<uint32_t>* addr, uint32_t val, int64_t timeout_ns) {
+  // A thread asleep here is stopped for the collector with its stack
+  // scanned conservatively from the red zone (128 bytes) under its stack
+  // pointer up. Whatever earlier, deeper calls left there, or in an unset
+  // slot of this frame, would be taken for pointers: the finalizer thread,
+  // idle between objects, kept the last object it handled alive that way
+  // (and with it whatever was allocated later at its address).
+  clear_below();
   int saved = errno;
-  struct timespec ts, *tsp = nullptr;
+  struct timespec ts = {0, 0}, *tsp = nullptr;
   if (timeout_ns >= 0) {
     ts.tv_sec = timeout_ns / 1000000000;
     ts.tv_nsec = timeout_ns % 1000000000;

@@ -56,6 +56,9 @@ extern void (*g_lock_wait_poll)();
 constexpr int64_t kLockWaitPollNs = 1000000;
 
 // futex(2) wrappers shared by the lock and the scavenger's sleep.
+// futex_wait first zeroes kSleepClearBytes of dead stack under its frame:
+// a sleeping thread's stack is a root for the collector (lock.cc).
+constexpr size_t kSleepClearBytes = 512;
 void futex_wait(std::atomic<uint32_t>* addr, uint32_t val, int64_t timeout_ns);
 void futex_wake(std::atomic<uint32_t>* addr, int n);
 

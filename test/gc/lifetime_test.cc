@@ -1,9 +1,14 @@
 // What keeps objects alive and what does not: root ranges, handles, weak
 // references, finalizers (Go's semantics), precise pointer maps, C++ types.
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <boost/test/unit_test.hpp>
+#include <cstdio>
 #include <string>
 #include <vector>
 
+#include "alloc/lock.h"
 #include "common.h"
 
 using namespace gc_test;
@@ -295,6 +300,86 @@ BOOST_AUTO_TEST_CASE(finalizer_can_resurrect_its_object) {
   BOOST_CHECK(!alive(w));  // the finalizer is not re-armed: freed now
   BOOST_CHECK_EQUAL(g_finalized.load(), 1);
   gort_gc_weak_free(w);
+}
+
+// Fills the 4 KiB of dead stack under the caller's frame with the object
+// (masked ^ mask), as deeper calls that handled it would leave it, and
+// keeps it in no register.
+asm(R"(
+  .text
+  .globl gort_test_leave_below
+  .type gort_test_leave_below, @function
+gort_test_leave_below:
+  mov %rdi, %rax
+  xor %rsi, %rax
+  lea -4096(%rsp), %rdx
+1:mov %rax, (%rdx)
+  add $8, %rdx
+  cmp %rsp, %rdx
+  jb 1b
+  xor %eax, %eax
+  xor %edx, %edx
+  ret
+  .size gort_test_leave_below, .-gort_test_leave_below
+)");
+extern "C" void gort_test_leave_below(uintptr_t masked, uintptr_t mask);
+
+// Whether thread tid of this process is (or within 10 s gets) blocked in
+// futex(2), by its /proc syscall file.
+bool asleep_in_futex(pid_t tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", static_cast<int>(tid));
+  for (int i = 0; i < 10000; i++) {
+    if (FILE* f = fopen(path, "r")) {
+      long nr = -1;
+      int got = fscanf(f, "%ld", &nr);
+      fclose(f);
+      if (got == 1 && nr == SYS_futex) return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return false;
+}
+
+// A thread asleep in one of gort's waits (the finalizer thread between
+// objects, an idle M, a waiter for a lock) is stopped with its stack
+// scanned conservatively from the red zone under its stack pointer up:
+// what its earlier, deeper calls left there is dead and must keep nothing
+// alive. The finalizer thread kept the last object it handled that way,
+// and with it whatever was allocated later at the object's address.
+BOOST_AUTO_TEST_CASE(a_thread_asleep_in_gort_keeps_nothing_from_its_dead_stack) {
+  constexpr uintptr_t kMask = 0x5a5a5a5a5a5a5a5au;
+  constexpr int kRounds = 8;
+  int kept = 0;
+  for (int round = 0; round < kRounds; round++) {
+    gort_gc_weak* w = nullptr;
+    uintptr_t masked = 0;
+    on_thread([&] {
+      payload* p = make_payload(static_cast<uint64_t>(round));
+      masked = reinterpret_cast<uintptr_t>(p) ^ kMask;
+      w = gort_gc_weak_new(p);
+    });
+    std::atomic<uint32_t> wake{0};
+    std::atomic<pid_t> tid{0};
+    std::atomic<bool> registered{false};
+    std::thread sleeper([&] {
+      registered = gort_gc_register_thread() == 0;
+      gort_test_leave_below(masked, kMask);
+      tid = gettid();
+      while (!wake.load()) gort::alloc::futex_wait(&wake, 0, -1);
+      gort_gc_unregister_thread();
+    });
+    while (!tid.load()) std::this_thread::yield();
+    BOOST_REQUIRE(asleep_in_futex(tid.load()));
+    collect();
+    wake = 1;
+    gort::alloc::futex_wake(&wake, 1);
+    sleeper.join();
+    BOOST_REQUIRE(registered.load());
+    kept += alive(w);
+    gort_gc_weak_free(w);
+  }
+  BOOST_CHECK_MESSAGE(kept == 0, kept << " of " << kRounds << " kept");
 }
 
 BOOST_AUTO_TEST_CASE(finalizer_may_collect_and_wait_for_finalizers) {
