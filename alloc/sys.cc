@@ -3,15 +3,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/membarrier.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 
 namespace gort::alloc {
@@ -109,6 +112,32 @@ int64_t coarse_nanotime() {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
   return int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+void process_fence() {
+  // 1: membarrier registered; -1: none (the fallback page is used).
+  static std::atomic<int> mode{0};
+  int m = mode.load(std::memory_order_acquire);
+  if (m == 0) {
+    m = syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0 ? 1 : -1;
+    mode.store(m, std::memory_order_release);
+  }
+  if (m > 0 && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  // The fallback: a written page made read-only flushes every CPU's TLB
+  // entry for it, by interrupt. Callers are serialised by their own lock
+  // (the collector runs one cycle at a time); the page stays mapped.
+  static std::atomic<char*> page{nullptr};
+  char* pg = page.load(std::memory_order_acquire);
+  if (!pg) {
+    void* p = mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) fatal("cannot map a page for a process-wide fence: %s", strerror(errno));
+    pg = static_cast<char*>(p);
+    page.store(pg, std::memory_order_release);
+  }
+  if (mprotect(pg, 4096, PROT_READ | PROT_WRITE) != 0) fatal("process fence: mprotect failed");
+  __atomic_store_n(pg, 1, __ATOMIC_SEQ_CST);  // the page is in this CPU's TLB, dirty
+  if (mprotect(pg, 4096, PROT_READ) != 0) fatal("process fence: mprotect failed");
+  std::atomic_thread_fence(std::memory_order_seq_cst);
 }
 
 void sys_write_all(int fd, const char* buf, size_t n) {

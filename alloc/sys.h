@@ -53,6 +53,14 @@ int64_t nanotime();
 // The same clock at tick resolution (a few ms), for ages of free memory:
 // reading it costs a few loads, cheap enough for allocator slow paths.
 int64_t coarse_nanotime();
+// Returns once every thread of the process has executed a full memory
+// barrier (Windows' FlushProcessWriteBuffers): a store another thread made
+// before its barrier is visible after this returns. membarrier(2)'s private
+// expedited command, registered on first use; where the kernel has none, a
+// permission change of a page (its TLB shootdown interrupts every CPU that
+// runs one of the process's threads, as .NET does on such kernels). For the
+// collector's mark start (gc/cycle.cc): threads it does not stop.
+void process_fence();
 // Writes the whole buffer to fd, retrying on EINTR; for diagnostics.
 void sys_write_all(int fd, const char* buf, size_t n);
 // Prints "gort: fatal error: <msg>" and aborts. Never allocates.

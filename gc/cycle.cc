@@ -117,6 +117,14 @@ void run_cycle() {
   if (gen == kScanBusy || gen == 0) gen = 1;
   g_scangen.store(gen, std::memory_order_release);
   g_marking.store(1, std::memory_order_release);
+  // Threads that never registered are not stopped, and their barriers run
+  // on. A barrier stores, then reads g_marking, and the CPU may let the read
+  // pass the store (which waits in its store buffer): the read says "not
+  // marking", so the old value is not shaded, and the store lands after the
+  // mark scanned the slot. The old value was lost if a black stack had
+  // loaded it meanwhile. After this fence every such store is visible to the
+  // mark, or its barrier reads 1.
+  alloc::process_fence();
   g_work.bytes_marked = 0;
   pacer_start_cycle(heap0);
   scan_stopped_threads(g_work);

@@ -235,6 +235,9 @@ BOOST_AUTO_TEST_CASE(os_threads_mutate_while_marking) {
     std::vector<std::thread> ts;
     for (int i = 0; i < 6; i++)
       ts.emplace_back([i] {
+        // Registered before the first step, which may take a node out of
+        // the graph before any allocation would register the thread.
+        gort_gc_register_thread();
         rng r(1000 + i);
         for (int k = 0; k < 150000; k++) step(r);
       });
