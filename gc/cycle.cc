@@ -452,7 +452,8 @@ void note_alloc_slow() {
 using namespace gort::gc;
 namespace alloc = gort::alloc;
 
-GORT_EXPORT void gort_gc_collect(void) {
+GORT_WAITING_ENTRY(gort_gc_collect, gort_gc_collect_waiting);
+extern "C" __attribute__((visibility("hidden"), used)) void gort_gc_collect_waiting() {
   ensure_started();
   if (g_forked.load(std::memory_order_relaxed)) return;
   g_forced.fetch_add(1, std::memory_order_acq_rel);

@@ -332,7 +332,8 @@ GORT_EXPORT int gort_gc_set_destructor(void* obj, void (*dtor)(void*)) {
                      reinterpret_cast<void*>(dtor));
 }
 
-GORT_EXPORT void gort_gc_run_finalizers(void) {
+GORT_WAITING_ENTRY(gort_gc_run_finalizers, gort_gc_run_finalizers_waiting);
+extern "C" __attribute__((visibility("hidden"), used)) void gort_gc_run_finalizers_waiting() {
   if (tl_finalizer_thread) return;  // called from a finalizer: it cannot wait for itself
   uint64_t want = g_fin_queued.load(std::memory_order_acquire);
   for (;;) {

@@ -132,6 +132,30 @@ void stop_deferred();
 // without the poll it held the stop up until the collector gave up (20 s).
 void wait_or_stop(std::atomic<uint32_t>* addr, uint32_t val);
 
+// Defines the exported C function name as a jump to impl (a hidden extern
+// "C" function of the same signature) after zeroing the 1 KiB of dead stack
+// under the caller's frame, for the API calls that wait (gort_gc_collect,
+// gort_gc_run_finalizers). The waiting thread is a root: its stack is
+// scanned from where it sleeps up, and the frames of the wait are laid over
+// that dead stack. An unset slot of theirs (an alignment slot) held
+// whatever the caller's earlier, deeper calls left there, and kept that
+// garbage alive through the very collection the thread waited for.
+#define GORT_WAITING_ENTRY(name, impl)     \
+  asm(".text\n"                            \
+      ".p2align 4\n"                       \
+      ".globl " #name                      \
+      "\n"                                 \
+      ".type " #name ", @function\n" #name \
+      ":\n"                                \
+      "  lea -1024(%rsp), %rax\n"          \
+      "1:movq $0, (%rax)\n"                \
+      "  add $8, %rax\n"                   \
+      "  cmp %rsp, %rax\n"                 \
+      "  jb 1b\n"                          \
+      "  jmp " #impl                       \
+      "\n"                                 \
+      ".size " #name ", .-" #name "\n")
+
 inline void busy_enter() {
   tl_gc.busy++;
   std::atomic_signal_fence(std::memory_order_seq_cst);
