@@ -424,7 +424,7 @@ static bool stopm(m* mp) {
     sched.lock.unlock();
     return false;
   }
-  checkdead();
+  checkdead(true);
   mp->schedlink = sched.midle;
   sched.midle = mp;
   sched.nmidle++;

@@ -312,7 +312,8 @@ void switch_to_g0(m* mp, g* gp);
 void make_runnable(g* gp);
 
 // A run's end and the deadlock check (run.cc). checkdead wants sched.lock.
-void checkdead();
+// from_m: called by an M about to park (not yet on the idle list).
+void checkdead(bool from_m);
 void shutdown_wake_all();
 
 // Blocking calls (syscall.cc): the task stays on its M, the P may go on

@@ -16,10 +16,11 @@
 // that stack. Ms, Ps and their caches outlive the run and serve the next.
 //
 // Deadlock. An M that finds no work and is about to park calls checkdead
-// under sched.lock: if every P is idle, no queue holds a task, no timer is
-// pending, no M is in a system call and no thread the scheduler does not
-// know exists (it might still ready a task), then every task is asleep for
-// good, and the runtime prints them and exits with code 2, as Go does.
+// under sched.lock: if every other M is parked, every P is idle, no queue
+// holds a task, no timer is pending, no M is in a system call and no thread
+// the scheduler does not know exists (it might still ready a task), then
+// every task is asleep for good, and the runtime prints them and exits with
+// code 2, as Go does.
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,8 +140,14 @@ void abandon_leftovers() {
 
 // Every P is idle, no task is runnable and no timer is pending: if no other
 // thread can wake a task, every task is asleep for good. sched.lock held.
-void checkdead() {
+void checkdead(bool from_m) {
   if (sched.shutdown.load() || !sched.running.load()) return;
+  // Every M but the caller parked (Go's count of running Ms): an M that
+  // holds no P can still be on its way to readying a task outside
+  // sched.lock (the timer sleeper running due timers, an M that popped a
+  // batch from the netpoller), with every P idle and every queue empty for
+  // that moment.
+  if (sched.nmidle != sched.mcount - (from_m ? 1 : 0)) return;
   if (sched.npidle.load() != gomaxprocs.load() || sched.runqsize.load() != 0) return;
   if (sched.nmsyscall.load() != 0) return;  // a blocking call may still ready a task
   if (netpoll_waiters.load() != 0) return;  // the network may still ready a task (as in Go)

@@ -199,7 +199,7 @@ void* sysmon_main(void*) {
       sched.sysmonwait.store(0, std::memory_order_relaxed);
       if (again) {
         alloc::lock_guard l(sched.lock);
-        checkdead();
+        checkdead(false);
       }
       idle = 0;
       now = alloc::nanotime();

@@ -11,6 +11,11 @@
 //   after_sleep the main task sleeps 20 ms, then receives forever
 //   timer_ok    the main task waits for a task that sends after 100 ms (exit 0)
 //   timer_chan_ok  the main task waits for a Timer's channel (exit 0)
+//   timer_relay_ok a task sleeps 20 us and sends, 10,000 times; another
+//               receives and spins 0-60 us; the main task waits for both
+//               (exit 0). The timer sleeper runs a due timer with no P while
+//               the receiver's M parks: a deadlock check that counted only
+//               Ps and queues saw nothing runnable then.
 #include <gort/runtime.h>
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +89,27 @@ int main(int argc, char** argv) {
         c.send(5);
       });
       if (c.recv() != 5) return 1;
+    } else if (!strcmp(mode, "timer_relay_ok")) {
+      gort::WaitGroup wg;
+      gort::Chan<int> c;
+      constexpr int kRounds = 10000;
+      wg.go([&] {
+        for (int i = 0; i < kRounds; i++) {
+          gort::sleep_for(20us);
+          c.send(i);
+        }
+      });
+      wg.go([&] {
+        uint32_t s = 1;
+        for (int i = 0; i < kRounds; i++) {
+          c.recv();
+          s = s * 1103515245u + 12345u;
+          auto end = std::chrono::steady_clock::now() + std::chrono::nanoseconds((s >> 8) % 60000);
+          while (std::chrono::steady_clock::now() < end) {
+          }
+        }
+      });
+      wg.wait();
     } else if (!strcmp(mode, "timer_chan_ok")) {
       gort::Timer t(50ms);
       if (!t.channel().recv()) return 1;

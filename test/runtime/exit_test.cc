@@ -110,6 +110,7 @@ BOOST_AUTO_TEST_CASE(deadlock_report_lists_blocked_tasks) {
 BOOST_AUTO_TEST_CASE(timers_are_not_deadlock) {
   expect_ok("sched_deadlock", "timer_ok");
   expect_ok("sched_deadlock", "timer_chan_ok");
+  expect_ok("sched_deadlock", "timer_relay_ok");
 }
 
 BOOST_AUTO_TEST_CASE(exception_escaping_a_task) {
