@@ -59,7 +59,8 @@ int64_t coarse_nanotime();
 // expedited command, registered on first use; where the kernel has none, a
 // permission change of a page (its TLB shootdown interrupts every CPU that
 // runs one of the process's threads, as .NET does on such kernels). For the
-// collector's mark start (gc/cycle.cc): threads it does not stop.
+// collector's mark start (gc/cycle.cc): threads it does not stop. The first
+// call registers with the kernel and may take milliseconds.
 void process_fence();
 // Writes the whole buffer to fd, retrying on EINTR; for diagnostics.
 void sys_write_all(int fd, const char* buf, size_t n);

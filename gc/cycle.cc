@@ -416,6 +416,9 @@ void ensure_started() {
   g_start_ns = alloc::nanotime();
   pacer_init();
   roots_init();
+  // The first fence registers with the kernel, which waits for a grace
+  // period (2 ms here): not inside mark start's pause.
+  alloc::process_fence();
   pthread_attr_t attr;
   pthread_attr_init(&attr);
   pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
